@@ -1,0 +1,54 @@
+"""Frozen-encoder mode: encode each split once and cache the pooled vectors on disk."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from .batching import TokenizedSplit, collate, sequential_batches
+from .paths import cache_dir
+
+
+def features_key(encoder_name: str, tokens: TokenizedSplit, bf16: bool) -> str:
+    h = hashlib.sha256(f"{encoder_name}|bf16={bf16}|".encode())
+    for seq in tokens.ids:
+        h.update(seq.tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:32]
+
+
+@torch.no_grad()
+def encode_pooled(model, tokens: TokenizedSplit, batch_size: int, device: torch.device, bf16: bool) -> torch.Tensor:
+    """Mean-pooled encoder outputs, in the split's order (fp32, on the CPU)."""
+    model.encoder.eval()
+    out = torch.empty(len(tokens), model.encoder.config.hidden_size)
+    for index in sequential_batches(len(tokens), batch_size, tokens.lengths):
+        b = collate(tokens, index)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            pooled = model.pool(b["input_ids"].to(device), b["attention_mask"].to(device))
+        out[index] = pooled.float().cpu()
+    return out
+
+
+def pooled_features(model, encoder_name: str, tokens: TokenizedSplit, cfg, device: torch.device) -> torch.Tensor:
+    """Cached by encoder and exact token ids, so a loss sweep encodes each split once."""
+    from safetensors.torch import load_file, save_file
+
+    folder = cache_dir() / "features"
+    path = folder / f"{features_key(encoder_name, tokens, cfg.bf16)}.safetensors"
+    if path.exists():
+        return load_file(str(path))["pooled"]
+    feats = encode_pooled(model, tokens, cfg.eval_batch_size, device, cfg.bf16)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".features.", suffix=".part", dir=folder)
+    os.close(fd)
+    try:
+        save_file({"pooled": feats.contiguous()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return feats

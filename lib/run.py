@@ -1,0 +1,59 @@
+"""Command line: run one experiment.
+
+    python -m lib.run --dataset ed6 --encoder minilm --loss combined --epochs 1 --out results/runs/demo
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, add_config_arguments, config_from_args
+from .paths import results_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.run",
+        description="Fine-tune an encoder with one loss (or a weighted sum of losses) on one data set and seed; "
+                    "select the epoch on validation macro-F1, score the test split once, write a run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter.__mro__[1],
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--out", default=None,
+                        help="run folder to write (default: results/runs/<dataset>-<loss>-seed<seed>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    return parser
+
+
+def default_out(cfg) -> Path:
+    safe = lambda s: "".join(c if c.isalnum() or c in "-_.=" else "_" for c in s)  # noqa: E731
+    return results_dir() / "runs" / f"{safe(Path(cfg.dataset).stem)}-{safe(cfg.loss)}-seed{cfg.seed}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .datasets import DataFileError, DataInputError
+    from .encoders import EncoderError
+    from .train import run_experiment
+
+    out = Path(args.out) if args.out else default_out(cfg)
+    try:
+        metrics = run_experiment(cfg, out, quiet=args.quiet)
+    except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rule = metrics["primary_rule"]
+    print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  "
+          f"(rule {rule}, best epoch {metrics['best_epoch']})  -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

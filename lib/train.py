@@ -1,0 +1,325 @@
+"""Run one experiment from an :class:`ExperimentConfig`: train, select on validation, test once."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import encoders
+from .batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
+from .config import ExperimentConfig
+from .datasets import LANGUAGE, DataBundle, load_dataset, subsample
+from .evaluate import (class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
+                       knn_predict, retrieval_metrics, silhouette_cosine)
+from .features import pooled_features
+from .leakage import drop_cross_split_duplicates, leakage_report
+from .losses import build_loss
+from .model import EmotionModel, freeze, freeze_word_embeddings
+from .results import RunDir, environment_info, write_csv, write_json, write_npy
+from .seeding import seed_everything
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss part became NaN or infinite during training."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def primary_rule(weights: dict[str, float]) -> str:
+    """The prediction rule a loss trains for: its classifier, its ArcFace centres, or class centroids."""
+    if "ce" in weights:
+        return "head"
+    if "arcface" in weights:
+        return "arcface"
+    return "centroid"
+
+
+def default_encoder(cfg: ExperimentConfig) -> str:
+    return cfg.encoder or encoders.DEFAULT_FOR_LANGUAGE.get(LANGUAGE.get(cfg.dataset, "en"), "minilm")
+
+
+def prepare_data(cfg: ExperimentConfig) -> DataBundle:
+    bundle = load_dataset(cfg.dataset, seed=cfg.seed, text_column=cfg.text_column, label_column=cfg.label_column,
+                          empty_texts=cfg.empty_texts) if cfg.dataset.lower().endswith((".csv", ".tsv")) \
+        else load_dataset(cfg.dataset)
+    if cfg.drop_cross_split_duplicates:
+        bundle = drop_cross_split_duplicates(bundle)
+    bundle.train = subsample(bundle.train, cfg.max_train_samples, cfg.seed)
+    bundle.valid = subsample(bundle.valid, cfg.max_eval_samples, cfg.seed)
+    bundle.test = subsample(bundle.test, cfg.max_eval_samples, cfg.seed)
+    return bundle
+
+
+@dataclass
+class Inputs:
+    """A split as the model sees it: token ids, or cached pooled vectors when frozen."""
+    tokens: TokenizedSplit
+    pooled: torch.Tensor | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.tokens.labels
+
+
+def _batch_to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _forward(model: EmotionModel, inputs: Inputs, index: np.ndarray, device: torch.device, bf16: bool):
+    if inputs.pooled is not None:
+        return model(pooled=inputs.pooled[index].to(device, non_blocking=True))
+    b = _batch_to(collate(inputs.tokens, index), device)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+
+
+@torch.no_grad()
+def embed(model: EmotionModel, inputs: Inputs, cfg: ExperimentConfig, device: torch.device):
+    """Embeddings and logits of a whole split in eval mode, in the split's order."""
+    model.eval()
+    n = len(inputs.tokens)
+    emb = torch.empty(n, cfg.embed_dim)
+    logits = torch.empty(n, model.classifier.out_features)
+    for index in sequential_batches(n, cfg.eval_batch_size, inputs.tokens.lengths):
+        out = _forward(model, inputs, index, device, cfg.bf16)
+        emb[index] = out["embeddings"].float().cpu()
+        logits[index] = out["logits"].float().cpu()
+    return emb, logits
+
+
+def predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, num_classes, rules):
+    preds = {}
+    if "head" in rules:
+        preds["head"] = logits.argmax(1).numpy()
+    if "centroid" in rules:
+        preds["centroid"] = centroid_predict(class_centroids(train_emb, train_y, num_classes), emb)
+    if "knn" in rules:
+        preds["knn"] = knn_predict(train_emb, train_y, emb, cfg.knn_k, num_classes)
+    if "arcface" in rules:
+        with torch.no_grad():
+            preds["arcface"] = loss_fn.parts["arcface"].logits(emb).argmax(1).cpu().numpy()
+    return preds
+
+
+def build_optimizer(model: EmotionModel, loss_fn, cfg: ExperimentConfig, steps: int):
+    enc = [p for p in (model.encoder.parameters() if model.encoder is not None else []) if p.requires_grad]
+    # The loss's own parameters (ArcFace centres) are trained with the heads: the seed study never did.
+    heads = model.head_parameters() + list(loss_fn.parameters())
+    groups = [{"params": heads, "lr": cfg.head_lr}]
+    if enc:
+        groups.insert(0, {"params": enc, "lr": cfg.encoder_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    warm = int(round(cfg.warmup_ratio * steps))
+
+    def schedule(step):
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (steps - step) / max(1, steps - warm))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) -> dict:
+    """Train and evaluate one configuration; write a complete run folder at ``out``."""
+    cfg = copy.deepcopy(cfg).validate()
+    run = RunDir(out)  # fails now, not after training, if the folder cannot be written
+    try:
+        metrics = _run(cfg, run, quiet)
+    except BaseException as e:
+        run.fail(e)
+        raise
+    run.commit()
+    return metrics
+
+
+def _run(cfg: ExperimentConfig, run: RunDir, quiet: bool) -> dict:
+    timings = {}
+    t0 = time.perf_counter()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked tokenizer threads fight with torch's
+    device = pick_device(cfg.device)
+    gen = seed_everything(cfg.seed)
+    weights = cfg.loss_weights()
+    bundle = prepare_data(cfg)
+    C = bundle.num_classes
+    encoder_name = default_encoder(cfg)
+    spec, tokenizer, encoder = encoders.load(encoder_name)
+    freeze_we = spec.freeze_word_embeddings if cfg.freeze_word_embeddings is None else cfg.freeze_word_embeddings
+    tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
+                          cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}
+    timings["load_seconds"] = time.perf_counter() - t0
+
+    seed_everything(cfg.seed)  # heads start the same whatever loading consumed
+    hidden = encoder.config.hidden_size
+    model = EmotionModel(encoder, hidden, C, cfg.embed_dim, cfg.dropout)
+    loss_fn = build_loss(weights, C, cfg.embed_dim, triplet_margin=cfg.triplet_margin,
+                         triplet_mining=cfg.triplet_mining, triplet_distance=cfg.triplet_distance,
+                         arcface_margin=cfg.arcface_margin, arcface_scale=cfg.arcface_scale,
+                         supcon_temperature=cfg.supcon_temperature)
+    model.to(device)
+    loss_fn.to(device)
+    inputs = {s: Inputs(tokens[s]) for s in tokens}
+    if cfg.freeze_encoder:
+        freeze(encoder)
+        t = time.perf_counter()
+        for s in inputs:
+            inputs[s].pooled = pooled_features(model, encoder_name, tokens[s], cfg, device)
+        timings["encode_seconds"] = time.perf_counter() - t
+        model.encoder = None  # heads train on cached vectors
+    elif freeze_we:
+        freeze_word_embeddings(encoder)
+
+    n_train = len(tokens["train"])
+    lengths = tokens["train"].lengths
+
+    def epoch_batches():
+        if cfg.sampler == "balanced":
+            return balanced_batches(tokens["train"].labels, cfg.batch_size, cfg.samples_per_class, gen)
+        return length_grouped_batches(lengths, cfg.batch_size, gen)
+
+    steps_per_epoch = len(epoch_batches()) if cfg.sampler == "balanced" else math.ceil(n_train / cfg.batch_size)
+    gen.manual_seed(cfg.seed)  # the count above drew from the generator; restart it
+    optimizer, scheduler = build_optimizer(model, loss_fn, cfg, steps_per_epoch * cfg.epochs)
+    rule = primary_rule(weights)
+    trainable = [p for g in optimizer.param_groups for p in g["params"]]
+
+    history, best = [], {"score": -1.0, "epoch": 0, "state": None}
+    t_train = time.perf_counter()
+    stale = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss_fn.train()
+        batches = epoch_batches()
+        sums, seen = {}, 0
+        t_ep = time.perf_counter()
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet, leave=False, unit="batch")
+        for step, index in enumerate(bar, 1):
+            out = _forward(model, inputs["train"], index, device, cfg.bf16)
+            labels = torch.from_numpy(tokens["train"].labels[index]).to(device, non_blocking=True)
+            total, parts = loss_fn(out["embeddings"].float(), out["logits"].float(), labels)
+            if not torch.isfinite(total):
+                bad = [k for k, v in parts.items() if not torch.isfinite(v)] or ["total"]
+                raise NonFiniteLossError(f"non-finite loss at epoch {epoch}, step {step}: part(s) {', '.join(bad)}")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            seen += len(index)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(index)
+            sums["total"] = sums.get("total", 0.0) + float(total.detach()) * len(index)
+            if not quiet:
+                bar.set_postfix(loss=f"{sums['total'] / seen:.4f}",
+                                sent_s=f"{seen / (time.perf_counter() - t_ep):.0f}")
+        train_seconds = time.perf_counter() - t_ep
+        val = _select_score(model, loss_fn, inputs, cfg, device, C, rule)
+        row = {"epoch": epoch, "train_seconds": train_seconds, "sentences_per_second": seen / train_seconds,
+               "valid_macro_f1": val, **{f"train_loss_{k}": v / seen for k, v in sums.items()}}
+        history.append(row)
+        if not quiet:
+            print(f"epoch {epoch}: loss {row['train_loss_total']:.4f}  valid macro-F1 ({rule}) {val:.4f}  "
+                  f"{row['sentences_per_second']:.0f} sent/s", flush=True)
+        if val > best["score"]:
+            best = {"score": val, "epoch": epoch, "state": _snapshot(model, loss_fn)}
+            stale = 0
+        else:
+            stale += 1
+            if cfg.patience is not None and stale >= cfg.patience:
+                break
+    timings["train_seconds"] = time.perf_counter() - t_train
+
+    _restore(model, loss_fn, best["state"])
+    t_eval = time.perf_counter()
+    metrics, test_emb, predictions = _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule)
+    timings["eval_seconds"] = time.perf_counter() - t_eval
+    timings["total_seconds"] = time.perf_counter() - t0
+    metrics.update({
+        "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the primary rule",
+        "encoder": encoder_name, "device": str(device), "timings": timings,
+        "data": {"sizes": bundle.sizes(), "class_names": bundle.class_names, "notes": bundle.notes,
+                 "truncated": {s: tokens[s].truncated for s in tokens}},
+    })
+    config = cfg.to_dict()
+    config["encoder"] = encoder_name
+    write_json(run.path("config.json"), config)
+    write_json(run.path("environment.json"), environment_info())
+    write_csv(run.path("history.csv"), pd.DataFrame(history))
+    order = np.argsort(predictions["id"].to_numpy(), kind="stable")  # rows sorted by id, embeddings alike
+    write_csv(run.path("predictions.csv"), predictions.iloc[order].reset_index(drop=True))
+    write_npy(run.path("test_embeddings.npy"), test_emb.numpy()[order].astype(np.float32))
+    write_json(run.path("leakage.json"), leakage_report(bundle))
+    write_json(run.path("metrics.json"), metrics)
+    return metrics
+
+
+def _snapshot(model, loss_fn) -> dict:
+    """Only what trains: a frozen encoder is never copied."""
+    keep = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()
+             if k in keep or not k.startswith("encoder.")}
+    return {"model": state, "loss": copy.deepcopy(loss_fn.state_dict())}
+
+
+def _restore(model, loss_fn, state) -> None:
+    if state is None:
+        return
+    model.load_state_dict(state["model"], strict=False)
+    loss_fn.load_state_dict(state["loss"])
+
+
+def _rules(weights: dict) -> list[str]:
+    return ["head", "centroid", "knn"] + (["arcface"] if "arcface" in weights else [])
+
+
+def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
+    from sklearn.metrics import f1_score
+
+    emb, logits = embed(model, inputs["valid"], cfg, device)
+    train_emb = embed(model, inputs["train"], cfg, device)[0] if rule == "centroid" else None
+    pred = predict_all(model, loss_fn, train_emb, inputs["train"].labels, emb, logits, cfg, C, [rule])[rule]
+    return float(f1_score(inputs["valid"].labels, pred, labels=np.arange(C), average="macro", zero_division=0))
+
+
+def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule):
+    C, names = bundle.num_classes, bundle.class_names
+    train_emb, _ = embed(model, inputs["train"], cfg, device)
+    train_y = inputs["train"].labels
+    rules = _rules(weights)
+    metrics = {"primary_rule": rule, "rules": rules, "loss": cfg.loss, "method": cfg.loss}
+    test_emb = None
+    for split in ("valid", "test"):
+        emb, logits = embed(model, inputs[split], cfg, device)
+        y = inputs[split].labels
+        preds = predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, C, rules)
+        metrics[split] = {r: classification_metrics(y, p, names) for r, p in preds.items()}
+        probs = torch.softmax(logits, 1).numpy()
+        metrics[split]["head"]["ece"] = expected_calibration_error(probs, y)
+        if split == "test":
+            test_emb = emb
+            ret = retrieval_metrics(emb, y)
+            ret["silhouette_cosine"] = silhouette_cosine(emb, y, seed=cfg.seed)
+            metrics["embedding_test"] = ret
+            frame = pd.DataFrame({"id": bundle.test["id"].to_numpy(), "label": y})
+            for r, p in preds.items():
+                frame[f"pred_{r}"] = p
+            frame["head_confidence"] = probs.max(1)
+            predictions = frame
+    metrics["test_macro_f1"] = metrics["test"][rule]["macro_f1"]
+    metrics["test_accuracy"] = metrics["test"][rule]["accuracy"]
+    metrics["valid_macro_f1"] = metrics["valid"][rule]["macro_f1"]
+    return metrics, test_emb, predictions
