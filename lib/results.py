@@ -79,6 +79,15 @@ def environment_info() -> dict:
             "git": git_state()}
 
 
+def check_writable(out: Path) -> None:
+    """Fail before training, not after, when the results folder cannot be written."""
+    parent = Path(out).resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"results folder {Path(out).resolve().parent} cannot be written (no write permission on {parent})")
+
+
 class RunDir:
     """Where one run writes; ``commit()`` publishes it, ``fail()`` marks it failed."""
 
@@ -87,9 +96,8 @@ class RunDir:
         self.partial = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
         if self.final.exists() and not overwrite:
             raise FileExistsError(f"{self.final} exists already")
+        check_writable(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.final.parent, os.W_OK):
-            raise PermissionError(f"results folder {self.final.parent} is not writable")
         shutil.rmtree(self.partial, ignore_errors=True)
         self.partial.mkdir()
         write_json(self.partial / "STATUS.json", {"status": "running"})

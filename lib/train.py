@@ -23,7 +23,7 @@ from .features import pooled_features
 from .leakage import drop_cross_split_duplicates, leakage_report
 from .losses import build_loss
 from .model import EmotionModel, freeze, freeze_word_embeddings
-from .results import RunDir, environment_info, write_csv, write_json, write_npy
+from .results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
 from .seeding import seed_everything
 
 
@@ -131,12 +131,39 @@ def build_optimizer(model: EmotionModel, loss_fn, cfg: ExperimentConfig, steps: 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
+@dataclass
+class Prepared:
+    """Everything loaded before training: bad input fails here, before any file is written."""
+    bundle: DataBundle
+    encoder_name: str
+    spec: encoders.EncoderSpec
+    encoder: torch.nn.Module
+    tokens: dict
+    load_seconds: float
+
+
+def prepare(cfg: ExperimentConfig) -> Prepared:
+    t0 = time.perf_counter()
+    bundle = prepare_data(cfg)
+    encoder_name = default_encoder(cfg)
+    spec, tokenizer, encoder = encoders.load(encoder_name)
+    tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
+                          cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}
+    return Prepared(bundle, encoder_name, spec, encoder, tokens, time.perf_counter() - t0)
+
+
 def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) -> dict:
-    """Train and evaluate one configuration; write a complete run folder at ``out``."""
+    """Train and evaluate one configuration; write a complete run folder at ``out``.
+
+    Order matters for users: the config is validated, the results folder checked for
+    writing, data and encoder loaded, and only then is anything written.
+    """
     cfg = copy.deepcopy(cfg).validate()
-    run = RunDir(out)  # fails now, not after training, if the folder cannot be written
+    check_writable(Path(out))
+    prepared = prepare(cfg)
+    run = RunDir(out)
     try:
-        metrics = _run(cfg, run, quiet)
+        metrics = _run(cfg, prepared, run, quiet)
     except BaseException as e:
         run.fail(e)
         raise
@@ -144,25 +171,19 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) 
     return metrics
 
 
-def _run(cfg: ExperimentConfig, run: RunDir, quiet: bool) -> dict:
-    timings = {}
-    t0 = time.perf_counter()
+def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dict:
+    timings = {"load_seconds": prep.load_seconds}
+    t0 = time.perf_counter() - prep.load_seconds
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked tokenizer threads fight with torch's
     device = pick_device(cfg.device)
-    gen = seed_everything(cfg.seed)
+    gen = seed_everything(cfg.seed)  # after loading, so head weights depend on the seed alone
     weights = cfg.loss_weights()
-    bundle = prepare_data(cfg)
+    bundle, tokens, encoder, encoder_name = prep.bundle, prep.tokens, prep.encoder, prep.encoder_name
     C = bundle.num_classes
-    encoder_name = default_encoder(cfg)
-    spec, tokenizer, encoder = encoders.load(encoder_name)
-    freeze_we = spec.freeze_word_embeddings if cfg.freeze_word_embeddings is None else cfg.freeze_word_embeddings
-    tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
-                          cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}
-    timings["load_seconds"] = time.perf_counter() - t0
+    freeze_we = prep.spec.freeze_word_embeddings if cfg.freeze_word_embeddings is None else cfg.freeze_word_embeddings
 
-    seed_everything(cfg.seed)  # heads start the same whatever loading consumed
     hidden = encoder.config.hidden_size
     model = EmotionModel(encoder, hidden, C, cfg.embed_dim, cfg.dropout)
     loss_fn = build_loss(weights, C, cfg.embed_dim, triplet_margin=cfg.triplet_margin,

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pandas as pd
+
+from lib.datasets import DataBundle, load_dataset
+from lib.leakage import drop_cross_split_duplicates, leakage_report
+
+
+def _frame(texts, labels):
+    return pd.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "text": texts, "label": labels})
+
+
+def test_leakage_report_on_a_known_bundle():
+    b = DataBundle("toy", ["a", "b"], train=_frame(["x", "x", "y", "z"], [0, 0, 1, 1]),
+                   valid=_frame(["y", "w"], [1, 0]), test=_frame(["x", "w", "v"], [1, 0, 0]))
+    r = leakage_report(b)
+    assert r["within_split"]["train"]["rows_with_duplicate_text"] == 2
+    assert r["across_splits"]["train-valid"]["shared_texts"] == 1
+    assert r["across_splits"]["train-test"]["test_rows_affected"] == 1
+    assert r["across_splits"]["valid-test"]["shared_texts"] == 1
+    assert r["conflicting_label_texts"] == 1 and r["conflicting_examples"] == ["x"]
+    d = drop_cross_split_duplicates(b)
+    assert d.valid["text"].tolist() == ["w"] and d.test["text"].tolist() == ["v"]
+    assert d.notes["dropped_cross_split_duplicates"] == {"valid": 1, "test": 2}
+
+
+def test_ko6_has_the_documented_duplicates_and_conflicts(shared_data):
+    r = leakage_report(load_dataset("ko6", root=shared_data, download=False))
+    assert r["conflicting_label_texts"] == 4
+    shared = sum(v["shared_texts"] for v in r["across_splits"].values())
+    within = sum(v["distinct_duplicated_texts"] for v in r["within_split"].values())
+    assert shared > 0 and within > 0

@@ -1,0 +1,105 @@
+"""One real (tiny) training run end to end: files, determinism, failures, frozen mode."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib import train
+from lib.results import collect_runs, find_runs
+from lib.train import NonFiniteLossError, run_experiment
+
+RUN_FILES = {"config.json", "environment.json", "history.csv", "leakage.json", "metrics.json", "predictions.csv",
+             "test_embeddings.npy"}
+
+
+@pytest.fixture(scope="module")
+def combined_run(tmp_path_factory):
+    from lib.config import ExperimentConfig
+    from tests.conftest import TINY
+
+    cfg = ExperimentConfig(**{k: v for k, v in TINY.items() if k != "quiet"}, loss="combined", seed=3)
+    out = tmp_path_factory.mktemp("runs") / "combined"
+    metrics = run_experiment(cfg, out, quiet=True)
+    return cfg, out, metrics
+
+
+def test_run_folder_is_complete(combined_run):
+    cfg, out, metrics = combined_run
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert not out.with_name(out.name + ".partial").exists()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["loss"] == "ce=0.15+triplet=0.4+arcface=0.45" and saved["encoder"] == "minilm"
+    assert metrics["primary_rule"] == "head" and set(metrics["test"]) == {"head", "centroid", "knn", "arcface"}
+    for key in ("precision_at_1", "map_at_r", "silhouette_cosine"):
+        assert np.isfinite(metrics["embedding_test"][key])
+    assert 0 <= metrics["test"]["head"]["ece"] <= 1
+    env = json.loads((out / "environment.json").read_text())
+    assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
+    preds = pd.read_csv(out / "predictions.csv")
+    assert len(preds) == 48 and preds["id"].is_monotonic_increasing
+    emb = np.load(out / "test_embeddings.npy", allow_pickle=False)
+    assert emb.shape == (48, 128)
+    hist = pd.read_csv(out / "history.csv")
+    assert {"train_loss_ce", "train_loss_triplet", "train_loss_arcface", "valid_macro_f1"} <= set(hist.columns)
+
+
+def test_same_config_and_seed_give_identical_results(combined_run, tmp_path):
+    cfg, out, metrics = combined_run
+    again = run_experiment(cfg, tmp_path / "again", quiet=True)
+    for key in ("test", "valid", "embedding_test", "best_epoch"):
+        assert again[key] == metrics[key], key
+    assert (pd.read_csv(out / "predictions.csv").equals(pd.read_csv(tmp_path / "again" / "predictions.csv")))
+    assert np.array_equal(np.load(out / "test_embeddings.npy"), np.load(tmp_path / "again" / "test_embeddings.npy"))
+
+
+def test_another_seed_gives_another_model(combined_run, tmp_path, tiny_config):
+    _, out, metrics = combined_run
+    other = tiny_config(loss="combined", seed=4)
+    run_experiment(other, tmp_path / "s4", quiet=True)
+    assert not np.array_equal(np.load(out / "test_embeddings.npy"), np.load(tmp_path / "s4" / "test_embeddings.npy"))
+
+
+def test_arcface_centres_are_trained(tiny_config, tmp_path, monkeypatch):
+    seen = {}
+    real = train.build_optimizer
+
+    def spy(model, loss_fn, cfg, steps):
+        seen["before"] = loss_fn.parts["arcface"].centres.detach().clone()
+        seen["module"] = loss_fn.parts["arcface"]
+        return real(model, loss_fn, cfg, steps)
+
+    monkeypatch.setattr(train, "build_optimizer", spy)
+    run_experiment(tiny_config(loss="arcface"), tmp_path / "arc", quiet=True)
+    assert not torch.allclose(seen["before"], seen["module"].centres.detach())
+
+
+def test_frozen_encoder_mode_trains_heads_on_cached_vectors(tiny_config, tmp_path):
+    m = run_experiment(tiny_config(loss="triplet", freeze_encoder=True, epochs=2), tmp_path / "frozen", quiet=True)
+    assert m["primary_rule"] == "centroid" and "encode_seconds" in m["timings"]
+    again = run_experiment(tiny_config(loss="triplet", freeze_encoder=True, epochs=2), tmp_path / "f2", quiet=True)
+    assert again["test"] == m["test"]
+
+
+def test_non_finite_loss_stops_and_marks_the_run_failed(tiny_config, tmp_path, monkeypatch):
+    from lib.losses import triplet
+
+    monkeypatch.setattr(triplet.TripletLoss, "forward", lambda self, e, y: e.sum() * float("nan"))
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1: part\\(s\\) triplet"):
+        run_experiment(tiny_config(loss="ce+triplet"), out, quiet=True)
+    assert not out.exists()
+    failed = json.loads((tmp_path / "nan.partial" / "FAILED.json").read_text())
+    assert failed["status"] == "failed" and "NonFiniteLossError" in failed["error"]
+    assert find_runs(tmp_path) == []
+
+
+def test_collect_runs_reads_complete_runs_only(combined_run, tmp_path):
+    _, out, metrics = combined_run
+    table = collect_runs(out.parent)
+    assert set(table["method"]) == {"ce=0.15+triplet=0.4+arcface=0.45"}
+    primary = table[(table["split"] == "test") & table["primary"]]
+    assert len(primary) == 1 and primary["macro_f1"].iloc[0] == pytest.approx(metrics["test_macro_f1"])
