@@ -16,6 +16,8 @@ _SQ_EPS = 1e-12
 
 def pairwise_distances(x: torch.Tensor, distance: str) -> torch.Tensor:
     """(B, B) matrix of euclidean (raw embeddings) or cosine (1 - cos) distances."""
+    if distance not in TRIPLET_DISTANCES:
+        raise ValueError(f"triplet_distance must be one of {', '.join(TRIPLET_DISTANCES)}; got {distance!r}")
     if distance == "cosine":
         z = nn.functional.normalize(x, dim=1)
         return 1.0 - z @ z.T
