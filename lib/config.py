@@ -22,6 +22,9 @@ class ExperimentConfig:
     dataset: str = _f("ed6", "data set name (ko6, ed6, ed32, goemo27) or a path to a CSV file")
     encoder: str | None = _f(None, "encoder: minilm, me5-small, a Hugging Face id or a local folder "
                                    "(default: me5-small for Korean data, minilm otherwise)")
+    method: str = _f("finetune", "finetune (train the model with --loss), or a loss-free baseline: tfidf-lr "
+                                 "(TF-IDF + logistic regression) or encoder-lr (frozen encoder + logistic regression)",
+                     ("finetune", "tfidf-lr", "encoder-lr"))
     loss: str = _f("ce", "loss: ce, triplet, arcface, supcon, combined (= ce=0.15+triplet=0.4+arcface=0.45) "
                          "or a weighted sum such as ce=0.5+supcon=0.5")
     seed: int = _f(0, "random seed for weights of the heads, data order and dropout")

@@ -146,9 +146,9 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "loss": cfg["loss"], "method": met.get("method", cfg["loss"]),
                     "frozen": cfg.get("freeze_encoder", False), "seed": cfg["seed"], "split": split,
                     "rule": rule, "primary": rule == met.get("primary_rule"),
-                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
+                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "run_path": str(run),
                 })
     cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
-            "accuracy", "run"]
+            "accuracy", "run", "run_path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)

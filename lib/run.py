@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rule = metrics["primary_rule"]
-    print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  "
-          f"(rule {rule}, best epoch {metrics['best_epoch']})  -> {out}")
+    how = f"rule {metrics['primary_rule']}, best epoch {metrics['best_epoch']}" if "best_epoch" in metrics \
+        else f"{metrics['method']}, C={metrics['chosen_C']}"
+    print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  ({how})  -> {out}")
     return 0
 
 

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import encoders
+from .baselines import run_baseline
 from .batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
 from .config import ExperimentConfig
 from .datasets import LANGUAGE, DataBundle, load_dataset, subsample
@@ -135,9 +136,9 @@ def build_optimizer(model: EmotionModel, loss_fn, cfg: ExperimentConfig, steps: 
 class Prepared:
     """Everything loaded before training: bad input fails here, before any file is written."""
     bundle: DataBundle
-    encoder_name: str
-    spec: encoders.EncoderSpec
-    encoder: torch.nn.Module
+    encoder_name: str | None
+    spec: encoders.EncoderSpec | None
+    encoder: torch.nn.Module | None
     tokens: dict
     load_seconds: float
 
@@ -145,6 +146,8 @@ class Prepared:
 def prepare(cfg: ExperimentConfig) -> Prepared:
     t0 = time.perf_counter()
     bundle = prepare_data(cfg)
+    if cfg.method == "tfidf-lr":  # needs no encoder
+        return Prepared(bundle, None, None, None, {}, time.perf_counter() - t0)
     encoder_name = default_encoder(cfg)
     spec, tokenizer, encoder = encoders.load(encoder_name)
     tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
@@ -163,7 +166,12 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) 
     prepared = prepare(cfg)
     run = RunDir(out)
     try:
-        metrics = _run(cfg, prepared, run, quiet)
+        if cfg.method == "finetune":
+            metrics = _run(cfg, prepared, run, quiet)
+        else:
+            metrics, test_emb, predictions = run_baseline(cfg, prepared)
+            metrics.update(encoder=prepared.encoder_name, data=_data_info(prepared))
+            _write_run(run, cfg, prepared, metrics, test_emb, predictions, history=None)
     except BaseException as e:
         run.fail(e)
         raise
@@ -271,21 +279,31 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     timings["total_seconds"] = time.perf_counter() - t0
     metrics.update({
         "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the primary rule",
-        "encoder": encoder_name, "device": str(device), "timings": timings,
-        "data": {"sizes": bundle.sizes(), "class_names": bundle.class_names, "notes": bundle.notes,
-                 "truncated": {s: tokens[s].truncated for s in tokens}},
+        "encoder": encoder_name, "device": str(device), "timings": timings, "data": _data_info(prep),
     })
+    _write_run(run, cfg, prep, metrics, test_emb, predictions, history)
+    return metrics
+
+
+def _data_info(prep: Prepared) -> dict:
+    b = prep.bundle
+    return {"sizes": b.sizes(), "class_names": b.class_names, "notes": b.notes,
+            "truncated": {s: t.truncated for s, t in prep.tokens.items()}}
+
+
+def _write_run(run: RunDir, cfg: ExperimentConfig, prep: Prepared, metrics: dict, test_emb, predictions, history):
     config = cfg.to_dict()
-    config["encoder"] = encoder_name
+    config["encoder"] = prep.encoder_name
     write_json(run.path("config.json"), config)
     write_json(run.path("environment.json"), environment_info())
-    write_csv(run.path("history.csv"), pd.DataFrame(history))
+    if history is not None:
+        write_csv(run.path("history.csv"), pd.DataFrame(history))
     order = np.argsort(predictions["id"].to_numpy(), kind="stable")  # rows sorted by id, embeddings alike
     write_csv(run.path("predictions.csv"), predictions.iloc[order].reset_index(drop=True))
-    write_npy(run.path("test_embeddings.npy"), test_emb.numpy()[order].astype(np.float32))
-    write_json(run.path("leakage.json"), leakage_report(bundle))
+    if test_emb is not None:
+        write_npy(run.path("test_embeddings.npy"), test_emb.numpy()[order].astype(np.float32))
+    write_json(run.path("leakage.json"), leakage_report(prep.bundle))
     write_json(run.path("metrics.json"), metrics)
-    return metrics
 
 
 def _snapshot(model, loss_fn) -> dict:

@@ -1,0 +1,120 @@
+"""What the notebooks call: run (or reuse) a configuration inside a results folder.
+
+Layout of a results folder (one data set and encoder)::
+
+    <results>/runs/<method>/seed<k>/      one complete run (see lib.results)
+    <results>/notebooks/<nb>-seed<k>.ipynb executed notebooks (written by run_all.sh)
+    <results>/figures/*.png                figures of the notebooks
+    <results>/summary.csv, summary.md      the summary table
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from .config import ExperimentConfig
+from .losses import format_loss_spec, parse_loss_spec
+from .paths import PROJECT_ROOT
+from .results import is_complete
+
+DISPLAY = {
+    "ce=1.0": "CE",
+    "triplet=1.0": "Triplet",
+    "arcface=1.0": "ArcFace",
+    "supcon=1.0": "SupCon",
+    "ce=1.0+triplet=1.0": "CE + Triplet",
+    "ce=1.0+arcface=1.0": "CE + ArcFace",
+    "triplet=1.0+arcface=1.0": "Triplet + ArcFace",
+    "ce=0.15+triplet=0.4+arcface=0.45": "Combined (seed weights)",
+    "tfidf-lr": "TF-IDF + LR",
+    "encoder-lr": "Frozen encoder + LR",
+}
+
+
+def resolve_results_dir(path: str | Path) -> Path:
+    """Relative paths are anchored at the project root, never the working directory."""
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
+
+
+def method_key(cfg: ExperimentConfig) -> str:
+    """Canonical method name: the loss spec for trained runs, the baseline name otherwise."""
+    if cfg.method != "finetune":
+        return cfg.method
+    key = format_loss_spec(parse_loss_spec(cfg.loss))
+    return key + ("|frozen" if cfg.freeze_encoder else "")
+
+
+def display_name(key: str) -> str:
+    base, _, frozen = key.partition("|")
+    name = DISPLAY.get(base, base.replace("=", " ").replace("+", " + "))
+    return name + (" [frozen]" if frozen else "")
+
+
+def run_folder(results: Path, cfg: ExperimentConfig) -> Path:
+    slug = method_key(cfg).replace("|", "-").replace("=", "").replace("+", "_")
+    return results / "runs" / slug / f"seed{cfg.seed}"
+
+
+def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
+    want = cfg.to_dict()
+    return all(saved.get(k) == v for k, v in want.items() if k != "encoder") and \
+        (cfg.encoder is None or saved.get("encoder") == cfg.encoder)
+
+
+def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True) -> dict:
+    """Reuse a complete run with the same config (resumable notebooks); otherwise train it."""
+    from .train import run_experiment
+
+    cfg = replace(cfg).validate()
+    out = run_folder(resolve_results_dir(results), cfg)
+    if not force and is_complete(out):
+        saved = json.loads((out / "config.json").read_text())
+        if _same_config(saved, cfg):
+            metrics = json.loads((out / "metrics.json").read_text())
+            metrics["reused"] = True
+            return metrics
+    metrics = run_experiment(cfg, out, quiet=quiet)
+    metrics["reused"] = False
+    return metrics
+
+
+def run_table(metrics: dict[str, dict]) -> "pd.DataFrame":
+    """One row per (method, prediction rule) of finished runs: what a notebook shows."""
+    import pandas as pd
+
+    rows = []
+    for key, m in metrics.items():
+        emb = m.get("embedding_test", {})
+        for rule in m["rules"]:
+            rows.append({
+                "method": display_name(key), "rule": rule + (" *" if rule == m["primary_rule"] else ""),
+                "valid_macro_f1": m["valid"][rule]["macro_f1"], "test_macro_f1": m["test"][rule]["macro_f1"],
+                "test_accuracy": m["test"][rule]["accuracy"], "best_epoch": m.get("best_epoch"),
+                "precision_at_1": emb.get("precision_at_1"), "map_at_r": emb.get("map_at_r"),
+                "silhouette": emb.get("silhouette_cosine"), "ece": m["test"][rule].get("ece"),
+            })
+    return pd.DataFrame(rows).round(4)
+
+
+ORDER = ["ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
+         "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", "encoder-lr", "tfidf-lr"]
+
+
+def sort_methods(keys) -> list[str]:
+    """The study's reading order: CE first, then its additions, then references and the rest."""
+    rank = {k: i for i, k in enumerate(ORDER)}
+    return sorted(keys, key=lambda k: (k.partition("|")[0] not in rank, rank.get(k.partition("|")[0], 0),
+                                       "|frozen" in k, k))
+
+
+def runs_for_seed(results: str | Path, seed: int, with_embeddings: bool = True) -> dict[str, Path]:
+    """method key -> complete run folder of one seed, in reading order."""
+    found = {}
+    for folder in sorted((resolve_results_dir(results) / "runs").glob(f"*/seed{seed}")):
+        if not is_complete(folder) or (with_embeddings and not (folder / "test_embeddings.npy").exists()):
+            continue
+        cfg = ExperimentConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        found[method_key(cfg)] = folder
+    return {k: found[k] for k in sort_methods(found)}

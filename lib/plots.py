@@ -1,0 +1,114 @@
+"""Figures of the notebooks; each returns a matplotlib Figure and saves it as PNG when asked."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .experiments import display_name
+
+
+def save(fig, path: str | Path | None):
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        tmp.replace(path)
+    return fig
+
+
+def learning_curves(runs: dict[str, Path], path=None):
+    """Training loss and validation macro-F1 per epoch, one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for key, run in runs.items():
+        hist_path = Path(run) / "history.csv"
+        if not hist_path.exists():
+            continue
+        h = pd.read_csv(hist_path)
+        axes[0].plot(h["epoch"], h["train_loss_total"], marker="o", label=display_name(key))
+        axes[1].plot(h["epoch"], h["valid_macro_f1"], marker="o", label=display_name(key))
+    axes[0].set(xlabel="epoch", ylabel="training loss (weighted total)", title="Training loss")
+    axes[1].set(xlabel="epoch", ylabel="validation macro-F1", title="Validation macro-F1 (model selection)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def confusion(run: Path, rule: str | None = None, split: str = "test", path=None, title: str | None = None):
+    """Row-normalised confusion matrix of one run (counts annotated)."""
+    m = json.loads((Path(run) / "metrics.json").read_text())
+    rule = rule or m["primary_rule"]
+    cm = np.array(m[split][rule]["confusion_matrix"])
+    names = m["data"]["class_names"]
+    norm = cm / cm.sum(1, keepdims=True).clip(min=1)
+    size = max(4.5, 0.45 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    sns.heatmap(norm, annot=cm if len(names) <= 12 else False, fmt="d", cmap="Blues", vmin=0, vmax=1,
+                xticklabels=names, yticklabels=names, cbar_kws={"label": "share of the true class"}, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=title or f"{display_name(m['method'])}: {split} confusion ({rule}), macro-F1 "
+                          f"{m[split][rule]['macro_f1']:.3f}")
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def f1_intervals(summary: pd.DataFrame, path=None, title: str = "Test macro-F1 (mean and 95% interval over seeds)"):
+    """Points with intervals per method (primary rule), sorted by the mean."""
+    s = summary[summary["primary"]].sort_values("macro_f1")
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(s) + 1.4))
+    y = np.arange(len(s))
+    lo = (s["macro_f1"] - s["macro_f1_lo"]).fillna(0).clip(lower=0)
+    hi = (s["macro_f1_hi"] - s["macro_f1"]).fillna(0).clip(lower=0)
+    ax.errorbar(s["macro_f1"], y, xerr=[lo, hi], fmt="o", capsize=3)
+    ax.set_yticks(y, [display_name(m) for m in s["method"]])
+    ax.set(xlabel="test macro-F1", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def tsne_grid(embeddings: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], seed: int,
+              perplexity: float = 30.0, path=None, title: str | None = None):
+    """t-SNE of each method's test embeddings, side by side, same settings and seed."""
+    from sklearn.manifold import TSNE
+
+    n = len(embeddings)
+    cols = min(4, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows + 0.6), squeeze=False)
+    palette = sns.color_palette("tab10" if len(class_names) <= 10 else "husl", len(class_names))
+    perplexity = min(perplexity, max(2.0, (len(labels) - 1) / 3))
+    for ax, (key, emb) in zip(axes.flat, embeddings.items()):
+        z = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, metric="cosine").fit_transform(z)
+        for c, name in enumerate(class_names):
+            m = labels == c
+            ax.scatter(xy[m, 0], xy[m, 1], s=6, color=palette[c], label=name, alpha=0.8)
+        ax.set_title(display_name(key), fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(class_names), 8), markerscale=3, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return save(fig, path)
+
+
+def centre_distances(emb: np.ndarray, labels: np.ndarray, class_names: list[str]) -> pd.DataFrame:
+    """Cosine distance between class centres of normalised embeddings (the seed study printed these)."""
+    z = emb / np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
+    cent = np.stack([z[labels == c].mean(0) for c in range(len(class_names))])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True).clip(min=1e-12)
+    return pd.DataFrame(1 - cent @ cent.T, index=class_names, columns=class_names).round(3)

@@ -1,0 +1,46 @@
+"""Run profiles of the study: notebook parameters per profile (one source for run_all.sh and the tests)."""
+from __future__ import annotations
+
+TRAINING_NOTEBOOKS = ("01_baseline_ce", "02_triplet", "03_arcface", "04_combined")
+NOTEBOOKS = ("00_data_exploration",) + TRAINING_NOTEBOOKS + ("05_tsne_analysis", "06_summary")
+
+PROFILES: dict[str, dict] = {
+    # CI: every notebook end to end in minutes, on tiny subsamples. Numbers mean nothing.
+    "smoke": {
+        "dataset": "ed6", "encoder": "minilm", "seeds": [0, 1],
+        "training": {"EPOCHS": 1, "BATCH_SIZE": 16, "MAX_LENGTH": 32, "MAX_TRAIN_SAMPLES": 64,
+                     "MAX_EVAL_SAMPLES": 48},
+        "notebook": {"04_combined": {"GRID": [[0.15, 0.4, 0.45], [0.6, 0.2, 0.2]], "GRID_EPOCHS": 2},
+                     "05_tsne_analysis": {"TSNE_PERPLEXITY": 10.0},
+                     "06_summary": {"N_BOOT": 200}},
+        "results": "results/smoke/{dataset}-{encoder}",
+    },
+    # A laptop CPU: the full notebook set on ed6 with MiniLM, 3 seeds.
+    "default": {
+        "dataset": "ed6", "encoder": "minilm", "seeds": [0, 1, 2],
+        "training": {"EPOCHS": 2},
+        "notebook": {},
+        "results": "results/{dataset}-{encoder}",
+    },
+    # The seed study's replication: Korean set, Korean-capable encoder, 5 seeds, early stopping. GPU recommended.
+    "paper": {
+        "dataset": "ko6", "encoder": "me5-small", "seeds": [0, 1, 2, 3, 4],
+        "training": {"EPOCHS": 10, "PATIENCE": 3},
+        "notebook": {},
+        "results": "results/{dataset}-{encoder}",
+    },
+}
+
+
+def notebook_parameters(profile: str, notebook: str, dataset: str, encoder: str, seed: int, results: str) -> dict:
+    """The papermill parameters of one notebook execution."""
+    p = PROFILES[profile]
+    params = {"RESULTS_DIR": results}
+    if notebook == "00_data_exploration":
+        params.update(DATASET=dataset, ENCODER=encoder)
+    elif notebook in TRAINING_NOTEBOOKS:
+        params.update(DATASET=dataset, ENCODER=encoder, SEED=seed, **p["training"])
+    elif notebook == "05_tsne_analysis":
+        params.update(SEED=seed)
+    params.update(p["notebook"].get(notebook, {}))
+    return params

@@ -1,0 +1,169 @@
+"""Headless reproduction: execute every notebook for every seed with papermill (run_all.sh calls this).
+
+Resumable: an executed notebook that finished is skipped; one that was interrupted or failed
+is redone; ``--force`` redoes everything. Inside a notebook, finished runs are reused too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import PROJECT_ROOT
+from .profiles import NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
+
+KERNEL = "emotion-study"
+
+
+@dataclass
+class Report:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated non-negative integers such as 0,1,2; "
+                                         f"got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds takes distinct non-negative integers such as 0,1,2; got {text!r}")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_all.sh",
+        description="Run the study's notebooks headless with papermill: 00 once, 01-04 once per seed, then the "
+                    "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
+                    "figures and the summary go to the results folder.")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 3 seeds (laptop CPU); "
+                        "paper: ko6 + me5-small, 5 seeds, early stopping (GPU recommended, resumable on CPU)")
+    p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
+    p.add_argument("--encoder", help="encoder name, Hugging Face id or folder (default: the profile's)")
+    p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p.add_argument("--results", help="results folder (default: results/<dataset>-<encoder>, smoke: "
+                                     "results/smoke/<dataset>-<encoder>)")
+    p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
+                   help="comma-separated notebook names to run (default: all)")
+    p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
+    return p
+
+
+def ensure_kernel() -> None:
+    """Register the project's kernel in this environment if it is missing (notebooks name it)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        from ipykernel.kernelspec import install
+
+        install(prefix=sys.prefix, kernel_name=KERNEL, display_name="Python (emotion-study)")
+
+
+def jobs(profile: str, dataset: str, encoder: str, seeds: list[int], results: str, selected: list[str]):
+    for nb in selected:
+        if nb == "00_data_exploration":
+            yield nb, None
+        elif nb in TRAINING_NOTEBOOKS:
+            for seed in seeds:
+                yield nb, seed
+        elif nb == "05_tsne_analysis":
+            yield nb, seeds[0]
+        else:
+            yield nb, None
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    name = nb if seed is None else f"{nb}-seed{seed}"
+    final = out_dir / f"{name}.ipynb"
+    summarises = nb in ("05_tsne_analysis", "06_summary")  # they read whatever exists: always redone
+    if final.exists() and not force and not summarises:
+        report.skipped.append(name)
+        return "skipped (finished earlier)"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    running = out_dir / f".{name}.running.ipynb"
+    failed = out_dir / f"{name}.failed.ipynb"
+    try:
+        pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{nb}.ipynb"), str(running), parameters=params,
+                            kernel_name=KERNEL, cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False)
+    except PapermillExecutionError as e:
+        running.replace(failed)
+        where = f"cell {e.exec_count}" if e.exec_count else f"cell index {e.cell_index}"
+        report.failed.append({"notebook": name, "cell": where, "error": f"{e.ename}: {e.evalue}"[:300],
+                              "executed_copy": str(failed)})
+        return f"FAILED at {where}: {e.ename}: {str(e.evalue)[:200]}"
+    except BaseException:
+        running.unlink(missing_ok=True)  # interrupted: nothing that looks finished stays
+        raise
+    failed.unlink(missing_ok=True)
+    running.replace(final)
+    report.done.append(name)
+    return "done"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    prof = PROFILES[args.profile]
+    dataset = args.dataset or prof["dataset"]
+    encoder = args.encoder or prof["encoder"]
+    seeds = args.seeds or prof["seeds"]
+    selected = [n.strip() for n in args.notebooks.split(",") if n.strip()]
+    unknown = [n for n in selected if n not in NOTEBOOKS]
+    if unknown:
+        print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+        return 2
+    from pathlib import PurePath
+    safe_encoder = PurePath(encoder).name.replace("/", "_")
+    results = args.results or prof["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
+    from .experiments import resolve_results_dir
+
+    results_path = resolve_results_dir(results)
+    results_path.mkdir(parents=True, exist_ok=True)
+    if not os.access(results_path, os.W_OK):
+        print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
+        return 2
+    ensure_kernel()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
+    print(f"profile {args.profile}: {dataset} with {encoder}, seeds {','.join(map(str, seeds))}, "
+          f"{len(todo)} notebook executions -> {results_path}", flush=True)
+    report = Report()
+    t0 = time.perf_counter()
+    out_dir = results_path / "notebooks"
+    for i, (nb, seed) in enumerate(todo, 1):
+        label = nb if seed is None else f"{nb} seed {seed}"
+        print(f"[{i}/{len(todo)}] {label} ...", flush=True)
+        t = time.perf_counter()
+        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path))
+        if args.force and nb in TRAINING_NOTEBOOKS:
+            params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
+        status = execute(nb, seed, params, out_dir, args.force, report)
+        print(f"[{i}/{len(todo)}] {label}: {status} in {_fmt(time.perf_counter() - t)} "
+              f"(elapsed {_fmt(time.perf_counter() - t0)}, {len(todo) - i} left)", flush=True)
+    print(f"\nfinished in {_fmt(time.perf_counter() - t0)}: {len(report.done)} done, {len(report.skipped)} skipped, "
+          f"{len(report.failed)} failed")
+    for f in report.failed:
+        print(f"  FAILED {f['notebook']} at {f['cell']}: {f['error']}\n         see {f['executed_copy']}")
+    summary = results_path / "summary.md"
+    if summary.exists():
+        print(f"summary: {summary}")
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Reproduce the study headless: creates/reuses .venv, installs pinned dependencies, then runs
+# every notebook for every seed with papermill into results/. `./run_all.sh --help` lists options.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$ROOT/scripts/setup_env.sh"
+export TOKENIZERS_PARALLELISM=false
+exec "$ROOT/.venv/bin/python" -m lib.runner "$@"
