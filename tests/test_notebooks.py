@@ -1,0 +1,66 @@
+"""Notebooks are committed clean and thin, and every one runs under nbval on the smoke profile."""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lib.paths import PROJECT_ROOT
+from lib.profiles import NOTEBOOKS, notebook_parameters
+
+NB_DIR = PROJECT_ROOT / "notebooks"
+
+
+def _cells(name):
+    return json.loads((NB_DIR / f"{name}.ipynb").read_text())["cells"]
+
+
+def test_every_prescribed_notebook_exists():
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_has_no_outputs(name):
+    for cell in _cells(name):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{name} has stored outputs"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_thin(name):
+    code = [c for c in _cells(name) if c["cell_type"] == "code"]
+    params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and code[0] is params[0], "the first code cell must be the one tagged 'parameters'"
+    for node in ast.parse("".join(params[0]["source"])).body:
+        assert isinstance(node, ast.Assign) and all(t.id.isupper() for t in node.targets), \
+            "the parameters cell holds flat UPPERCASE assignments only"
+        ast.literal_eval(node.value)  # plain values papermill can override
+    for c in code:
+        tree = ast.parse("".join(c["source"]))
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+        assert not defs, f"{name}: define functions in lib, not in notebooks"
+        assert "sys.path" not in "".join(c["source"])
+
+
+def test_nbval_runs_every_notebook_on_the_smoke_profile(tmp_path):
+    """Inject smoke parameters with papermill (prepare only), then let nbval execute each copy."""
+    import papermill as pm
+
+    prepared = tmp_path / "notebooks"
+    prepared.mkdir()
+    results = tmp_path / "results"
+    for name in NOTEBOOKS:
+        params = notebook_parameters("smoke", name, "ed6", "minilm", 0, str(results))
+        pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(prepared / f"{name}.ipynb"), parameters=params,
+                            prepare_only=True, kernel_name="emotion-study", progress_bar=False)
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
+                        "--rootdir", str(prepared), str(prepared)],
+                       capture_output=True, text=True, cwd=prepared, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert f"{sum(1 for _ in NOTEBOOKS)} failed" not in r.stdout
+    assert (results / "summary.csv").exists() and (results / "figures" / "05-seed0-tsne.png").exists()

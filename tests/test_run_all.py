@@ -1,0 +1,87 @@
+"""run_all.sh end to end on the smoke profile: every expected file, a summary row per loss, resumable."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pandas as pd
+import pytest
+
+from lib.paths import PROJECT_ROOT
+from lib.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS
+
+SEEDS = (0, 1)
+LOSSES = {"ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
+          "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0"}
+
+
+def _run_all(*args, timeout=900):
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    return subprocess.run(["bash", str(PROJECT_ROOT / "run_all.sh"), *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=PROJECT_ROOT)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    results = tmp_path_factory.mktemp("smoke")
+    r = _run_all("--profile", "smoke", "--seeds", ",".join(map(str, SEEDS)), "--results", str(results))
+    return results, r
+
+
+def test_run_all_smoke_succeeds_and_reports(smoke):
+    results, r = smoke
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "0 failed" in r.stdout and f"summary: {results / 'summary.md'}" in r.stdout
+    assert "[1/" in r.stdout and "elapsed" in r.stdout and "left" in r.stdout
+
+
+def test_every_expected_file_exists(smoke):
+    results, _ = smoke
+    executed = {p.name for p in (results / "notebooks").glob("*.ipynb")}
+    expected = {"00_data_exploration.ipynb", "06_summary.ipynb", f"05_tsne_analysis-seed{SEEDS[0]}.ipynb"}
+    expected |= {f"{nb}-seed{s}.ipynb" for nb in TRAINING_NOTEBOOKS for s in SEEDS}
+    assert executed == expected
+    runs = [p for p in (results / "runs").glob("*/seed*")]
+    assert all((p / "metrics.json").exists() and (p / "config.json").exists() for p in runs)
+    for name in ("summary.csv", "summary.md", "figures/05-seed0-tsne.png", "figures/06-test_macro_f1_intervals.png",
+                 "figures/01-seed0-learning_curves.png", "data/ed6-leakage.json"):
+        assert (results / name).exists(), name
+    assert not list(results.rglob("*.partial")) and not list(results.rglob(".*.running.ipynb"))
+
+
+def test_summary_has_a_row_per_loss_with_every_seed(smoke):
+    results, _ = smoke
+    table = pd.read_csv(results / "summary.csv")
+    primary = table[table["primary"]]
+    assert LOSSES | {"tfidf-lr", "encoder-lr"} <= set(primary["method"])
+    assert (primary[primary["method"].isin(LOSSES)]["seeds"] == len(SEEDS)).all()
+    assert primary["method"].is_unique
+    ce = primary.set_index("method").loc["ce=0.15+triplet=0.4+arcface=0.45"]
+    assert 0 <= ce["p_bootstrap"] <= 1 and ce["paired_seeds"] == len(SEEDS)
+
+
+def test_second_run_skips_finished_notebooks(smoke):
+    results, _ = smoke
+    r = _run_all("--profile", "smoke", "--seeds", ",".join(map(str, SEEDS)), "--results", str(results),
+                 "--notebooks", "01_baseline_ce,06_summary")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.count("skipped (finished earlier)") == len(SEEDS)
+    assert "1 done, 2 skipped, 0 failed" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--profile", "huge"], "invalid choice: 'huge'"),
+    (["--seeds", "0,x"], "--seeds takes comma-separated non-negative integers"),
+    (["--seeds", "1,1"], "distinct non-negative integers"),
+    (["--notebooks", "07_extra"], "unknown notebook(s) 07_extra"),
+])
+def test_bad_options_fail_clearly(args, message, tmp_path):
+    r = _run_all(*args, "--results", str(tmp_path / "r"), timeout=300)
+    assert r.returncode == 2 and message in r.stderr
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_help_explains_every_option():
+    r = _run_all("--help", timeout=300)
+    for opt in ("--profile", "--dataset", "--encoder", "--seeds", "--results", "--force", "smoke", "paper"):
+        assert opt in r.stdout
