@@ -80,12 +80,22 @@ def environment_info() -> dict:
 
 
 def check_writable(out: Path) -> None:
-    """Fail before training, not after, when the results folder cannot be written."""
-    parent = Path(out).resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"results folder {Path(out).resolve().parent} cannot be written (no write permission on {parent})")
+    """Fail before training, not after, when the run folder cannot be created.
+
+    Probes the nearest existing ancestor with a temporary file that is removed at once, so a
+    refused run leaves nothing behind (``os.access`` alone says yes to root on read-only mounts).
+    """
+    target = Path(out).resolve()
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PermissionError(f"cannot create the run folder {target}: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise PermissionError(f"cannot write the run folder {target}: {ancestor} is not writable ({e.strerror})") from None
 
 
 class RunDir:

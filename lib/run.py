@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def default_out(cfg) -> Path:
     return results_dir() / "runs" / f"{safe(Path(cfg.dataset).stem)}-{safe(cfg.loss)}-seed{cfg.seed}"
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from .train import run_experiment
 
     out = Path(args.out) if args.out else default_out(cfg)
+    # SIGTERM becomes an exception, so the run folder is marked failed instead of left "running".
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         metrics = run_experiment(cfg, out, quiet=args.quiet)
     except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
