@@ -150,7 +150,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         kind = f.type if isinstance(f.type, type) else str(f.type)
         help_text = f"{f.metadata['help']} (default: {default})"
         if "bool" in str(kind):
-            parser.add_argument(flag, dest=f.name, type=_parse_bool, nargs="?", const=True, default=default,
+            parse = _optional(_parse_bool) if "None" in str(kind) else _parse_bool
+            parser.add_argument(flag, dest=f.name, type=parse, nargs="?", const=True, default=default,
                                 metavar="BOOL", help=help_text)
         elif "int" in str(kind):
             parser.add_argument(flag, dest=f.name, type=_optional(int) if "None" in str(kind) else int,

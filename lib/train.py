@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: notebooks run headless, without widgets
 
 from . import encoders
 from .baselines import run_baseline
