@@ -39,7 +39,7 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
     seeds = sorted(set(a.index) & set(b.index))
     d = (a.loc[seeds] - b.loc[seeds]).to_numpy()
     mean, lo, hi = mean_ci(d)
-    p = float(st.ttest_rel(a.loc[seeds], b.loc[seeds]).pvalue) if len(seeds) >= 2 and d.std() > 0 else float("nan")
+    p = float(st.ttest_rel(a.loc[seeds], b.loc[seeds]).pvalue) if len(seeds) >= 2 and d.std() > 1e-12 else float("nan")
     return {"seeds": len(seeds), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
 
 
@@ -76,12 +76,19 @@ def paired_bootstrap(preds_a: list[np.ndarray], preds_b: list[np.ndarray], y: np
     return {"diff": float(observed), "boot_lo": float(lo), "boot_hi": float(hi), "p_bootstrap": float(min(p, 1.0))}
 
 
-def load_primary_predictions(runs: pd.DataFrame, method: str) -> dict[int, np.ndarray]:
-    """seed -> test predictions of the primary rule, rows in id order (as every run writes them)."""
+def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """seed -> test predictions of the primary rule, rows in id order (as every run writes them).
+
+    With ``ids``, every run must have predicted exactly those sentences: a paired test over
+    different test sets would be meaningless.
+    """
     out = {}
     sub = runs[(runs["method"] == method) & (runs["split"] == "test") & runs["primary"]]
     for _, r in sub.iterrows():
-        frame = pd.read_csv(Path(r["run_path"]) / "predictions.csv")
+        frame = pd.read_csv(Path(r["run_path"]) / "predictions.csv", dtype={"id": str})
+        if ids is not None and not np.array_equal(frame["id"].to_numpy(), ids):
+            raise ValueError(f"{r['run_path']} predicted other test sentences than the baseline run; "
+                             "paired comparisons need one test set (same data set and --max-eval-samples)")
         out[int(r["seed"])] = frame[f"pred_{r['rule']}"].to_numpy()
     return out
 
@@ -89,13 +96,14 @@ def load_primary_predictions(runs: pd.DataFrame, method: str) -> dict[int, np.nd
 def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, random_state: int = 0) -> pd.DataFrame:
     """Each method against ``baseline``: paired over seeds and paired bootstrap on predictions."""
     rows = []
-    base = load_primary_predictions(runs, baseline)
-    if not base:
+    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
+    if first.empty:
         return pd.DataFrame()
-    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"].iloc[0]
-    y = pd.read_csv(Path(first) / "predictions.csv")["label"].to_numpy()
+    reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
+    y, ids = reference["label"].to_numpy(), reference["id"].to_numpy()
+    base = load_primary_predictions(runs, baseline, ids)
     for method in sorted(set(runs["method"]) - {baseline}):
-        mine = load_primary_predictions(runs, method)
+        mine = load_primary_predictions(runs, method, ids)
         seeds = sorted(set(mine) & set(base))
         if not seeds:
             continue

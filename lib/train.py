@@ -57,9 +57,11 @@ def prepare_data(cfg: ExperimentConfig) -> DataBundle:
         else load_dataset(cfg.dataset)
     if cfg.drop_cross_split_duplicates:
         bundle = drop_cross_split_duplicates(bundle)
-    bundle.train = subsample(bundle.train, cfg.max_train_samples, cfg.seed)
-    bundle.valid = subsample(bundle.valid, cfg.max_eval_samples, cfg.seed)
-    bundle.test = subsample(bundle.test, cfg.max_eval_samples, cfg.seed)
+    # Fixed subsamples (random_state 0), so every seed and method sees the same sentences and
+    # paired comparisons stay paired; the seed varies initialisation and data order only.
+    bundle.train = subsample(bundle.train, cfg.max_train_samples, 0)
+    bundle.valid = subsample(bundle.valid, cfg.max_eval_samples, 0)
+    bundle.test = subsample(bundle.test, cfg.max_eval_samples, 0)
     return bundle
 
 
