@@ -83,8 +83,10 @@ def balanced_batches(labels: np.ndarray, batch_size: int, samples_per_class: int
                      gen: torch.Generator) -> list[np.ndarray]:
     """P classes x K examples per batch (P = batch_size // K); about one epoch of batches.
 
-    Each class's examples are drawn without replacement from a reshuffled pool, so every
-    sentence is seen about once per epoch even when classes differ in size.
+    Classes are drawn in proportion to the examples they have left this epoch, and each class's
+    examples come without replacement from a reshuffled pool, so every sentence is seen about
+    once per epoch and the class prior stays that of the data (a small class is refilled when
+    it runs out, so it may repeat).
     """
     classes = np.unique(labels)
     k = samples_per_class
@@ -93,7 +95,8 @@ def balanced_batches(labels: np.ndarray, batch_size: int, samples_per_class: int
     queues = {c: list(pools[c][_perm(len(pools[c]), gen)]) for c in classes}
     batches = []
     for _ in range(max(len(labels) // (p * k), 1)):
-        chosen = classes[_perm(len(classes), gen)[:p]]
+        left = torch.tensor([float(len(queues[c]) or len(pools[c])) for c in classes])
+        chosen = classes[torch.multinomial(left, p, replacement=False, generator=gen).numpy()]
         batch = []
         for c in chosen:
             for _ in range(k):

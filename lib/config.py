@@ -76,6 +76,8 @@ class ExperimentConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         for name in ("max_train_samples", "max_eval_samples", "patience", "num_threads"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):

@@ -179,8 +179,9 @@ def load_csv(path: str | Path, text_column: str = "text", label_column: str = "l
     path = Path(path)
     if not path.is_file():
         raise DataInputError(f"CSV file not found: {path}")
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataInputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
     for col, what in ((text_column, "text_column"), (label_column, "label_column")):
@@ -210,9 +211,15 @@ def load_csv(path: str | Path, text_column: str = "text", label_column: str = "l
     y = labels.map({n: i for i, n in enumerate(names)}).to_numpy()
     ids = [f"row-{i}" for i in df.index]
     all_idx = np.arange(len(y))
-    train_idx, rest_idx = train_test_split(all_idx, test_size=valid_size + test_size, stratify=y, random_state=seed)
-    valid_idx, test_idx = train_test_split(rest_idx, test_size=test_size / (valid_size + test_size),
-                                           stratify=y[rest_idx], random_state=seed)
+    try:
+        train_idx, rest_idx = train_test_split(all_idx, test_size=valid_size + test_size, stratify=y,
+                                               random_state=seed)
+        valid_idx, test_idx = train_test_split(rest_idx, test_size=test_size / (valid_size + test_size),
+                                               stratify=y[rest_idx], random_state=seed)
+    except ValueError as e:  # sklearn: a class too small for one of the stratified parts
+        smallest = ", ".join(f"{n!r} ({counts[n]})" for n in sorted(names, key=lambda n: counts[n])[:3])
+        raise DataInputError(f"{path}: cannot split stratified into train/valid/test ({e}); the smallest classes "
+                             f"are {smallest}: add examples or merge them (about 7 per class are needed)") from None
     t = texts.to_numpy()
 
     def part(idx):
@@ -230,7 +237,7 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
     if name in LOADERS:
         return LOADERS[name](Path(root) if root else data_dir(), download=download)
     if name.lower().endswith((".csv", ".tsv")) or Path(name).exists():
-        return load_csv(name, **csv_options)
+        return load_csv(name, **csv_options)  # a user's file, comma- or (.tsv) tab-separated
     raise DataInputError(f"unknown data set {name!r}: use one of {', '.join(NAMED)} or a path to a CSV file")
 
 

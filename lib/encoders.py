@@ -113,6 +113,9 @@ def load(name: str):
             model = AutoModel.from_pretrained(where, add_pooling_layer=False, **kwargs)
         except TypeError:
             model = AutoModel.from_pretrained(where, **kwargs)
+    except (ImportError, ValueError) as e:  # e.g. a SentencePiece tokenizer without the sentencepiece package
+        raise EncoderError(f"could not load the tokenizer or model of encoder {name!r} ({type(e).__name__}: {e}); "
+                           "some hub models need extra packages such as sentencepiece or protobuf") from None
     except OSError as e:
         if local:
             raise EncoderError(f"could not load encoder from {where}: {e}") from None

@@ -52,23 +52,49 @@ def display_name(key: str) -> str:
     return name + (" [frozen]" if frozen else "")
 
 
-def run_folder(results: Path, cfg: ExperimentConfig) -> Path:
+def run_folder(results: Path, cfg: ExperimentConfig, group: str | None = None) -> Path:
+    """``runs/<method>/seed<k>``; a ``group`` (e.g. the weight grid) gets its own subfolder, kept out
+    of the summary. One results folder holds one configuration per method and seed: a changed
+    configuration replaces the run (use another results folder to keep both)."""
     slug = method_key(cfg).replace("|", "-").replace("=", "").replace("+", "_")
-    return results / "runs" / slug / f"seed{cfg.seed}"
+    base = results / "runs" / group if group else results / "runs"
+    return base / slug / f"seed{cfg.seed}"
+
+
+# Fields that place a run on hardware without defining the experiment.
+RUNTIME_FIELDS = {"device", "num_threads"}
+# Fields a loss-free baseline does not read (tfidf-lr reads no encoder field either).
+TRAINING_FIELDS = {f for f in ExperimentConfig.__dataclass_fields__} - {
+    "dataset", "encoder", "method", "seed", "max_length", "eval_batch_size", "bf16", "max_train_samples",
+    "max_eval_samples", "drop_cross_split_duplicates", "text_column", "label_column", "empty_texts"}
+
+
+def experiment_fields(config: dict) -> dict:
+    """The fields that define what a run computed (for reuse and for consistency checks)."""
+    skip = set(RUNTIME_FIELDS)
+    if config.get("method", "finetune") != "finetune":
+        skip |= TRAINING_FIELDS
+    if config.get("method") == "tfidf-lr":
+        skip |= {"encoder", "max_length", "eval_batch_size"}
+    return {k: v for k, v in config.items() if k not in skip}
 
 
 def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
-    want = cfg.to_dict()
-    return all(saved.get(k) == v for k, v in want.items() if k != "encoder") and \
-        (cfg.encoder is None or saved.get("encoder") == cfg.encoder)
+    want = experiment_fields(cfg.to_dict())
+    have = experiment_fields(saved)
+    if want.get("encoder") is None:  # "the data set's default encoder" matches whatever it resolved to
+        want.pop("encoder", None)
+        have.pop("encoder", None)
+    return all(have.get(k) == v for k, v in want.items())
 
 
-def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True) -> dict:
+def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
+                group: str | None = None) -> dict:
     """Reuse a complete run with the same config (resumable notebooks); otherwise train it."""
     from .train import run_experiment
 
     cfg = replace(cfg).validate()
-    out = run_folder(resolve_results_dir(results), cfg)
+    out = run_folder(resolve_results_dir(results), cfg, group)
     if not force and is_complete(out):
         saved = json.loads((out / "config.json").read_text())
         if _same_config(saved, cfg):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,8 +13,21 @@ from .batching import TokenizedSplit, collate, sequential_batches
 from .paths import cache_dir
 
 
-def features_key(encoder_name: str, tokens: TokenizedSplit, bf16: bool) -> str:
-    h = hashlib.sha256(f"{encoder_name}|bf16={bf16}|".encode())
+def weights_fingerprint(encoder) -> str:
+    """Where the weights came from and which file version: a folder updated in place, or a new
+    hub revision, must not reuse stale features."""
+    where = getattr(encoder, "name_or_path", "") or ""
+    parts = [where, str(getattr(encoder.config, "_commit_hash", ""))]
+    folder = Path(where)
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def features_key(encoder_name: str, tokens: TokenizedSplit, bf16: bool, fingerprint: str = "") -> str:
+    h = hashlib.sha256(f"{encoder_name}|{fingerprint}|bf16={bf16}|".encode())
     for seq in tokens.ids:
         h.update(seq.tobytes())
         h.update(b"|")
@@ -38,7 +52,8 @@ def pooled_features(model, encoder_name: str, tokens: TokenizedSplit, cfg, devic
     from safetensors.torch import load_file, save_file
 
     folder = cache_dir() / "features"
-    path = folder / f"{features_key(encoder_name, tokens, cfg.bf16)}.safetensors"
+    key = features_key(encoder_name, tokens, cfg.bf16, weights_fingerprint(model.encoder))
+    path = folder / f"{key}.safetensors"
     if path.exists():
         return load_file(str(path))["pooled"]
     feats = encode_pooled(model, tokens, cfg.eval_batch_size, device, cfg.bf16)

@@ -32,14 +32,15 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def notebook_parameters(profile: str, notebook: str, dataset: str, encoder: str, seed: int, results: str) -> dict:
-    """The papermill parameters of one notebook execution."""
+def notebook_parameters(profile: str, notebook: str, dataset: str, encoder: str, seed: int, results: str,
+                        columns: dict | None = None) -> dict:
+    """The papermill parameters of one notebook execution (``columns``: TEXT_COLUMN/LABEL_COLUMN of a CSV)."""
     p = PROFILES[profile]
     params = {"RESULTS_DIR": results}
     if notebook == "00_data_exploration":
-        params.update(DATASET=dataset, ENCODER=encoder)
+        params.update(DATASET=dataset, ENCODER=encoder, **(columns or {}))
     elif notebook in TRAINING_NOTEBOOKS:
-        params.update(DATASET=dataset, ENCODER=encoder, SEED=seed, **p["training"])
+        params.update(DATASET=dataset, ENCODER=encoder, SEED=seed, **(columns or {}), **p["training"])
     elif notebook == "05_tsne_analysis":
         params.update(SEED=seed)
     params.update(p["notebook"].get(notebook, {}))

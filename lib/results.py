@@ -116,10 +116,15 @@ class RunDir:
         return self.partial / name
 
     def commit(self) -> Path:
+        """Publish the run; an older run at the same place is moved aside first, then deleted, so
+        no moment exists at which a half-deleted folder looks complete."""
         (self.partial / "STATUS.json").unlink(missing_ok=True)
+        old = self.final.with_name(self.final.name + ".old" + PARTIAL_SUFFIX)
         if self.final.exists():
-            shutil.rmtree(self.final)
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.final, old)
         os.replace(self.partial, self.final)
+        shutil.rmtree(old, ignore_errors=True)
         return self.final
 
     def fail(self, error: BaseException) -> None:

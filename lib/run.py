@@ -22,14 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_arguments(parser)
     parser.add_argument("--out", default=None,
-                        help="run folder to write (default: results/runs/<dataset>-<loss>-seed<seed>)")
+                        help="run folder to write (default: results/runs/<dataset>-<encoder>-<loss>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     return parser
 
 
 def default_out(cfg) -> Path:
     safe = lambda s: "".join(c if c.isalnum() or c in "-_.=" else "_" for c in s)  # noqa: E731
-    return results_dir() / "runs" / f"{safe(Path(cfg.dataset).stem)}-{safe(cfg.loss)}-seed{cfg.seed}"
+    what = cfg.loss if cfg.method == "finetune" else cfg.method
+    enc = Path(cfg.encoder).name if cfg.encoder else "default"
+    return results_dir() / "runs" / f"{safe(Path(cfg.dataset).stem)}-{safe(enc)}-{safe(what)}-seed{cfg.seed}"
 
 
 def _terminate(signum, frame):

@@ -6,6 +6,7 @@ is redone; ``--force`` redoes everything. Inside a notebook, finished runs are r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
     p.add_argument("--encoder", help="encoder name, Hugging Face id or folder (default: the profile's)")
     p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p.add_argument("--text-column", help="text column of a CSV data set (default: text)")
+    p.add_argument("--label-column", help="label column of a CSV data set (default: label)")
     p.add_argument("--results", help="results folder (default: results/<dataset>-<encoder>, smoke: "
                                      "results/smoke/<dataset>-<encoder>)")
     p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
@@ -85,6 +88,33 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def executed_parameters(path: Path) -> dict | None:
+    """The papermill parameters an executed notebook ran with (None if unreadable)."""
+    try:
+        return json.loads(path.read_text())["metadata"]["papermill"]["parameters"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def absolute_if_path(value: str) -> str:
+    """Notebooks run in notebooks/: make a relative file or folder argument absolute first."""
+    p = Path(value).expanduser()
+    return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
+def check_inputs(dataset: str, encoder: str, csv_options: dict | None = None) -> str | None:
+    """Fail once, before any notebook, on a data set or encoder that cannot be used."""
+    from .datasets import DataFileError, DataInputError, load_dataset
+    from .encoders import EncoderError, resolve
+
+    try:
+        load_dataset(dataset, **(csv_options or {}))
+        resolve(encoder)
+    except (DataFileError, DataInputError, EncoderError) as e:
+        return str(e)
+    return None
+
+
 def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -93,8 +123,11 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
     final = out_dir / f"{name}.ipynb"
     summarises = nb in ("05_tsne_analysis", "06_summary")  # they read whatever exists: always redone
     if final.exists() and not force and not summarises:
-        report.skipped.append(name)
-        return "skipped (finished earlier)"
+        same = {k: v for k, v in json.loads(json.dumps(params)).items() if k != "FORCE"}
+        if {k: v for k, v in (executed_parameters(final) or {}).items() if k != "FORCE"} == same:
+            report.skipped.append(name)
+            return "skipped (finished earlier)"
+        print(f"    {name} ran earlier with other parameters: running it again", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     running = out_dir / f".{name}.running.ipynb"
     failed = out_dir / f"{name}.failed.ipynb"
@@ -107,6 +140,12 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
         report.failed.append({"notebook": name, "cell": where, "error": f"{e.ename}: {e.evalue}"[:300],
                               "executed_copy": str(failed)})
         return f"FAILED at {where}: {e.ename}: {str(e.evalue)[:200]}"
+    except Exception as e:  # the kernel died (out of memory, killed): record it and go on with the rest
+        if running.exists():
+            running.replace(failed)
+        report.failed.append({"notebook": name, "cell": "kernel", "error": f"{type(e).__name__}: {e}"[:300],
+                              "executed_copy": str(failed)})
+        return f"FAILED: {type(e).__name__}: {str(e)[:200]}"
     except BaseException:
         running.unlink(missing_ok=True)  # interrupted: nothing that looks finished stays
         raise
@@ -119,13 +158,18 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     prof = PROFILES[args.profile]
-    dataset = args.dataset or prof["dataset"]
-    encoder = args.encoder or prof["encoder"]
+    dataset = absolute_if_path(args.dataset or prof["dataset"])
+    encoder = absolute_if_path(args.encoder or prof["encoder"])
     seeds = args.seeds or prof["seeds"]
     selected = [n.strip() for n in args.notebooks.split(",") if n.strip()]
     unknown = [n for n in selected if n not in NOTEBOOKS]
     if unknown:
         print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+        return 2
+    columns = {k: v for k, v in (("TEXT_COLUMN", args.text_column), ("LABEL_COLUMN", args.label_column)) if v}
+    problem = check_inputs(dataset, encoder, {k.lower(): v for k, v in columns.items()})
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     from pathlib import PurePath
     safe_encoder = PurePath(encoder).name.replace("/", "_")
@@ -149,7 +193,7 @@ def main(argv=None) -> int:
         label = nb if seed is None else f"{nb} seed {seed}"
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
-        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path))
+        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path), columns)
         if args.force and nb in TRAINING_NOTEBOOKS:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
         status = execute(nb, seed, params, out_dir, args.force, report)

@@ -19,15 +19,18 @@ def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
 
 
 def summarize(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """One row per (method, rule): seeds, mean and 95% interval of macro-F1 and accuracy."""
+    """One row per (method, rule): seeds, mean and 95% interval of macro-F1 and accuracy, and the
+    mean validation macro-F1 (what a choice between methods may look at)."""
     rows = []
     sub = table[table["split"] == split]
+    valid = table[table["split"] == "valid"].groupby(["method", "rule"])["macro_f1"].mean()
     for (method, rule), g in sub.groupby(["method", "rule"], sort=True):
         f1, f1_lo, f1_hi = mean_ci(g["macro_f1"])
         acc, acc_lo, acc_hi = mean_ci(g["accuracy"])
         rows.append({"method": method, "rule": rule, "primary": bool(g["primary"].all()), "seeds": len(g),
                      "macro_f1": f1, "macro_f1_lo": f1_lo, "macro_f1_hi": f1_hi,
-                     "accuracy": acc, "accuracy_lo": acc_lo, "accuracy_hi": acc_hi})
+                     "accuracy": acc, "accuracy_lo": acc_lo, "accuracy_hi": acc_hi,
+                     "valid_macro_f1": float(valid.get((method, rule), np.nan))})
     return pd.DataFrame(rows).sort_values(["method", "rule"]).reset_index(drop=True)
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import ExperimentConfig, display_name, method_key, resolve_results_dir, sort_methods
+from .experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
+                          sort_methods)
 from .results import collect_runs, write_csv, write_text
 from .stats import compare_to_baseline, summarize
 
@@ -18,15 +19,28 @@ SEED_STUDY = pd.DataFrame([
 ])
 
 
-def collect(results: str | Path) -> pd.DataFrame:
-    """collect_runs with the method key (loss spec, baseline name, '|frozen')."""
-    runs = collect_runs(resolve_results_dir(results) / "runs")
+def collect(results: str | Path, group: str | None = None) -> pd.DataFrame:
+    """collect_runs with the method key (loss spec, baseline name, '|frozen').
+
+    Without ``group`` the grouped runs (the weight grid of notebook 04, chosen on validation and
+    reported there) are left out. Refuses to mix runs of one method with different configurations.
+    """
+    root = resolve_results_dir(results) / "runs"
+    runs = collect_runs(root / group if group else root)
     if runs.empty:
         return runs
-    keys = {}
+    if not group:
+        runs = runs[~runs["run_path"].str.startswith(str(root / "grid") + "/")].reset_index(drop=True)
+    keys, configs = {}, {}
     for path in runs["run_path"].unique():
-        cfg = ExperimentConfig.from_dict(json.loads((Path(path) / "config.json").read_text()))
-        keys[path] = method_key(cfg)
+        config = json.loads((Path(path) / "config.json").read_text())
+        keys[path] = method_key(ExperimentConfig.from_dict(config))
+        fields = {k: v for k, v in experiment_fields(config).items() if k != "seed"}
+        previous = configs.setdefault(keys[path], (path, fields))
+        if previous[1] != fields:
+            differ = sorted(k for k in set(fields) | set(previous[1]) if fields.get(k) != previous[1].get(k))
+            raise ValueError(f"runs of {keys[path]} differ in {', '.join(differ)}: {previous[0]} and {path}; "
+                             "keep one configuration per results folder (re-run with --force or another folder)")
     runs["method"] = runs["run_path"].map(keys)
     return runs
 
@@ -42,6 +56,8 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     runs = collect(results)
     if runs.empty:
         raise FileNotFoundError(f"no complete runs under {resolve_results_dir(results) / 'runs'}")
+    if baseline not in set(runs["method"]) and f"{baseline}|frozen" in set(runs["method"]):
+        baseline = f"{baseline}|frozen"  # a study run entirely on a frozen encoder
     summary = summarize(runs)
     comparison = compare_to_baseline(runs, baseline, n_boot=n_boot, random_state=random_state)
     table = summary.copy()
@@ -55,6 +71,7 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
+    table.attrs["baseline"] = baseline
     return table, readable(table, baseline), runs
 
 

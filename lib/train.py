@@ -17,7 +17,7 @@ from . import encoders
 from .baselines import run_baseline
 from .batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
 from .config import ExperimentConfig
-from .datasets import LANGUAGE, DataBundle, load_dataset, subsample
+from .datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsample
 from .evaluate import (class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                        knn_predict, retrieval_metrics, silhouette_cosine)
 from .features import pooled_features
@@ -52,9 +52,11 @@ def default_encoder(cfg: ExperimentConfig) -> str:
 
 
 def prepare_data(cfg: ExperimentConfig) -> DataBundle:
-    bundle = load_dataset(cfg.dataset, seed=cfg.seed, text_column=cfg.text_column, label_column=cfg.label_column,
-                          empty_texts=cfg.empty_texts) if cfg.dataset.lower().endswith((".csv", ".tsv")) \
-        else load_dataset(cfg.dataset)
+    if cfg.dataset in NAMED:
+        bundle = load_dataset(cfg.dataset)
+    else:  # a user's file: one fixed split for every seed, so seeds and methods stay comparable
+        bundle = load_dataset(cfg.dataset, seed=0, text_column=cfg.text_column, label_column=cfg.label_column,
+                              empty_texts=cfg.empty_texts)
     if cfg.drop_cross_split_duplicates:
         bundle = drop_cross_split_duplicates(bundle)
     # Fixed subsamples (random_state 0), so every seed and method sees the same sentences and
@@ -84,8 +86,9 @@ def _forward(model: EmotionModel, inputs: Inputs, index: np.ndarray, device: tor
     if inputs.pooled is not None:
         return model(pooled=inputs.pooled[index].to(device, non_blocking=True))
     b = _batch_to(collate(inputs.tokens, index), device)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):  # the encoder only
+        pooled = model.pool(b["input_ids"], b["attention_mask"])
+    return model(pooled=pooled.float())
 
 
 @torch.no_grad()
@@ -112,7 +115,8 @@ def predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, num_classe
         preds["knn"] = knn_predict(train_emb, train_y, emb, cfg.knn_k, num_classes)
     if "arcface" in rules:
         with torch.no_grad():
-            preds["arcface"] = loss_fn.parts["arcface"].logits(emb).argmax(1).cpu().numpy()
+            arc = loss_fn.parts["arcface"]  # embeddings come back on the CPU; the centres may be on a GPU
+            preds["arcface"] = arc.logits(emb.to(arc.centres.device)).argmax(1).cpu().numpy()
     return preds
 
 
@@ -152,6 +156,10 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         return Prepared(bundle, None, None, None, {}, time.perf_counter() - t0)
     encoder_name = default_encoder(cfg)
     spec, tokenizer, encoder = encoders.load(encoder_name)
+    limit = getattr(encoder.config, "max_position_embeddings", None)
+    if limit is not None and cfg.max_length > limit:
+        from .config import ConfigError
+        raise ConfigError(f"max_length {cfg.max_length} exceeds what encoder {encoder_name!r} accepts ({limit})")
     tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
                           cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}
     return Prepared(bundle, encoder_name, spec, encoder, tokens, time.perf_counter() - t0)

@@ -45,6 +45,7 @@ def test_named_loss_is_normalised_to_its_weights():
     ("loss", "focal", "loss:.*focal"),
     ("triplet_mining", "easy", "triplet_mining must be one of all, semihard, hard"),
     ("dropout", 1.0, "dropout must be in"),
+    ("seed", -1, "seed must be an integer in"),
 ])
 def test_bad_parameters_name_themselves(field, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -184,3 +184,15 @@ def test_subsample_is_stratified_and_seeded(shared_data):
     assert len(s) == 60 and set(s["label"]) == set(range(6))
     assert list(datasets.subsample(b.train, 60, seed=3)["id"]) == list(s["id"])
     assert np.bincount(s["label"]).min() >= 8
+
+
+def test_csv_class_too_small_for_the_stratified_split_is_a_clear_error(tmp_path):
+    p = _write(tmp_path, _csv_rows(n_per_class=40) + "".join(f"odd {i},rare\n" for i in range(3)))
+    with pytest.raises(DataInputError, match="cannot split stratified.*'rare' \\(3\\)"):
+        load_csv(p)
+
+
+def test_tsv_files_are_tab_separated(tmp_path):
+    text = _csv_rows().replace(",", "\t")
+    b = load_csv(_write(tmp_path, text, name="mine.tsv"))
+    assert b.class_names == ["anger", "fear", "joy"] and sum(b.sizes().values()) == 30

@@ -1,0 +1,71 @@
+"""Run folders, reuse of finished runs, and the summary's guard against mixed configurations."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lib.config import ExperimentConfig
+from lib.experiments import _same_config, experiment_fields, method_key, run_folder
+from lib.runner import absolute_if_path, executed_parameters
+from lib.summary import collect
+
+
+def _fake_run(folder, cfg: ExperimentConfig, f1=0.5, encoder="minilm"):
+    folder.mkdir(parents=True)
+    config = cfg.to_dict()
+    config["encoder"] = encoder
+    (folder / "config.json").write_text(json.dumps(config))
+    test = {"head": {"macro_f1": f1, "accuracy": f1}}
+    (folder / "metrics.json").write_text(json.dumps({"primary_rule": "head", "method": cfg.loss, "encoder": encoder,
+                                                     "valid": test, "test": test}))
+
+
+def test_method_keys_and_folders(tmp_path):
+    cfg = ExperimentConfig(loss="combined", seed=2).validate()
+    assert method_key(cfg) == "ce=0.15+triplet=0.4+arcface=0.45"
+    assert run_folder(tmp_path, cfg) == tmp_path / "runs" / "ce0.15_triplet0.4_arcface0.45" / "seed2"
+    frozen = ExperimentConfig(loss="combined", freeze_encoder=True).validate()
+    assert method_key(frozen).endswith("|frozen")
+    assert run_folder(tmp_path, frozen, "grid").parent.parent == tmp_path / "runs" / "grid"
+    assert run_folder(tmp_path, frozen) != run_folder(tmp_path, frozen, "grid")
+
+
+def test_baseline_runs_are_reused_whatever_the_training_settings():
+    saved = ExperimentConfig(method="tfidf-lr", epochs=2).to_dict()
+    saved["encoder"] = None  # tfidf-lr records no encoder
+    assert _same_config(saved, ExperimentConfig(method="tfidf-lr", epochs=10, encoder="minilm", head_lr=0.1))
+    assert not _same_config(saved, ExperimentConfig(method="tfidf-lr", max_eval_samples=10))
+    enc = ExperimentConfig(method="encoder-lr", encoder="minilm").to_dict()
+    assert not _same_config(enc, ExperimentConfig(method="encoder-lr", encoder="me5-small"))
+
+
+def test_trained_runs_are_reused_only_with_the_same_experiment():
+    saved = ExperimentConfig(loss="ce", encoder="minilm", device="cpu").to_dict()
+    assert _same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", device="cuda", num_threads=4))
+    assert not _same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", epochs=5))
+    assert "device" not in experiment_fields(saved) and "epochs" in experiment_fields(saved)
+
+
+def test_summary_refuses_runs_of_one_method_with_different_configs(tmp_path):
+    _fake_run(tmp_path / "runs" / "ce1.0" / "seed0", ExperimentConfig(loss="ce", seed=0))
+    _fake_run(tmp_path / "runs" / "ce1.0" / "seed1", ExperimentConfig(loss="ce", seed=1, epochs=7))
+    with pytest.raises(ValueError, match="differ in epochs"):
+        collect(tmp_path)
+
+
+def test_summary_leaves_the_grid_out(tmp_path):
+    _fake_run(tmp_path / "runs" / "ce1.0" / "seed0", ExperimentConfig(loss="ce"))
+    _fake_run(tmp_path / "runs" / "grid" / "ce1.0-frozen" / "seed0", ExperimentConfig(loss="ce", freeze_encoder=True))
+    assert set(collect(tmp_path)["method"]) == {"ce=1.0"}
+    assert set(collect(tmp_path, group="grid")["method"]) == {"ce=1.0|frozen"}
+
+
+def test_runner_helpers(tmp_path, monkeypatch):
+    nb = tmp_path / "x.ipynb"
+    nb.write_text(json.dumps({"metadata": {"papermill": {"parameters": {"SEED": 1}}}}))
+    assert executed_parameters(nb) == {"SEED": 1} and executed_parameters(tmp_path / "none.ipynb") is None
+    (tmp_path / "mine.csv").write_text("text,label\n")
+    monkeypatch.chdir(tmp_path)
+    assert absolute_if_path("mine.csv") == str(tmp_path / "mine.csv")
+    assert absolute_if_path("ed6") == "ed6"
