@@ -26,6 +26,3 @@ def seed_everything(seed: int) -> torch.Generator:
     gen.manual_seed(seed)
     return gen
 
-
-def numpy_rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)

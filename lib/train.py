@@ -18,7 +18,7 @@ from .baselines import run_baseline
 from .batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
 from .config import ExperimentConfig
 from .datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsample
-from .evaluate import (class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
+from .evaluate import (RULES, class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                        knn_predict, retrieval_metrics, silhouette_cosine)
 from .features import pooled_features
 from .leakage import drop_cross_split_duplicates, leakage_report
@@ -332,7 +332,8 @@ def _restore(model, loss_fn, state) -> None:
 
 
 def _rules(weights: dict) -> list[str]:
-    return ["head", "centroid", "knn"] + (["arcface"] if "arcface" in weights else [])
+    """Every prediction rule; the ArcFace rule only where an ArcFace part trained centres."""
+    return [r for r in RULES if r != "arcface" or "arcface" in weights]
 
 
 def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
