@@ -4,6 +4,10 @@ from __future__ import annotations
 TRAINING_NOTEBOOKS = ("01_baseline_ce", "02_triplet", "03_arcface", "04_combined")
 NOTEBOOKS = ("00_data_exploration",) + TRAINING_NOTEBOOKS + ("05_tsne_analysis", "06_summary")
 
+# run_all.sh --freeze-encoder: only the heads train, on cached encoder outputs, so an epoch costs
+# milliseconds; larger batches and more epochs (stopped early on validation) suit them.
+FROZEN_TRAINING = {"FREEZE_ENCODER": True, "EPOCHS": 30, "PATIENCE": 5, "BATCH_SIZE": 128}
+
 PROFILES: dict[str, dict] = {
     # CI: every notebook end to end in minutes, on tiny subsamples. Numbers mean nothing.
     "smoke": {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import PROJECT_ROOT
-from .profiles import NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
+from .profiles import FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
 
 KERNEL = "emotion-study"
 
@@ -55,8 +55,56 @@ def build_parser() -> argparse.ArgumentParser:
                                      "results/smoke/<dataset>-<encoder>)")
     p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
                    help="comma-separated notebook names to run (default: all)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the heads on cached encoder outputs (every loss in minutes): sets "
+                        f"{', '.join(f'{k}={v}' for k, v in FROZEN_TRAINING.items())} in the training notebooks "
+                        "and writes to results/<dataset>-<encoder>-frozen by default")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
+                        "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
     return p
+
+
+def default_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str:
+    """results/<dataset>-<encoder>[-frozen] (a frozen study and a fine-tuned one never share a summary)."""
+    from pathlib import PurePath
+
+    safe_encoder = PurePath(encoder).name.replace("/", "_")
+    folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
+    return folder + ("-frozen" if frozen else "")
+
+
+def declared_parameters(nb: str) -> set[str]:
+    """Names assigned in a notebook's cell tagged 'parameters'."""
+    import ast
+
+    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` strings -> {NAME: value}; a name no selected notebook declares is an error."""
+    out: dict[str, object] = {}
+    declared = set().union(*(declared_parameters(nb) for nb in selected)) if selected else set()
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE, e.g. --set EPOCHS=3; got {item!r}")
+        if name not in declared:
+            raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
+                             f"{', '.join(sorted(declared))}")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
 
 
 def ensure_kernel() -> None:
@@ -166,14 +214,19 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
         return 2
+    try:
+        overrides = parse_overrides(args.overrides, selected)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.freeze_encoder:
+        overrides = {**FROZEN_TRAINING, **overrides}
     columns = {k: v for k, v in (("TEXT_COLUMN", args.text_column), ("LABEL_COLUMN", args.label_column)) if v}
     problem = check_inputs(dataset, encoder, {k.lower(): v for k, v in columns.items()})
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from pathlib import PurePath
-    safe_encoder = PurePath(encoder).name.replace("/", "_")
-    results = args.results or prof["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
+    results = args.results or default_results(args.profile, dataset, encoder, args.freeze_encoder)
     from .experiments import resolve_results_dir
 
     results_path = resolve_results_dir(results)
@@ -186,6 +239,8 @@ def main(argv=None) -> int:
     todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
     print(f"profile {args.profile}: {dataset} with {encoder}, seeds {','.join(map(str, seeds))}, "
           f"{len(todo)} notebook executions -> {results_path}", flush=True)
+    if overrides:
+        print("parameters set: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()), flush=True)
     report = Report()
     t0 = time.perf_counter()
     out_dir = results_path / "notebooks"
@@ -194,6 +249,7 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
         params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path), columns)
+        params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
         if args.force and nb in TRAINING_NOTEBOOKS:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
         status = execute(nb, seed, params, out_dir, args.force, report)

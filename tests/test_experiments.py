@@ -7,7 +7,7 @@ import pytest
 
 from lib.config import ExperimentConfig
 from lib.experiments import _same_config, experiment_fields, method_key, run_folder
-from lib.runner import absolute_if_path, executed_parameters
+from lib.runner import absolute_if_path, declared_parameters, default_results, executed_parameters, parse_overrides
 from lib.summary import collect
 
 
@@ -69,3 +69,21 @@ def test_runner_helpers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_if_path("mine.csv") == str(tmp_path / "mine.csv")
     assert absolute_if_path("ed6") == "ed6"
+
+
+def test_runner_parameter_overrides():
+    assert {"EPOCHS", "FREEZE_ENCODER", "BASELINES", "SEED"} <= declared_parameters("01_baseline_ce")
+    assert "EPOCHS" not in declared_parameters("06_summary")
+    got = parse_overrides(["EPOCHS=3", 'LOSSES=["combined"]', "ENCODER=klue/bert-base", "PATIENCE=null"],
+                          ["01_baseline_ce", "04_combined"])
+    assert got == {"EPOCHS": 3, "LOSSES": ["combined"], "ENCODER": "klue/bert-base", "PATIENCE": None}
+    with pytest.raises(ValueError, match="no selected notebook has a parameter 'LOSSES'"):
+        parse_overrides(["LOSSES=[]"], ["01_baseline_ce"])  # 04 declares it, but 04 is not selected
+    with pytest.raises(ValueError, match="--set takes NAME=VALUE"):
+        parse_overrides(["EPOCHS"], ["01_baseline_ce"])
+
+
+def test_frozen_studies_get_their_own_folder():
+    assert default_results("default", "ed32", "minilm", frozen=False) == "results/ed32-minilm"
+    assert default_results("default", "ed32", "minilm", frozen=True) == "results/ed32-minilm-frozen"
+    assert default_results("paper", "/data/my.csv", "/models/klue", frozen=True) == "results/my-klue-frozen"

@@ -1,6 +1,7 @@
 """run_all.sh end to end on the smoke profile: every expected file, a summary row per loss, resumable."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -74,6 +75,8 @@ def test_second_run_skips_finished_notebooks(smoke):
     (["--seeds", "0,x"], "--seeds takes comma-separated non-negative integers"),
     (["--seeds", "1,1"], "distinct non-negative integers"),
     (["--notebooks", "07_extra"], "unknown notebook(s) 07_extra"),
+    (["--set", "WARMUP=3"], "no selected notebook has a parameter 'WARMUP'"),
+    (["--set", "EPOCHS"], "--set takes NAME=VALUE"),
 ])
 def test_bad_options_fail_clearly(args, message, tmp_path):
     r = _run_all(*args, "--results", str(tmp_path / "r"), timeout=300)
@@ -83,5 +86,21 @@ def test_bad_options_fail_clearly(args, message, tmp_path):
 
 def test_help_explains_every_option():
     r = _run_all("--help", timeout=300)
-    for opt in ("--profile", "--dataset", "--encoder", "--seeds", "--results", "--force", "smoke", "paper"):
+    for opt in ("--profile", "--dataset", "--encoder", "--seeds", "--results", "--force", "--freeze-encoder", "--set",
+                "smoke", "paper"):
         assert opt in r.stdout
+
+
+def test_freeze_encoder_and_set_reach_the_notebooks_and_the_runs(tmp_path):
+    results = tmp_path / "frozen"
+    r = _run_all("--profile", "smoke", "--seeds", "0", "--results", str(results), "--freeze-encoder",
+                 "--set", "EPOCHS=2", "--set", "BASELINES=[]", "--notebooks", "01_baseline_ce,06_summary")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "parameters set: FREEZE_ENCODER=true, EPOCHS=2, PATIENCE=5, BATCH_SIZE=128, BASELINES=[]" in r.stdout
+    params = json.loads((results / "notebooks" / "01_baseline_ce-seed0.ipynb").read_text())["metadata"]["papermill"]
+    assert params["parameters"]["FREEZE_ENCODER"] is True and params["parameters"]["EPOCHS"] == 2
+    assert "EPOCHS" not in json.loads((results / "notebooks" / "06_summary.ipynb").read_text()
+                                      )["metadata"]["papermill"]["parameters"]
+    config = json.loads((results / "runs" / "ce1.0-frozen" / "seed0" / "config.json").read_text())
+    assert config["freeze_encoder"] is True and config["epochs"] == 2 and config["batch_size"] == 128
+    assert list(pd.read_csv(results / "summary.csv").query("primary")["method"]) == ["ce=1.0|frozen"]
