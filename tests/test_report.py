@@ -1,0 +1,59 @@
+"""The README's main table is built from the studies' summary.csv files, and only from them."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lib.report import collect_studies, main, wide_table
+
+
+def _summary(folder, rows):
+    folder.mkdir(parents=True)
+    cols = ["method", "rule", "primary", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi", "diff_vs_baseline",
+            "p_ttest", "p_bootstrap"]
+    pd.DataFrame(rows, columns=cols).to_csv(folder / "summary.csv", index=False)
+
+
+STUDIES = (("a", "A fine-tuned"), ("b", "B frozen"), ("missing", "never run"))
+
+
+@pytest.fixture
+def two_studies(tmp_path):
+    nan = float("nan")
+    _summary(tmp_path / "a", [
+        ["ce=1.0", "head", True, 5, 0.70, 0.68, 0.72, nan, nan, nan],
+        ["ce=1.0", "centroid", False, 5, 0.69, 0.67, 0.71, nan, nan, nan],
+        ["ce=0.15+triplet=0.4+arcface=0.45", "head", True, 5, 0.71, 0.69, 0.73, 0.01, 0.2, 0.0004],
+    ])
+    _summary(tmp_path / "b", [
+        ["tfidf-lr", "head", True, 1, 0.50, nan, nan, -0.1, nan, 0.02],
+        ["ce=1.0|frozen", "head", True, 5, 0.60, 0.59, 0.61, nan, nan, nan],
+    ])
+    return tmp_path
+
+
+def test_primary_rows_of_every_study_in_reading_order(two_studies):
+    long = collect_studies(two_studies, STUDIES)
+    assert list(zip(long["study"], long["method"])) == [
+        ("a", "ce=1.0"), ("a", "ce=0.15+triplet=0.4+arcface=0.45"), ("b", "ce=1.0"), ("b", "tfidf-lr")]
+    assert long.loc[2, "macro_f1"] == 0.60  # '|frozen' dropped: frozen CE sits in the CE row
+
+
+def test_wide_table_cells(two_studies):
+    wide = wide_table(collect_studies(two_studies, STUDIES)).set_index("method")
+    assert wide.loc["CE", "A fine-tuned"] == "0.700 [0.680, 0.720] (n=5)"
+    assert wide.loc["Combined (seed weights)", "A fine-tuned"] == "0.710 [0.690, 0.730] (n=5); +0.010, p<0.001"
+    assert wide.loc["Combined (seed weights)", "B frozen"] == "–"
+    assert wide.loc["TF-IDF + LR", "B frozen"] == "0.500 (n=1); -0.100, p=0.020"
+    assert wide.loc["CE"].iloc[-1] == "0.643" and wide.loc["Combined (seed weights)"].iloc[-1] == "0.660"
+
+
+def test_main_writes_sorted_files_and_refuses_an_empty_folder(two_studies, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("lib.report.STUDIES", STUDIES)
+    assert main(["--results", str(two_studies)]) == 0
+    assert (two_studies / "main_table.md").read_text().startswith("| method | A fine-tuned | B frozen |")
+    assert len(pd.read_csv(two_studies / "main_table.csv")) == 4
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--results", str(empty)]) == 2
+    assert "no summary.csv under" in capsys.readouterr().err
