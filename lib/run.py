@@ -1,15 +1,17 @@
 """Command line: run one experiment.
 
     python -m lib.run --dataset ed6 --encoder minilm --loss combined --epochs 1 --out results/runs/demo
+    python -m lib.run --reproduce results/ed6-minilm/runs/ce1.0/seed0 --out /tmp/again
 """
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
 
-from .config import ConfigError, add_config_arguments, config_from_args
+from .config import ConfigError, ExperimentConfig, add_config_arguments, config_from_args
 from .paths import results_dir
 
 
@@ -24,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None,
                         help="run folder to write (default: results/runs/<dataset>-<encoder>-<loss>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--reproduce", metavar="RUN_DIR", default=None,
+                        help="re-run the config.json of a finished run folder (other config options are ignored) "
+                             "into --out, then check that metrics, history, predictions and embeddings are identical "
+                             "(exit status 1 if not)")
     return parser
 
 
@@ -40,8 +46,19 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
     try:
+        if args.reproduce:
+            original = Path(args.reproduce)
+            if not (original / "config.json").is_file() or not (original / "metrics.json").is_file():
+                raise ConfigError(f"--reproduce {original}: not a finished run folder (needs config.json and "
+                                  "metrics.json)")
+            if not args.out:
+                raise ConfigError("--reproduce needs --out, a new folder for the re-run")
+            if Path(args.out).resolve() == original.resolve():
+                raise ConfigError("--reproduce: --out must differ from the run being checked (it would be replaced)")
+            cfg = ExperimentConfig.from_dict(json.loads((original / "config.json").read_text()))
+        else:
+            cfg = config_from_args(args)
         cfg.validate()
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -61,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     how = f"rule {metrics['primary_rule']}, best epoch {metrics['best_epoch']}" if "best_epoch" in metrics \
         else f"{metrics['method']}, C={metrics['chosen_C']}"
     print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  ({how})  -> {out}")
+    if args.reproduce:
+        from .reproduce import compare_runs
+
+        diffs = compare_runs(args.reproduce, out)
+        if diffs:
+            print(f"NOT reproduced: {len(diffs)} difference(s) from {args.reproduce}", file=sys.stderr)
+            for d in diffs[:20]:
+                print(f"  {d}", file=sys.stderr)
+            return 1
+        print(f"reproduced exactly: metrics.json, history.csv, predictions.csv and test embeddings equal "
+              f"{args.reproduce} (wall-clock timings aside)")
     return 0
 
 

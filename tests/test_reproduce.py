@@ -1,0 +1,51 @@
+"""`python -m lib.run --reproduce RUN` re-runs a finished run and proves it identical (or says what differs)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+
+from lib.reproduce import compare_runs
+from lib.run import main
+
+TINY_ARGS = ["--dataset", "ed6", "--encoder", "minilm", "--loss", "combined", "--epochs", "1", "--batch-size", "16",
+             "--max-length", "32", "--max-train-samples", "64", "--max-eval-samples", "32", "--quiet"]
+
+
+def test_reproduce_a_run_then_detect_tampering(tmp_path, capsys):
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main([*TINY_ARGS, "--seed", "3", "--out", str(first)]) == 0
+    # Config options other than --reproduce/--out are ignored: the run's own config.json rules.
+    assert main(["--reproduce", str(first), "--out", str(again), "--seed", "9", "--quiet"]) == 0
+    assert "reproduced exactly" in capsys.readouterr().out
+    assert json.loads((again / "config.json").read_text())["seed"] == 3
+    assert compare_runs(first, again) == []
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(again, tampered)
+    metrics = json.loads((tampered / "metrics.json").read_text())
+    metrics["test"]["head"]["macro_f1"] += 1e-9
+    metrics["timings"]["total_seconds"] = 1.0  # wall clock: never compared
+    (tampered / "metrics.json").write_text(json.dumps(metrics))
+    emb = np.load(tampered / "test_embeddings.npy")
+    emb[0, 0] = np.nextafter(emb[0, 0], np.float32(np.inf))
+    np.save(tampered / "test_embeddings.npy", emb)
+    assert compare_runs(first, tampered) == [
+        f"metrics.json test.head.macro_f1: {metrics['test']['head']['macro_f1'] - 1e-9!r} != "
+        f"{metrics['test']['head']['macro_f1']!r}",
+        "test_embeddings.npy: arrays differ"]
+
+
+def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
+    assert main(["--reproduce", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.json").write_text("{}")
+    assert main(["--reproduce", str(run)]) == 2
+    assert "--reproduce needs --out" in capsys.readouterr().err
+    assert main(["--reproduce", str(run), "--out", str(run)]) == 2
+    assert "--out must differ" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json"]
