@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
                     "figures and the summary go to the results folder.")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 3 seeds (laptop CPU); "
+                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 5 seeds (laptop CPU); "
                         "paper: ko6 + me5-small, 5 seeds, early stopping (GPU recommended, resumable on CPU)")
     p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
     p.add_argument("--encoder", help="encoder name, Hugging Face id or folder (default: the profile's)")
