@@ -1,16 +1,28 @@
-"""Check that a run folder is reproduced exactly: same metrics, history, predictions and embeddings.
+"""Check that a run folder is reproduced: same metrics, history, predictions and embeddings.
 
-Wall-clock fields (``timings``, per-epoch seconds and speed) are the only ones left out.
+Wall-clock fields (``timings``, per-epoch seconds and speed) are the only ones left out. On the
+machine that made a run the re-run is bit-identical. On another CPU the float kernels may round
+differently (another instruction set, another BLAS code path), so every difference carries its
+relative size: labels, counts and strings must match exactly, floats may be let through with
+``rtol``.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 CLOCK_COLUMNS = ("train_seconds", "sentences_per_second")
+EMBEDDINGS = "test_embeddings.npy"
+
+
+@dataclass(frozen=True)
+class Difference:
+    text: str
+    relative: float | None = None  # size of a float difference; None: not a float (must match exactly)
 
 
 def _flatten(obj, prefix=""):
@@ -28,29 +40,79 @@ def _metrics(run: Path) -> dict:
     return _flatten(metrics)
 
 
-def compare_runs(original: str | Path, again: str | Path) -> list[str]:
-    """The differences between two run folders (empty when the second reproduces the first)."""
-    a, b = Path(original), Path(again)
-    diffs = []
+def _relative(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), np.finfo(float).tiny)
+    gap = np.where((a == b) | (np.isnan(a) & np.isnan(b)), 0.0, np.abs(a - b) / scale)
+    return float(np.nan_to_num(gap, nan=np.inf).max()) if gap.size else 0.0
+
+
+def _is_float(v) -> bool:
+    return isinstance(v, float) or (isinstance(v, list) and bool(v) and all(isinstance(x, (int, float)) and
+                                                                              not isinstance(x, bool) for x in v)
+                                     and any(isinstance(x, float) for x in v))
+
+
+def _metric_differences(a: Path, b: Path) -> list[Difference]:
+    out = []
     ma, mb = _metrics(a), _metrics(b)
     for key in sorted(set(ma) | set(mb)):
-        if ma.get(key, "<missing>") != mb.get(key, "<missing>"):
-            diffs.append(f"metrics.json {key}: {ma.get(key, '<missing>')!r} != {mb.get(key, '<missing>')!r}")
+        va, vb = ma.get(key, "<missing>"), mb.get(key, "<missing>")
+        if va == vb:
+            continue
+        text = f"metrics.json {key}: {va!r} != {vb!r}"
+        if _is_float(va) and _is_float(vb) and np.shape(va) == np.shape(vb):
+            rel = _relative(va, vb)
+            out.append(Difference(f"{text} (relative {rel:.1e})", rel))
+        else:
+            out.append(Difference(text))
+    return out
+
+
+def _table_differences(name: str, fa: pd.DataFrame, fb: pd.DataFrame) -> list[Difference]:
+    fa, fb = (f.drop(columns=[c for c in CLOCK_COLUMNS if c in f.columns]) for f in (fa, fb))
+    if list(fa.columns) != list(fb.columns) or len(fa) != len(fb):
+        return [Difference(f"{name}: columns or rows differ ({list(fa.columns)} x {len(fa)} vs "
+                           f"{list(fb.columns)} x {len(fb)})")]
+    out = []
+    for col in fa.columns:
+        ca, cb = fa[col], fb[col]
+        if ca.equals(cb):
+            continue
+        if ca.dtype.kind == "f" and cb.dtype.kind == "f":
+            rel = _relative(ca.to_numpy(), cb.to_numpy())
+            n = int((~((ca == cb) | (ca.isna() & cb.isna()))).sum())
+            out.append(Difference(f"{name} column {col}: {n} value(s) differ (relative {rel:.1e})", rel))
+        else:
+            n = int((ca.astype(str) != cb.astype(str)).sum())
+            out.append(Difference(f"{name} column {col}: {n} value(s) differ"))
+    return out
+
+
+def differences(original: str | Path, again: str | Path) -> list[Difference]:
+    """Every difference between a run folder and its re-run, each with its relative size if a float."""
+    a, b = Path(original), Path(again)
+    out = _metric_differences(a, b)
     for name in ("history.csv", "predictions.csv"):
         if (a / name).exists() or (b / name).exists():
-            fa, fb = (pd.read_csv(p / name) if (p / name).exists() else None for p in (a, b))
-            if fa is None or fb is None:
-                diffs.append(f"{name}: only in {'the original' if fb is None else 'the new run'}")
+            if not ((a / name).exists() and (b / name).exists()):
+                out.append(Difference(f"{name}: only in {'the original' if (a / name).exists() else 'the new run'}"))
                 continue
-            fa, fb = (f.drop(columns=[c for c in CLOCK_COLUMNS if c in f.columns]) for f in (fa, fb))
-            if not fa.equals(fb):
-                diffs.append(f"{name}: contents differ")
-    name = "test_embeddings.npy"
-    if (a / name).exists() or (b / name).exists():
-        if not ((a / name).exists() and (b / name).exists()):
-            diffs.append(f"{name}: only in one of the runs")
+            out += _table_differences(name, *(pd.read_csv(p / name, dtype={"id": str}) for p in (a, b)))
+    # Embeddings are never committed with published runs: compared when the original has them.
+    if (a / EMBEDDINGS).exists():
+        if not (b / EMBEDDINGS).exists():
+            out.append(Difference(f"{EMBEDDINGS}: only in the original"))
         else:
-            ea, eb = (np.load(p / name, allow_pickle=False) for p in (a, b))
-            if ea.shape != eb.shape or not np.array_equal(ea, eb):
-                diffs.append(f"{name}: arrays differ")
-    return diffs
+            ea, eb = (np.load(p / EMBEDDINGS, allow_pickle=False) for p in (a, b))
+            if ea.shape != eb.shape:
+                out.append(Difference(f"{EMBEDDINGS}: shapes differ ({ea.shape} vs {eb.shape})"))
+            elif not np.array_equal(ea, eb):
+                rel = _relative(ea, eb)
+                out.append(Difference(f"{EMBEDDINGS}: arrays differ (relative {rel:.1e})", rel))
+    return out
+
+
+def compare_runs(original: str | Path, again: str | Path, rtol: float = 0.0) -> list[str]:
+    """The differences beyond ``rtol`` (empty when the second run reproduces the first)."""
+    return [d.text for d in differences(original, again) if d.relative is None or d.relative > rtol]

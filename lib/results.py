@@ -96,7 +96,27 @@ def environment_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "git": git_state()}
+            "git": git_state(), "cpu": cpu_info()}
+
+
+def cpu_info() -> dict:
+    """The processor and torch's kernel level: float results are bit-identical only when these match."""
+    model = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"model": model, "cores": os.cpu_count()}
+    try:
+        import torch
+
+        info.update(torch_capability=torch.backends.cpu.get_cpu_capability(), torch_threads=torch.get_num_threads())
+    except (ImportError, AttributeError):
+        pass
+    return info
 
 
 def check_writable(out: Path) -> None:

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 
 from lib.reproduce import compare_runs
 from lib.run import main
@@ -31,10 +32,36 @@ def test_reproduce_a_run_then_detect_tampering(tmp_path, capsys):
     emb = np.load(tampered / "test_embeddings.npy")
     emb[0, 0] = np.nextafter(emb[0, 0], np.float32(np.inf))
     np.save(tampered / "test_embeddings.npy", emb)
-    assert compare_runs(first, tampered) == [
+    found = compare_runs(first, tampered)
+    assert [d.split(" (relative")[0] for d in found] == [
         f"metrics.json test.head.macro_f1: {metrics['test']['head']['macro_f1'] - 1e-9!r} != "
         f"{metrics['test']['head']['macro_f1']!r}",
         "test_embeddings.npy: arrays differ"]
+    # Both are float rounding: a tolerance lets them through, a label change never.
+    assert compare_runs(first, tampered, rtol=1e-5) == []
+    assert main(["--reproduce", str(tampered), "--out", str(tmp_path / "again2"), "--rtol", "1e-5"]) == 0
+    assert "reproduced within --rtol 1e-05: 2 float value(s) differ" in capsys.readouterr().out
+    assert main(["--reproduce", str(tampered), "--out", str(tmp_path / "again3")]) == 1
+    assert "only float values differ" in capsys.readouterr().err
+
+    predictions = pd.read_csv(tampered / "predictions.csv", dtype={"id": str})
+    predictions.loc[0, "pred_head"] = (predictions.loc[0, "pred_head"] + 1) % 6
+    predictions.to_csv(tampered / "predictions.csv", index=False)
+    assert "predictions.csv column pred_head: 1 value(s) differ" in compare_runs(first, tampered, rtol=1.0)
+
+
+def test_published_runs_without_embeddings_are_compared_on_the_rest(tmp_path):
+    # Committed runs leave test_embeddings.npy out: a re-run that has them is not a difference.
+    original, again = tmp_path / "original", tmp_path / "again"
+    for run in (original, again):
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"test": {"macro_f1": 0.5, "n": 3}, "timings": {"s": 1.0}}))
+        pd.DataFrame({"id": ["01", "02"], "label": [0, 1], "pred_head": [0, 1]}).to_csv(run / "predictions.csv",
+                                                                                         index=False)
+    np.save(again / "test_embeddings.npy", np.zeros((2, 3), dtype=np.float32))
+    assert compare_runs(original, again) == []
+    (again / "test_embeddings.npy").rename(original / "test_embeddings.npy")
+    assert compare_runs(original, again) == ["test_embeddings.npy: only in the original"]
 
 
 def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
@@ -48,4 +75,7 @@ def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
     assert "--reproduce needs --out" in capsys.readouterr().err
     assert main(["--reproduce", str(run), "--out", str(run)]) == 2
     assert "--out must differ" in capsys.readouterr().err
+    assert main(["--reproduce", str(run), "--out", str(tmp_path / "y"), "--rtol", "-1"]) == 2
+    assert main([*TINY_ARGS, "--rtol", "1e-4"]) == 2
+    assert "--rtol" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json"]
