@@ -1,0 +1,66 @@
+"""The published study: README numbers trace to committed files, summaries recompute from the runs,
+and the committed results stay small and free of weights."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from lib.paths import PROJECT_ROOT
+from lib.report import STUDIES, collect_studies, wide_table
+from lib.summary import _markdown, build_summary
+
+RESULTS = PROJECT_ROOT / "results"
+PUBLISHED = [folder for folder, _ in STUDIES if (RESULTS / folder / "summary.csv").exists()]
+SIZE_LIMIT = 20_000_000  # bytes of committed results (the issue's "under 20 MB")
+
+
+def _tracked(prefix: str) -> list[str]:
+    if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    out = subprocess.run(["git", "ls-files", "-z", prefix], cwd=PROJECT_ROOT, capture_output=True, check=True)
+    return [p for p in out.stdout.decode().split("\0") if p]
+
+
+def _results_section() -> str:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Results\n")
+    return readme[start:readme.index("\n## ", start + 1)]
+
+
+def test_the_studies_are_published():
+    assert {"ed6-minilm", "ko6-me5-small", "ko6-me5-small-frozen", "ed32-minilm-frozen"} <= set(PUBLISHED)
+
+
+def test_committed_results_are_small_and_hold_no_weights():
+    files = _tracked("results")
+    assert files, "no committed results"
+    size = sum((PROJECT_ROOT / f).stat().st_size for f in files)
+    assert size < SIZE_LIMIT, f"committed results are {size / 1e6:.1f} MB (limit {SIZE_LIMIT / 1e6:.0f} MB)"
+    heavy = [f for f in files if f.endswith((".pt", ".bin", ".safetensors", ".npy", ".ckpt", ".onnx"))]
+    assert not heavy, f"weights or embeddings committed: {heavy[:5]}"
+
+
+@pytest.mark.parametrize("folder", PUBLISHED)
+def test_each_summary_recomputes_from_the_committed_runs(folder):
+    # build_summary reads only metrics.json, config.json and predictions.csv of each run.
+    _, nice, runs = build_summary(RESULTS / folder)
+    assert _markdown(nice) == (RESULTS / folder / "summary.md").read_text(encoding="utf-8")
+    assert runs["seed"].nunique() >= 3
+
+
+def test_main_table_recomputes_from_the_summaries_and_is_in_the_readme():
+    table = (RESULTS / "main_table.md").read_text(encoding="utf-8")
+    assert _markdown(wide_table(collect_studies(RESULTS))) == table
+    assert table.strip() in _results_section()
+
+
+def test_every_three_decimal_number_in_the_results_section_is_in_a_committed_results_file():
+    committed = [RESULTS / "main_table.md"] + [RESULTS / f / "summary.md" for f in PUBLISHED]
+    text = " ".join(p.read_text(encoding="utf-8") for p in committed)
+    known = set(re.findall(r"\d\.\d{3}", text))
+    numbers = set(re.findall(r"(?<![\d.])\d\.\d{3}(?!\d)", _results_section()))
+    assert len(numbers) > 50
+    assert not sorted(numbers - known), "README numbers not found in results/*/summary.md or main_table.md"
