@@ -21,6 +21,7 @@ STUDIES = (
     ("ed6-minilm", "ed6, MiniLM fine-tuned"),
     ("ko6-me5-small", "ko6, me5-small fine-tuned"),
     ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
+    ("ed32-minilm", "ed32, MiniLM fine-tuned"),
     ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
