@@ -198,6 +198,9 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
         running.unlink(missing_ok=True)  # interrupted: nothing that looks finished stays
         raise
     failed.unlink(missing_ok=True)
+    from .plots import palette_notebook_images  # matplotlib: loaded only once a notebook has run
+
+    palette_notebook_images(running)  # the committed executed notebooks keep to the results budget
     running.replace(final)
     report.done.append(name)
     return "done"
