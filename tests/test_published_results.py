@@ -15,7 +15,7 @@ from lib.summary import _markdown, build_summary
 RESULTS = PROJECT_ROOT / "results"
 PUBLISHED = [folder for folder, _ in STUDIES if (RESULTS / folder / "summary.csv").exists()]
 SIZE_LIMIT = 20_000_000  # bytes of committed results (the "under 20 MB")
-MIN_SEEDS = {"ed6-minilm": 5, "ko6-me5-small": 3, "ko6-me5-small-frozen": 5, "ed32-minilm-frozen": 5}
+MIN_SEEDS = {"ed6-minilm": 5, "ko6-me5-small": 3, "ko6-me5-small-frozen": 5, "ed32-minilm-frozen": 5, "ed32-minilm": 3}
 
 
 def _tracked(prefix: str) -> list[str]:
@@ -32,7 +32,7 @@ def _results_section() -> str:
 
 
 def test_the_studies_are_published():
-    assert {"ed6-minilm", "ko6-me5-small", "ko6-me5-small-frozen", "ed32-minilm-frozen"} <= set(PUBLISHED)
+    assert set(MIN_SEEDS) <= set(PUBLISHED)
 
 
 def test_committed_results_are_small_and_hold_no_weights():
