@@ -23,14 +23,23 @@ def save(fig, path: str | Path | None):
     return fig
 
 
+def _palette(source) -> bytes:
+    """PNG bytes of ``source`` (a path or a file object) with a 256-colour palette."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(source) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def palette_png(path: str | Path) -> None:
     """Re-save a PNG with a 256-colour palette: plots hold few colours, and the committed figures
     of the study shrink about threefold (results/ stays under its 20 MB budget)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    small.save(path, format="PNG", optimize=True)
+    Path(path).write_bytes(_palette(path))
 
 
 def palette_notebook_images(path: str | Path) -> int:
@@ -39,7 +48,6 @@ def palette_notebook_images(path: str | Path) -> int:
     import io
 
     import nbformat
-    from PIL import Image
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -47,17 +55,14 @@ def palette_notebook_images(path: str | Path) -> int:
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             data = output.get("data", {})
-            if "image/png" not in data:
-                continue
-            with Image.open(io.BytesIO(base64.b64decode(data["image/png"]))) as image:
-                small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-            buffer = io.BytesIO()
-            small.save(buffer, format="PNG", optimize=True)
-            data["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-            count += 1
-    tmp = path.with_name(f".{path.name}.tmp")
-    nbformat.write(nb, tmp)
-    tmp.replace(path)
+            if "image/png" in data:
+                small = _palette(io.BytesIO(base64.b64decode(data["image/png"])))
+                data["image/png"] = base64.b64encode(small).decode("ascii")
+                count += 1
+    if count:
+        tmp = path.with_name(f".{path.name}.tmp")
+        nbformat.write(nb, tmp)
+        tmp.replace(path)
     return count
 
 
