@@ -27,7 +27,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as run_all.sh and lib.train set it
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as run_all.sh and lib.training.train set it
 
 import numpy as np
 import pandas as pd
@@ -36,14 +36,15 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # seed_pipeline.py lives next to this file
 
-from lib import batching, encoders  # noqa: E402
-from lib.batching import collate, length_grouped_batches, sequential_batches, tokenize  # noqa: E402
-from lib.config import ExperimentConfig  # noqa: E402
-from lib.datasets import load_dataset, subsample  # noqa: E402
-from lib.losses import ArcFaceLoss, TripletLoss, build_loss, format_loss_spec, parse_loss_spec  # noqa: E402
-from lib.model import EmotionModel, freeze_word_embeddings  # noqa: E402
-from lib.seeding import seed_everything  # noqa: E402
-from lib.train import Inputs, _forward, build_optimizer, embed, prepare_data, run_experiment  # noqa: E402
+from lib.training import batching  # noqa: E402
+from lib.model import encoders  # noqa: E402
+from lib.training.batching import collate, length_grouped_batches, sequential_batches, tokenize  # noqa: E402
+from lib.training.config import ExperimentConfig  # noqa: E402
+from lib.data.datasets import load_dataset, subsample  # noqa: E402
+from lib.model.losses import ArcFaceLoss, TripletLoss, build_loss, format_loss_spec, parse_loss_spec  # noqa: E402
+from lib.model.network import EmotionModel, freeze_word_embeddings  # noqa: E402
+from lib.training.seeding import seed_everything  # noqa: E402
+from lib.training.train import Inputs, _forward, build_optimizer, embed, prepare_data, run_experiment  # noqa: E402
 from seed_pipeline import SeedPipeline, seed_triplet_indices, seed_triplet_loss  # noqa: E402
 
 DEVICE = torch.device("cpu")
@@ -113,7 +114,7 @@ def pristine_encoder():
 
 
 def run_once(cfg: ExperimentConfig, work: Path) -> dict:
-    """lib.train.run_experiment, memoised by config so sections can share a run."""
+    """lib.training.train.run_experiment, memoised by config so sections can share a run."""
     key = json.dumps(cfg.to_dict(), sort_keys=True)
     if key not in _RUNS:
         out = work / f"run{len(_RUNS)}"
@@ -134,7 +135,7 @@ def train_tokens(n: int | None = None, split: str = "train", seed: int = 0):
 
 @dataclasses.dataclass
 class OursVariant:
-    """Our model, loss and optimizer built as lib.train._run builds them (fine-tuned encoder)."""
+    """Our model, loss and optimizer built as lib.training.train._run builds them (fine-tuned encoder)."""
     name: str
     cfg: ExperimentConfig
     model: EmotionModel
@@ -160,7 +161,7 @@ def build_ours(name: str, loss: str, tokens, steps: int, bf16: bool = False, fus
                          triplet_mining=cfg.triplet_mining, triplet_distance=cfg.triplet_distance,
                          arcface_margin=cfg.arcface_margin, arcface_scale=cfg.arcface_scale,
                          supcon_temperature=cfg.supcon_temperature)
-    if word_embeddings_frozen(cfg):  # as lib.train._run decides (default: only for me5-small)
+    if word_embeddings_frozen(cfg):  # as lib.training.train._run decides (default: only for me5-small)
         freeze_word_embeddings(model.encoder)
     model.to(DEVICE)
     loss_fn.to(DEVICE)
@@ -176,7 +177,7 @@ def build_ours(name: str, loss: str, tokens, steps: int, bf16: bool = False, fus
 
 
 def ours_step(v: OursVariant, index: np.ndarray) -> None:
-    """One training step, the body of lib.train._run's epoch loop (collate included)."""
+    """One training step, the body of lib.training.train._run's epoch loop (collate included)."""
     out = _forward(v.model, v.inputs, index, DEVICE, v.cfg.bf16)
     labels = torch.from_numpy(v.inputs.labels[index]).to(DEVICE, non_blocking=True)
     total, parts = v.loss_fn(out["embeddings"].float(), out["logits"].float(), labels)
@@ -226,7 +227,7 @@ def floor_step(v: FloorVariant, bi: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# 1. speedup_vs_seed: a full epoch of ours (lib.train.run_experiment) against the seed pipeline
+# 1. speedup_vs_seed: a full epoch of ours (lib.training.train.run_experiment) against the seed pipeline
 
 def speedup_config(P, seed: int = 0, bf16: bool = False) -> ExperimentConfig:
     return ExperimentConfig(dataset=DATASET, encoder=ENCODER, loss="combined", epochs=1, batch_size=P["batch_size"],
@@ -285,7 +286,7 @@ def bench_speedup(P, work: Path) -> dict:
     return {
         "speedup_vs_seed": ours / seed,
         "details": {
-            "what": "sentences/s over one epoch, ours = lib.train.run_experiment (its history.csv timing of the "
+            "what": "sentences/s over one epoch, ours = lib.training.train.run_experiment (its history.csv timing of the "
                     "epoch loop: collate, forward, loss, backward, clipping, AdamW, scheduler) vs "
                     "benchmarks/seed_pipeline.py (per-item tokenising DataLoader, padding to 128, Python triplet "
                     "enumeration, softmax before CE, mean over padding, np.vstack of embeddings, RAdam); "
@@ -350,11 +351,11 @@ def bench_steps(P) -> dict:
         "median_step_ms": {n: 1000 * median(per_step[n]) for n in names},
         "round_seconds": totals,
         "what": "same length-grouped ed6 batches; per batch the four variants run back to back in rotating order; "
-                "ratio per round of summed step times, median over rounds. ours = lib.train._forward + "
+                "ratio per round of summed step times, median over rounds. ours = lib.training.train._forward + "
                 "WeightedSumLoss + zero_grad + backward + clip_grad_norm_ + AdamW + LambdaLR + loss .item()s; "
                 "floor = bare encoder on pre-collated tensors, mean(last_hidden_state).backward(), AdamW step "
                 "(same implementation flags as ours); combined_fused_adamw = ours with torch.optim.AdamW(fused=True), "
-                "a what-if for lib.train.build_optimizer",
+                "a what-if for lib.training.train.build_optimizer",
     }
     return {
         "loss_overhead": ratio("combined", "ce"),
@@ -405,7 +406,7 @@ def bench_eval(P) -> dict:
         "details": {"sentences": n, "eval_batch_size": cfg.eval_batch_size, "reps": rows,
                     "ours_sentences_per_second_median": n / median(r["ours_seconds"] for r in rows),
                     "raw_sentences_per_second_median": n / median(r["raw_seconds"] for r in rows),
-                    "what": "lib.train.embed (eval, no_grad, collate + pooling + heads + scatter) vs the bare "
+                    "what": "lib.training.train.embed (eval, no_grad, collate + pooling + heads + scatter) vs the bare "
                             "encoder forward under no_grad on the same pre-collated length-sorted batches; "
                             "alternated, median of per-rep ratios"},
     }
@@ -461,7 +462,7 @@ def bench_sweep(P, work: Path) -> dict:
                     "n_runs": len(runs), "sum_of_run_timings": sums,
                     "dropped_duplicates": dropped,
                     "note": "a config equal to an earlier one (e.g. combined == ce=0.15+triplet=0.4+arcface=0.45) "
-                            "is run once, as lib.experiments.run_or_load would reuse it; includes data and encoder "
+                            "is run once, as lib.study.experiments.run_or_load would reuse it; includes data and encoder "
                             "loading per run, the one-time encoding into a fresh STUDY_CACHE_DIR and tokenising"},
     }
 
@@ -549,7 +550,7 @@ def bench_mining(P) -> dict:
                             "time_exponent": math.log(t_ratio) / math.log(int(hi) / int(lo))}
         out[f"classes_{C}"] = {"by_batch_size": table, "growth": growth, "seed_python_enumeration": seed_table,
                                "growth_sizes": [int(lo), int(hi)]}
-    out["what"] = ("forward+backward of lib.losses.TripletLoss (all/semihard/hard, euclidean, margin 0.3) and "
+    out["what"] = ("forward+backward of lib.model.losses.TripletLoss (all/semihard/hard, euclidean, margin 0.3) and "
                    "ArcFaceLoss (margin 0.5, scale 8) on random 128-d embeddings; ms = median over reps; peak_bytes "
                    "= peak of live bytes allocated by torch during one forward+backward (torch.profiler "
                    "profile_memory events, inputs excluded); growth = value(largest B)/value(smallest B), "

@@ -1,9 +1,17 @@
 """Deep metric learning losses for fine-grained emotion recognition.
 
-Modules: ``datasets`` (named data sets and splits), ``encoders`` (pretrained Transformers),
-``model`` (pooling, embedding head, classifier), ``losses`` (one loss per module),
-``train`` (one experiment from a config), ``evaluate`` (metrics and prediction rules),
-``results`` (run folders and aggregation), ``run`` (the command line).
+Layers, bottom to top; a module imports only from its own layer or the ones below it
+(tests/test_layering.py checks this):
+
+- ``lib.paths``       project-anchored folders (data, cache, results); imported by every layer
+- ``lib.data``        named data sets and splits, downloads, leakage, exploration figures
+- ``lib.evaluation``  metrics, prediction rules, statistics over seeds and sentences
+- ``lib.model``       encoders, the network (pooling, embedding head, classifier), ``losses/``
+- ``lib.training``    config, batching, feature cache, seeding, the training loop, baselines,
+                      run folders
+- ``lib.study``       experiments as the notebooks see them, the notebook runner, summaries,
+                      the cross-study report, figures, reproduction checks
+- ``lib.run``, ``lib.report``, ``lib.runner``  the command lines
 """
 
 __version__ = "0.1.0"

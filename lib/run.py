@@ -11,8 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import ConfigError, ExperimentConfig, add_config_arguments, config_from_args
-from .paths import results_dir
+from lib.training.config import ConfigError, ExperimentConfig, add_config_arguments, config_from_args
+from lib.paths import results_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def default_out(cfg) -> Path:
 
 
 def _report_reproduction(original: Path, out: Path, rtol: float) -> int:
-    from .reproduce import differences
+    from lib.study.reproduce import differences
 
     found = differences(original, out)
     what = "metrics.json, history.csv, predictions.csv (and test embeddings where the original has them)"
@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from .datasets import DataFileError, DataInputError
-    from .encoders import EncoderError
-    from .train import run_experiment
+    from lib.data.datasets import DataFileError, DataInputError
+    from lib.model.encoders import EncoderError
+    from lib.training.train import run_experiment
 
     out = Path(args.out) if args.out else default_out(cfg)
     # SIGTERM becomes an exception, so the run folder is marked failed instead of left "running".

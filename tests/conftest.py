@@ -28,7 +28,7 @@ TINY = dict(dataset="ed6", encoder="minilm", epochs=1, batch_size=16, max_length
 
 @pytest.fixture
 def tiny_config():
-    from lib.config import ExperimentConfig
+    from lib.training.config import ExperimentConfig
 
     def make(**overrides):
         fields = {k: v for k, v in TINY.items() if k != "quiet"}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from lib.batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches
-from lib.evaluate import (class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
+from lib.training.batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches
+from lib.evaluation.evaluate import (class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                           knn_predict, retrieval_metrics)
 
 

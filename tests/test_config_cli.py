@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lib.config import ConfigError, ExperimentConfig
+from lib.training.config import ConfigError, ExperimentConfig
 from lib.paths import PROJECT_ROOT
 from lib.run import build_parser, main
 
@@ -23,7 +23,7 @@ def test_help_documents_every_config_field():
 def test_cli_parses_into_config():
     args = build_parser().parse_args(["--loss", "ce=0.5 + supcon=0.5", "--freeze-encoder", "--max-train-samples",
                                       "100", "--triplet-mining", "hard", "--freeze-word-embeddings", "false"])
-    from lib.config import config_from_args
+    from lib.training.config import config_from_args
     cfg = config_from_args(args).validate()
     assert cfg.loss == "ce=0.5+supcon=0.5" and cfg.freeze_encoder is True and cfg.max_train_samples == 100
     assert cfg.triplet_mining == "hard" and cfg.freeze_word_embeddings is False

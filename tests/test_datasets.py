@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib import datasets
-from lib.datasets import DataFileError, DataInputError, ids_digest, load_csv, load_dataset
-from lib.download import check_url_allowed
+from lib.data import datasets
+from lib.data.datasets import DataFileError, DataInputError, ids_digest, load_csv, load_dataset
+from lib.data.download import check_url_allowed
 
 KO6_TEST_DIGEST = "ac8162ec9c4dba0fc81e1b1ec491bee51b2e78d14c58cc5886cd0f142d183c0d"
 

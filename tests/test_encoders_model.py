@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib import encoders
-from lib.model import EmotionModel, masked_mean
+from lib.model import encoders
+from lib.model.network import EmotionModel, masked_mean
 
 
 @pytest.fixture(scope="module")

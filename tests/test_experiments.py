@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from lib.config import ExperimentConfig
-from lib.experiments import _same_config, experiment_fields, method_key, run_folder
-from lib.runner import absolute_if_path, declared_parameters, default_results, executed_parameters, parse_overrides
-from lib.summary import collect
+from lib.training.config import ExperimentConfig
+from lib.study.experiments import _same_config, experiment_fields, method_key, run_folder
+from lib.study.runner import absolute_if_path, declared_parameters, default_results, executed_parameters, parse_overrides
+from lib.study.summary import collect
 
 
 def _fake_run(folder, cfg: ExperimentConfig, f1=0.5, encoder="minilm"):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lib.datasets import DataBundle, load_dataset
-from lib.leakage import drop_cross_split_duplicates, leakage_report
+from lib.data.datasets import DataBundle, load_dataset
+from lib.data.leakage import drop_cross_split_duplicates, leakage_report
 
 
 def _frame(texts, labels):

@@ -1,4 +1,4 @@
-"""Tests for lib.losses: naive loop references, pytorch-metric-learning (PML 2.9.0) as an
+"""Tests for lib.model.losses: naive loop references, pytorch-metric-learning (PML 2.9.0) as an
 independent reference, gradients, degenerate batches, bounded memory and the spec language."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.losses import (
+from lib.model.losses import (
     LOSS_NAMES,
     NAMED_SPECS,
     ArcFaceLoss,
@@ -271,7 +271,7 @@ def test_triplet_exact_ties(mining):
 _BIG_BATCH_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch
-    from lib.losses import TripletLoss
+    from lib.model.losses import TripletLoss
     torch.manual_seed(0)
     x = torch.randn(1024, 128, requires_grad=True)
     y = torch.arange(1024) % 32

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.profiles import NOTEBOOKS, notebook_parameters
+from lib.study.profiles import NOTEBOOKS, notebook_parameters
 
 NB_DIR = PROJECT_ROOT / "notebooks"
 

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lib import plots  # noqa: E402
+from lib.study import plots  # noqa: E402
 
 
 def test_save_writes_a_palette_png_that_looks_like_the_figure(tmp_path):

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.report import STUDIES, collect_studies, wide_table
-from lib.summary import _markdown, build_summary
+from lib.study.report import STUDIES, collect_studies, wide_table
+from lib.study.summary import _markdown, build_summary
 
 RESULTS = PROJECT_ROOT / "results"
 PUBLISHED = [folder for folder, _ in STUDIES if (RESULTS / folder / "summary.csv").exists()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lib.report import collect_studies, main, wide_table
+from lib.study.report import collect_studies, main, wide_table
 
 
 def _summary(folder, rows):
@@ -49,7 +49,7 @@ def test_wide_table_cells(two_studies):
 
 
 def test_main_writes_sorted_files_and_refuses_an_empty_folder(two_studies, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("lib.report.STUDIES", STUDIES)
+    monkeypatch.setattr("lib.study.report.STUDIES", STUDIES)
     assert main(["--results", str(two_studies)]) == 0
     assert (two_studies / "main_table.md").read_text().startswith("| method | A fine-tuned | B frozen |")
     assert len(pd.read_csv(two_studies / "main_table.csv")) == 4

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from lib.reproduce import compare_runs
+from lib.study.reproduce import compare_runs
 from lib.run import main
 
 TINY_ARGS = ["--dataset", "ed6", "--encoder", "minilm", "--loss", "combined", "--epochs", "1", "--batch-size", "16",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 
-from lib.results import dumps_json, write_json
+from lib.training.results import dumps_json, write_json
 
 
 def test_json_round_trips_with_sorted_keys_and_one_line_lists(tmp_path):

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.results import find_runs
+from lib.training.results import find_runs
 from lib.run import main
-from lib.train import run_experiment
+from lib.training.train import run_experiment
 
 TINY_ARGS = ["--dataset", "ed6", "--encoder", "minilm", "--epochs", "3", "--batch-size", "16", "--max-length", "32",
              "--max-train-samples", "96", "--max-eval-samples", "48", "--quiet"]

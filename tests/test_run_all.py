@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS
+from lib.study.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS
 
 SEEDS = (0, 1)
 LOSSES = {"ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",

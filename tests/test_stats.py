@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from lib.stats import compare_to_baseline, mean_ci, paired_bootstrap, paired_seed_test, summarize
+from lib.evaluation.stats import compare_to_baseline, mean_ci, paired_bootstrap, paired_seed_test, summarize
 
 
 def test_mean_ci_is_the_student_t_interval():

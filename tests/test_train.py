@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import train
-from lib.results import collect_runs, find_runs
-from lib.train import NonFiniteLossError, run_experiment
+from lib.training import train
+from lib.training.results import collect_runs, find_runs
+from lib.training.train import NonFiniteLossError, run_experiment
 
 RUN_FILES = {"config.json", "environment.json", "history.csv", "leakage.json", "metrics.json", "predictions.csv",
              "test_embeddings.npy"}
@@ -18,7 +18,7 @@ RUN_FILES = {"config.json", "environment.json", "history.csv", "leakage.json", "
 
 @pytest.fixture(scope="module")
 def combined_run(tmp_path_factory):
-    from lib.config import ExperimentConfig
+    from lib.training.config import ExperimentConfig
     from tests.conftest import TINY
 
     cfg = ExperimentConfig(**{k: v for k, v in TINY.items() if k != "quiet"}, loss="combined", seed=3)
@@ -85,7 +85,7 @@ def test_frozen_encoder_mode_trains_heads_on_cached_vectors(tiny_config, tmp_pat
 
 
 def test_non_finite_loss_stops_and_marks_the_run_failed(tiny_config, tmp_path, monkeypatch):
-    from lib.losses import triplet
+    from lib.model.losses import triplet
 
     monkeypatch.setattr(triplet.TripletLoss, "forward", lambda self, e, y: e.sum() * float("nan"))
     out = tmp_path / "nan"

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
+from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
                           sort_methods)
-from .results import collect_runs, write_csv, write_text
-from .stats import compare_to_baseline, summarize
+from lib.training.results import collect_runs, write_csv, write_text
+from lib.evaluation.stats import compare_to_baseline, summarize
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
 SEED_STUDY = pd.DataFrame([

@@ -5,7 +5,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from .datasets import SPLITS, DataBundle
+from lib.data.datasets import SPLITS, DataBundle
 
 
 def leakage_report(bundle: DataBundle) -> dict:

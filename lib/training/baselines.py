@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_union
 
-from .evaluate import classification_metrics, expected_calibration_error, retrieval_metrics, silhouette_cosine
-from .features import pooled_features
-from .model import EmotionModel
+from lib.evaluation.evaluate import classification_metrics, expected_calibration_error, retrieval_metrics, silhouette_cosine
+from lib.training.features import pooled_features
+from lib.model.network import EmotionModel
 
 METHODS = ("tfidf-lr", "encoder-lr")
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)

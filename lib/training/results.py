@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paths import PROJECT_ROOT
+from lib.paths import PROJECT_ROOT
 
 PARTIAL_SUFFIX = ".partial"
 PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scikit-learn", "pandas", "safetensors",

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .batching import TokenizedSplit, collate, sequential_batches
-from .paths import cache_dir
+from lib.training.batching import TokenizedSplit, collate, sequential_batches
+from lib.paths import cache_dir
 
 
 def weights_fingerprint(encoder) -> str:

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-from .losses.spec import format_loss_spec, parse_loss_spec
+from lib.model.losses.spec import format_loss_spec, parse_loss_spec
 
 
 class ConfigError(ValueError):

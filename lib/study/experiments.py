@@ -2,7 +2,7 @@
 
 Layout of a results folder (one data set and encoder)::
 
-    <results>/runs/<method>/seed<k>/      one complete run (see lib.results)
+    <results>/runs/<method>/seed<k>/      one complete run (see lib.training.results)
     <results>/notebooks/<nb>-seed<k>.ipynb executed notebooks (written by run_all.sh)
     <results>/figures/*.png                figures of the notebooks
     <results>/summary.csv, summary.md      the summary table
@@ -13,10 +13,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .config import ExperimentConfig
-from .losses import format_loss_spec, parse_loss_spec
-from .paths import PROJECT_ROOT
-from .results import is_complete
+from lib.training.config import ExperimentConfig
+from lib.model.losses import format_loss_spec, parse_loss_spec
+from lib.paths import PROJECT_ROOT
+from lib.training.results import is_complete
 
 DISPLAY = {
     "ce=1.0": "CE",
@@ -91,7 +91,7 @@ def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
 def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
                 group: str | None = None) -> dict:
     """Reuse a complete run with the same config (resumable notebooks); otherwise train it."""
-    from .train import run_experiment
+    from lib.training.train import run_experiment
 
     cfg = replace(cfg).validate()
     out = run_folder(resolve_results_dir(results), cfg, group)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
 
-from .download import DataFileError, ensure_file
-from .paths import data_dir
+from lib.data.download import DataFileError, ensure_file
+from lib.paths import data_dir
 
 SPLITS = ("train", "valid", "test")
 RAW = "https://raw.githubusercontent.com"

@@ -13,19 +13,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # plain bars: notebooks run headless, without widgets
 
-from . import encoders
-from .baselines import run_baseline
-from .batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
-from .config import ExperimentConfig
-from .datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsample
-from .evaluate import (RULES, class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
+from lib.model import encoders
+from lib.training.baselines import run_baseline
+from lib.training.batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
+from lib.training.config import ExperimentConfig
+from lib.data.datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsample
+from lib.evaluation.evaluate import (RULES, class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                        knn_predict, retrieval_metrics, silhouette_cosine)
-from .features import pooled_features
-from .leakage import drop_cross_split_duplicates, leakage_report
-from .losses import build_loss
-from .model import EmotionModel, freeze, freeze_word_embeddings
-from .results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
-from .seeding import seed_everything
+from lib.training.features import pooled_features
+from lib.data.leakage import drop_cross_split_duplicates, leakage_report
+from lib.model.losses import build_loss
+from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
+from lib.training.results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
+from lib.training.seeding import seed_everything
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -158,7 +158,7 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
     spec, tokenizer, encoder = encoders.load(encoder_name)
     limit = getattr(encoder.config, "max_position_embeddings", None)
     if limit is not None and cfg.max_length > limit:
-        from .config import ConfigError
+        from lib.training.config import ConfigError
         raise ConfigError(f"max_length {cfg.max_length} exceeds what encoder {encoder_name!r} accepts ({limit})")
     tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
                           cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}

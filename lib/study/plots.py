@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .experiments import display_name
+from lib.study.experiments import display_name
 
 
 def save(fig, path: str | Path | None):

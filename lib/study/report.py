@@ -1,0 +1,99 @@
+"""The README's main table: every study's summary.csv side by side (loss x data set).
+
+Reads only the committed ``summary.csv`` files, so every number in the table traces to one of
+them. ``python -m lib.report`` writes ``results/main_table.csv`` (long, one row per study and
+method) and ``results/main_table.md`` (wide, what the README shows).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from lib.study.experiments import display_name, resolve_results_dir, sort_methods
+from lib.training.results import write_csv, write_text
+from lib.study.summary import SEED_STUDY, _markdown
+
+# (results folder, column title) in reading order; a folder without summary.csv is skipped.
+STUDIES = (
+    ("ed6-minilm", "ed6, MiniLM fine-tuned"),
+    ("ko6-me5-small", "ko6, me5-small fine-tuned"),
+    ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
+    ("ed32-minilm", "ed32, MiniLM fine-tuned"),
+    ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
+)
+SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
+COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
+           "diff_vs_baseline", "p_ttest", "p_bootstrap"]
+
+
+def collect_studies(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
+    """Primary-rule rows of every study's summary.csv, the '|frozen' mark dropped from method keys."""
+    studies = STUDIES if studies is None else studies
+    root = resolve_results_dir(results_root)
+    frames = []
+    for folder, title in studies:
+        path = root / folder / "summary.csv"
+        if not path.exists():
+            continue
+        table = pd.read_csv(path)
+        missing = {"method", "rule", "primary", "seeds", "macro_f1"} - set(table.columns)
+        if missing:
+            raise ValueError(f"{path}: not a study summary (missing columns {', '.join(sorted(missing))})")
+        table = table[table["primary"].astype(bool)].copy()
+        table["method"] = table["method"].str.replace("|frozen", "", regex=False)
+        table["study"], table["title"] = folder, title
+        frames.append(table.reindex(columns=COLUMNS))
+    if not frames:
+        raise FileNotFoundError(f"no summary.csv under {root} for {', '.join(f for f, _ in studies)}")
+    out = pd.concat(frames, ignore_index=True)
+    order = {k: i for i, k in enumerate(sort_methods(out["method"].unique()))}
+    study_order = {f: i for i, (f, _) in enumerate(studies)}
+    out = out.sort_values(["study", "method"], key=lambda s: s.map(study_order if s.name == "study" else order))
+    return out.reset_index(drop=True)
+
+
+def _cell(r) -> str:
+    if pd.isna(r["macro_f1"]):
+        return ""
+    text = f"{r['macro_f1']:.3f}"
+    if not pd.isna(r["macro_f1_lo"]):
+        text += f" [{r['macro_f1_lo']:.3f}, {r['macro_f1_hi']:.3f}]"
+    text += f" (n={int(r['seeds'])})"
+    if not pd.isna(r["diff_vs_baseline"]):
+        p = r["p_bootstrap"]
+        text += f"; {r['diff_vs_baseline']:+.3f}, p{'<0.001' if p < 0.001 else f'={p:.3f}'}"
+    return text
+
+
+def wide_table(long: pd.DataFrame) -> pd.DataFrame:
+    """One row per method, one column per study: mean [95% CI] (n seeds); difference to CE, bootstrap p."""
+    titles = list(dict.fromkeys(long["title"]))
+    rows = []
+    for method in sort_methods(long["method"].unique()):
+        row = {"method": display_name(method)}
+        for title in titles:
+            hit = long[(long["method"] == method) & (long["title"] == title)]
+            row[title] = _cell(hit.iloc[0]) if len(hit) else "–"
+        reported = SEED_STUDY.loc[SEED_STUDY["method"] == method, "seed_study_test_macro_f1"]
+        row[SEED_STUDY_TITLE] = f"{reported.iloc[0]:.3f}" if len(reported) else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="folder holding the study folders (default: results)")
+    args = p.parse_args(argv)
+    try:
+        long = collect_studies(args.results)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    root = resolve_results_dir(args.results)
+    write_csv(root / "main_table.csv", long.round(6))
+    write_text(root / "main_table.md", _markdown(wide_table(long)))
+    print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")
+    return 0

@@ -1,0 +1,268 @@
+"""Headless reproduction: execute every notebook for every seed with papermill (run_all.sh calls this).
+
+Resumable: an executed notebook that finished is skipped; one that was interrupted or failed
+is redone; ``--force`` redoes everything. Inside a notebook, finished runs are reused too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lib.paths import PROJECT_ROOT
+from lib.study.profiles import FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
+
+KERNEL = "emotion-study"
+
+
+@dataclass
+class Report:
+    done: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip() != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated non-negative integers such as 0,1,2; "
+                                         f"got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds takes distinct non-negative integers such as 0,1,2; got {text!r}")
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_all.sh",
+        description="Run the study's notebooks headless with papermill: 00 once, 01-04 once per seed, then the "
+                    "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
+                    "figures and the summary go to the results folder.")
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
+                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 5 seeds (laptop CPU); "
+                        "paper: ko6 + me5-small, 5 seeds, early stopping (GPU recommended, resumable on CPU)")
+    p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
+    p.add_argument("--encoder", help="encoder name, Hugging Face id or folder (default: the profile's)")
+    p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
+    p.add_argument("--text-column", help="text column of a CSV data set (default: text)")
+    p.add_argument("--label-column", help="label column of a CSV data set (default: label)")
+    p.add_argument("--results", help="results folder (default: results/<dataset>-<encoder>, smoke: "
+                                     "results/smoke/<dataset>-<encoder>)")
+    p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
+                   help="comma-separated notebook names to run (default: all)")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train only the heads on cached encoder outputs (every loss in minutes): sets "
+                        f"{', '.join(f'{k}={v}' for k, v in FROZEN_TRAINING.items())} in the training notebooks "
+                        "and writes to results/<dataset>-<encoder>-frozen by default")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
+                        "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
+    p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
+    return p
+
+
+def default_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str:
+    """results/<dataset>-<encoder>[-frozen] (a frozen study and a fine-tuned one never share a summary)."""
+    from pathlib import PurePath
+
+    safe_encoder = PurePath(encoder).name.replace("/", "_")
+    folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
+    return folder + ("-frozen" if frozen else "")
+
+
+def declared_parameters(nb: str) -> set[str]:
+    """Names assigned in a notebook's cell tagged 'parameters'."""
+    import ast
+
+    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
+    """``NAME=VALUE`` strings -> {NAME: value}; a name no selected notebook declares is an error."""
+    out: dict[str, object] = {}
+    declared = set().union(*(declared_parameters(nb) for nb in selected)) if selected else set()
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set takes NAME=VALUE, e.g. --set EPOCHS=3; got {item!r}")
+        if name not in declared:
+            raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
+                             f"{', '.join(sorted(declared))}")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
+def ensure_kernel() -> None:
+    """Register the project's kernel in this environment if it is missing (notebooks name it)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    if KERNEL not in KernelSpecManager().find_kernel_specs():
+        from ipykernel.kernelspec import install
+
+        install(prefix=sys.prefix, kernel_name=KERNEL, display_name="Python (emotion-study)")
+
+
+def jobs(profile: str, dataset: str, encoder: str, seeds: list[int], results: str, selected: list[str]):
+    for nb in selected:
+        if nb == "00_data_exploration":
+            yield nb, None
+        elif nb in TRAINING_NOTEBOOKS:
+            for seed in seeds:
+                yield nb, seed
+        elif nb == "05_tsne_analysis":
+            yield nb, seeds[0]
+        else:
+            yield nb, None
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def executed_parameters(path: Path) -> dict | None:
+    """The papermill parameters an executed notebook ran with (None if unreadable)."""
+    try:
+        return json.loads(path.read_text())["metadata"]["papermill"]["parameters"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def absolute_if_path(value: str) -> str:
+    """Notebooks run in notebooks/: make a relative file or folder argument absolute first."""
+    p = Path(value).expanduser()
+    return str(p.resolve()) if not p.is_absolute() and p.exists() else value
+
+
+def check_inputs(dataset: str, encoder: str, csv_options: dict | None = None) -> str | None:
+    """Fail once, before any notebook, on a data set or encoder that cannot be used."""
+    from lib.data.datasets import DataFileError, DataInputError, load_dataset
+    from lib.model.encoders import EncoderError, resolve
+
+    try:
+        load_dataset(dataset, **(csv_options or {}))
+        resolve(encoder)
+    except (DataFileError, DataInputError, EncoderError) as e:
+        return str(e)
+    return None
+
+
+def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    name = nb if seed is None else f"{nb}-seed{seed}"
+    final = out_dir / f"{name}.ipynb"
+    summarises = nb in ("05_tsne_analysis", "06_summary")  # they read whatever exists: always redone
+    if final.exists() and not force and not summarises:
+        same = {k: v for k, v in json.loads(json.dumps(params)).items() if k != "FORCE"}
+        if {k: v for k, v in (executed_parameters(final) or {}).items() if k != "FORCE"} == same:
+            report.skipped.append(name)
+            return "skipped (finished earlier)"
+        print(f"    {name} ran earlier with other parameters: running it again", flush=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    running = out_dir / f".{name}.running.ipynb"
+    failed = out_dir / f"{name}.failed.ipynb"
+    try:
+        pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{nb}.ipynb"), str(running), parameters=params,
+                            kernel_name=KERNEL, cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False)
+    except PapermillExecutionError as e:
+        running.replace(failed)
+        where = f"cell {e.exec_count}" if e.exec_count else f"cell index {e.cell_index}"
+        report.failed.append({"notebook": name, "cell": where, "error": f"{e.ename}: {e.evalue}"[:300],
+                              "executed_copy": str(failed)})
+        return f"FAILED at {where}: {e.ename}: {str(e.evalue)[:200]}"
+    except Exception as e:  # the kernel died (out of memory, killed): record it and go on with the rest
+        if running.exists():
+            running.replace(failed)
+        report.failed.append({"notebook": name, "cell": "kernel", "error": f"{type(e).__name__}: {e}"[:300],
+                              "executed_copy": str(failed)})
+        return f"FAILED: {type(e).__name__}: {str(e)[:200]}"
+    except BaseException:
+        running.unlink(missing_ok=True)  # interrupted: nothing that looks finished stays
+        raise
+    failed.unlink(missing_ok=True)
+    from lib.study.plots import palette_notebook_images  # matplotlib: loaded only once a notebook has run
+
+    palette_notebook_images(running)  # the committed executed notebooks keep to the results budget
+    running.replace(final)
+    report.done.append(name)
+    return "done"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    prof = PROFILES[args.profile]
+    dataset = absolute_if_path(args.dataset or prof["dataset"])
+    encoder = absolute_if_path(args.encoder or prof["encoder"])
+    seeds = args.seeds or prof["seeds"]
+    selected = [n.strip() for n in args.notebooks.split(",") if n.strip()]
+    unknown = [n for n in selected if n not in NOTEBOOKS]
+    if unknown:
+        print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
+        return 2
+    try:
+        overrides = parse_overrides(args.overrides, selected)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.freeze_encoder:
+        overrides = {**FROZEN_TRAINING, **overrides}
+    columns = {k: v for k, v in (("TEXT_COLUMN", args.text_column), ("LABEL_COLUMN", args.label_column)) if v}
+    problem = check_inputs(dataset, encoder, {k.lower(): v for k, v in columns.items()})
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    results = args.results or default_results(args.profile, dataset, encoder, args.freeze_encoder)
+    from lib.study.experiments import resolve_results_dir
+
+    results_path = resolve_results_dir(results)
+    results_path.mkdir(parents=True, exist_ok=True)
+    if not os.access(results_path, os.W_OK):
+        print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
+        return 2
+    ensure_kernel()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
+    print(f"profile {args.profile}: {dataset} with {encoder}, seeds {','.join(map(str, seeds))}, "
+          f"{len(todo)} notebook executions -> {results_path}", flush=True)
+    if overrides:
+        print("parameters set: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()), flush=True)
+    report = Report()
+    t0 = time.perf_counter()
+    out_dir = results_path / "notebooks"
+    for i, (nb, seed) in enumerate(todo, 1):
+        label = nb if seed is None else f"{nb} seed {seed}"
+        print(f"[{i}/{len(todo)}] {label} ...", flush=True)
+        t = time.perf_counter()
+        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path), columns)
+        params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
+        if args.force and nb in TRAINING_NOTEBOOKS:
+            params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
+        status = execute(nb, seed, params, out_dir, args.force, report)
+        print(f"[{i}/{len(todo)}] {label}: {status} in {_fmt(time.perf_counter() - t)} "
+              f"(elapsed {_fmt(time.perf_counter() - t0)}, {len(todo) - i} left)", flush=True)
+    print(f"\nfinished in {_fmt(time.perf_counter() - t0)}: {len(report.done)} done, {len(report.skipped)} skipped, "
+          f"{len(report.failed)} failed")
+    for f in report.failed:
+        print(f"  FAILED {f['notebook']} at {f['cell']}: {f['error']}\n         see {f['executed_copy']}")
+    summary = results_path / "summary.md"
+    if summary.exists():
+        print(f"summary: {summary}")
+    return 1 if report.failed else 0
