@@ -14,4 +14,10 @@ Layers, bottom to top; a module imports only from its own layer or the ones belo
 - ``lib.run``, ``lib.report``, ``lib.runner``  the command lines
 """
 
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# transformers imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns "IProgress not
+# found" (a red box in every notebook) and falls back to plain bars: the fallback is what we want.
+_warnings.filterwarnings("ignore", message="IProgress not found")

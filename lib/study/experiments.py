@@ -144,3 +144,11 @@ def runs_for_seed(results: str | Path, seed: int, with_embeddings: bool = True) 
         cfg = ExperimentConfig.from_dict(json.loads((folder / "config.json").read_text()))
         found[method_key(cfg)] = folder
     return {k: found[k] for k in sort_methods(found)}
+
+
+def learning_curve_runs(runs: dict[str, Path], include_frozen: bool = False) -> dict[str, Path]:
+    """The trained runs whose learning curves a figure shows: baselines (no epochs) left out, and
+    frozen-encoder runs only where asked for or where the study has nothing else (a frozen study)."""
+    trained = {k: v for k, v in runs.items() if k not in ("tfidf-lr", "encoder-lr")}
+    only_frozen = all("|frozen" in k for k in trained)
+    return {k: v for k, v in trained.items() if include_frozen or only_frozen or "|frozen" not in k}

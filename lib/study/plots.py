@@ -81,7 +81,8 @@ def learning_curves(runs: dict[str, Path], path=None):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[1].legend(fontsize=8, loc="lower right")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return save(fig, path)
 

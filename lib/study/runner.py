@@ -2,6 +2,11 @@
 
 Resumable: an executed notebook that finished is skipped; one that was interrupted or failed
 is redone; ``--force`` redoes everything. Inside a notebook, finished runs are reused too.
+
+The published results (``results/<study>/``, tracked by git) are a reference, not a cache: by
+default a study trains into ``results/local/<study>/`` (ignored by git) and ends by comparing its
+summary with the published one (lib.study.compare). ``--publish`` writes into the published
+folder instead, reusing the runs found there (re-rendering), and says so first and last.
 """
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ from lib.paths import PROJECT_ROOT
 from lib.study.profiles import FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
 
 KERNEL = "emotion-study"
+# The kernel logs only errors: ipykernel's three-line "running over TCP without encryption" warning
+# (a local kernel on 127.0.0.1, started by papermill) would otherwise fill the run log once per notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 @dataclass
@@ -51,8 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
     p.add_argument("--text-column", help="text column of a CSV data set (default: text)")
     p.add_argument("--label-column", help="label column of a CSV data set (default: label)")
-    p.add_argument("--results", help="results folder (default: results/<dataset>-<encoder>, smoke: "
-                                     "results/smoke/<dataset>-<encoder>)")
+    p.add_argument("--results", help="results folder (default: results/local/<dataset>-<encoder>, ignored by git; "
+                                     "smoke: results/smoke/<dataset>-<encoder>)")
+    p.add_argument("--publish", action="store_true",
+                   help="write into the published results/<dataset>-<encoder> (tracked by git) instead: finished "
+                        "runs there are reused, not re-trained, so the notebooks are re-rendered from the "
+                        "published numbers; missing runs are trained and added")
+    p.add_argument("--compare-with", metavar="DIR",
+                   help="published study to compare the summary with at the end (default: "
+                        "results/<dataset>-<encoder>[-frozen] where it has a summary.csv)")
     p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
                    help="comma-separated notebook names to run (default: all)")
     p.add_argument("--freeze-encoder", action="store_true",
@@ -73,6 +88,44 @@ def default_results(profile: str, dataset: str, encoder: str, frozen: bool) -> s
     safe_encoder = PurePath(encoder).name.replace("/", "_")
     folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
     return folder + ("-frozen" if frozen else "")
+
+
+LOCAL_RESULTS = "results/local"  # ignored by git: where a study trains unless --publish or --results
+
+
+def local_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str:
+    """results/local/<study>: a fresh clone trains here and leaves every tracked file unchanged
+    (the smoke profile keeps its own ignored results/smoke/<study>)."""
+    published = default_results(profile, dataset, encoder, frozen)
+    if not published.startswith("results/") or published.startswith("results/smoke/"):
+        return published
+    return f"{LOCAL_RESULTS}/{published[len('results/'):]}"
+
+
+def is_published(path: Path) -> bool:
+    """A folder of the published tree: results/<study>, not results/local, results/smoke or results/runs."""
+    try:
+        rel = path.resolve().relative_to((PROJECT_ROOT / "results").resolve())
+    except ValueError:
+        return False
+    return len(rel.parts) >= 1 and rel.parts[0] not in ("local", "smoke", "runs")
+
+
+def finished_runs(results: Path) -> dict[str, float]:
+    """Complete run folders under results/runs (metrics.json -> modification time)."""
+    return {str(m.parent): m.stat().st_mtime for m in sorted((results / "runs").glob("**/seed*/metrics.json"))
+            if not any(part.endswith(".partial") for part in m.parts)}
+
+
+def project_relative(value: str) -> str:
+    """A path inside the project as the notebooks and the reader see it: relative to the root."""
+    p = Path(value)
+    if p.is_absolute():
+        try:
+            return str(p.resolve().relative_to(PROJECT_ROOT))
+        except ValueError:
+            return value
+    return value
 
 
 def declared_parameters(nb: str) -> set[str]:
@@ -171,8 +224,11 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
     final = out_dir / f"{name}.ipynb"
     summarises = nb in ("05_tsne_analysis", "06_summary")  # they read whatever exists: always redone
     if final.exists() and not force and not summarises:
-        same = {k: v for k, v in json.loads(json.dumps(params)).items() if k != "FORCE"}
-        if {k: v for k, v in (executed_parameters(final) or {}).items() if k != "FORCE"} == same:
+        from lib.study.executed import strip_root
+
+        same = {k: v for k, v in json.loads(strip_root(json.dumps(params))).items() if k != "FORCE"}
+        ran = json.loads(strip_root(json.dumps(executed_parameters(final) or {})))
+        if {k: v for k, v in ran.items() if k != "FORCE"} == same:
             report.skipped.append(name)
             return "skipped (finished earlier)"
         print(f"    {name} ran earlier with other parameters: running it again", flush=True)
@@ -181,7 +237,8 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
     failed = out_dir / f"{name}.failed.ipynb"
     try:
         pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{nb}.ipynb"), str(running), parameters=params,
-                            kernel_name=KERNEL, cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False)
+                            kernel_name=KERNEL, cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False,
+                            extra_arguments=KERNEL_ARGUMENTS)
     except PapermillExecutionError as e:
         running.replace(failed)
         where = f"cell {e.exec_count}" if e.exec_count else f"cell index {e.cell_index}"
@@ -201,6 +258,9 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
     from lib.study.plots import palette_notebook_images  # matplotlib: loaded only once a notebook has run
 
     palette_notebook_images(running)  # the committed executed notebooks keep to the results budget
+    from lib.study.executed import relativise
+
+    relativise(running, final_name=final.name)  # no absolute path of this machine in what a reader sees
     running.replace(final)
     report.done.append(name)
     return "done"
@@ -229,10 +289,19 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    results = args.results or default_results(args.profile, dataset, encoder, args.freeze_encoder)
+    if args.publish and (args.results or args.profile == "smoke"):
+        print("error: --publish writes into the published results/<dataset>-<encoder>; it takes neither --results "
+              "nor the smoke profile (whose numbers mean nothing)", file=sys.stderr)
+        return 2
+    study_args = (args.profile, dataset, encoder, args.freeze_encoder)
+    results = args.results or (default_results if args.publish else local_results)(*study_args)
     from lib.study.experiments import resolve_results_dir
 
     results_path = resolve_results_dir(results)
+    publishing = is_published(results_path)
+    before = finished_runs(results_path)
+    if publishing:
+        print(publish_line(results_path, before, "start"), flush=True)
     results_path.mkdir(parents=True, exist_ok=True)
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
@@ -240,8 +309,9 @@ def main(argv=None) -> int:
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
-    print(f"profile {args.profile}: {dataset} with {encoder}, seeds {','.join(map(str, seeds))}, "
-          f"{len(todo)} notebook executions -> {results_path}", flush=True)
+    print(f"profile {args.profile}: {project_relative(dataset)} with {project_relative(encoder)}, seeds "
+          f"{','.join(map(str, seeds))}, {len(todo)} notebook executions -> {project_relative(str(results_path))}",
+          flush=True)
     if overrides:
         print("parameters set: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()), flush=True)
     report = Report()
@@ -251,7 +321,8 @@ def main(argv=None) -> int:
         label = nb if seed is None else f"{nb} seed {seed}"
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
-        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, str(results_path), columns)
+        params = notebook_parameters(args.profile, nb, dataset, encoder, seed, project_relative(str(results_path)),
+                                     columns)
         params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
         if args.force and nb in TRAINING_NOTEBOOKS:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
@@ -261,8 +332,51 @@ def main(argv=None) -> int:
     print(f"\nfinished in {_fmt(time.perf_counter() - t0)}: {len(report.done)} done, {len(report.skipped)} skipped, "
           f"{len(report.failed)} failed")
     for f in report.failed:
-        print(f"  FAILED {f['notebook']} at {f['cell']}: {f['error']}\n         see {f['executed_copy']}")
+        print(f"  FAILED {f['notebook']} at {f['cell']}: {f['error']}\n         see "
+              f"{project_relative(f['executed_copy'])}")
+    after = finished_runs(results_path)
+    trained = sorted(k for k, t in after.items() if before.get(k) != t)
+    print(f"runs: {len(trained)} trained by this command, {len(after) - len(trained)} reused from earlier")
     summary = results_path / "summary.md"
     if summary.exists():
-        print(f"summary: {summary}")
+        print(f"summary: {project_relative(str(summary))}")
+        published = Path(args.compare_with) if args.compare_with else PROJECT_ROOT / default_results(
+            "default" if args.profile == "smoke" else args.profile, dataset, encoder, args.freeze_encoder)
+        compare_with_published(results_path, resolve_results_dir(published), args.profile)
+    if publishing:
+        print(publish_line(results_path, before, "end", trained), flush=True)
     return 1 if report.failed else 0
+
+
+def publish_line(results: Path, before: dict, when: str, trained: list | None = None) -> str:
+    """The first and last line of a command that writes into the published tree."""
+    where = project_relative(str(results))
+    if when == "start":
+        return (f"PUBLISHED RESULTS: writing into {where}, which git tracks. {len(before)} finished runs there are "
+                "reused, not re-trained: notebooks, figures and the summary are re-rendered from the published "
+                "numbers (missing runs are trained; --force retrains all).")
+    return (f"PUBLISHED RESULTS: {where} re-rendered: {len(before) - len(set(trained or []) & set(before))} "
+            f"published runs reused, {len(trained or [])} trained; `git status {where}` shows what changed.")
+
+
+def compare_with_published(results: Path, published: Path, profile: str) -> None:
+    """Print and write (comparison.csv/.json) this study's numbers beside the published ones."""
+    from lib.study.compare import compare, format_comparison, write_comparison
+
+    if published.resolve() == results.resolve():
+        return
+    if not (published / "summary.csv").exists():
+        print(f"no published results at {project_relative(str(published))} to compare with")
+        return
+    note = ("smoke profile: subsampled data and 1 epoch, so its numbers are not expected to match"
+            if profile == "smoke" else "")
+    table = compare(results, published)
+    paths = write_comparison(table, results, results, published, note)
+    print(f"\nyours ({project_relative(str(results))}) against the published "
+          f"{project_relative(str(published))}: test macro-F1 of each method's primary rule, 95% interval over "
+          f"the published seeds" + (f"\n({note})" if note else ""))
+    print(format_comparison(table))
+    known = table.dropna(subset=["inside_published_interval"])
+    print(f"{int(known['inside_published_interval'].astype(bool).sum())} of {len(known)} methods inside the "
+          f"published interval; written {project_relative(str(paths['csv']))} and "
+          f"{project_relative(str(paths['json']))}")

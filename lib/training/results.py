@@ -34,15 +34,17 @@ def dumps_json(obj, level: int = 0) -> str:
     pad, inner = "  " * level, "  " * (level + 1)
     if isinstance(obj, dict):
         if len(obj) <= 6 and all(not isinstance(v, (dict, list, tuple)) for v in obj.values()):
-            return json.dumps(obj, sort_keys=True, allow_nan=True)  # e.g. one class's precision/recall/F1
+            # e.g. one class's precision/recall/F1; UTF-8 text stays readable (Korean, not \uXXXX escapes)
+            return json.dumps(obj, sort_keys=True, allow_nan=True, ensure_ascii=False)
         items = sorted(obj.items(), key=lambda kv: str(kv[0]))
-        body = ",\n".join(f"{inner}{json.dumps(str(k))}: {dumps_json(v, level + 1)}" for k, v in items)
+        body = ",\n".join(f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {dumps_json(v, level + 1)}"
+                           for k, v in items)
         return "{\n" + body + "\n" + pad + "}"
     if isinstance(obj, (list, tuple)):
         if all(not isinstance(v, (dict, list, tuple)) for v in obj):
-            return json.dumps(list(obj), allow_nan=True)
+            return json.dumps(list(obj), allow_nan=True, ensure_ascii=False)
         return "[\n" + ",\n".join(inner + dumps_json(v, level + 1) for v in obj) + "\n" + pad + "]"
-    return json.dumps(obj, allow_nan=True)
+    return json.dumps(obj, allow_nan=True, ensure_ascii=False)
 
 
 def write_json(path: Path, obj) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm  # plain bars: notebooks run headless, without widgets
+from lib.training.progress import progress  # a bar on a terminal, a line per tenth of an epoch in a log
 
 from lib.model import encoders
 from lib.training.baselines import run_baseline
@@ -244,7 +244,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
         batches = epoch_batches()
         sums, seen = {}, 0
         t_ep = time.perf_counter()
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet, leave=False, unit="batch")
+        bar = progress(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=quiet, unit="batch")
         for step, index in enumerate(bar, 1):
             out = _forward(model, inputs["train"], index, device, cfg.bf16)
             labels = torch.from_numpy(tokens["train"].labels[index]).to(device, non_blocking=True)

@@ -1,0 +1,108 @@
+"""Did I reproduce it? A study's summary beside the published one, method by method.
+
+``run_all.sh`` trains into a folder git ignores (``results/local/<study>``) and ends by comparing
+its summary with the published ``results/<study>/summary.csv``: for the primary prediction rule
+of each method, your mean test macro-F1, the published mean and its 95% interval (Student t over
+the published seeds), the difference, and whether your mean lies inside that interval.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from lib.paths import PROJECT_ROOT
+from lib.study.experiments import display_name, sort_methods
+from lib.training.results import write_csv, write_text
+
+COLUMNS = ["method", "name", "yours", "yours_seeds", "published", "published_lo", "published_hi",
+           "published_seeds", "difference", "inside_published_interval"]
+
+
+def relative(path: str | Path) -> str:
+    """A path as the reader should see it: relative to the project root when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def _primary(summary: Path) -> pd.DataFrame:
+    table = pd.read_csv(summary)
+    primary = table[table["primary"].astype(str).str.lower() == "true"]
+    return primary.set_index("method")
+
+
+def _num(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
+    """One row per method in either summary (primary rule), in the study's reading order.
+
+    ``inside_published_interval`` is True/False where the published study has an interval over
+    seeds, and empty where it has none (one run: a baseline, or a single seed) or where one side
+    lacks the method.
+    """
+    mine, theirs = _primary(Path(yours) / "summary.csv"), _primary(Path(published) / "summary.csv")
+    rows = []
+    for key in sort_methods(set(mine.index) | set(theirs.index)):
+        y = mine.loc[key] if key in mine.index else None
+        p = theirs.loc[key] if key in theirs.index else None
+        y_mean = _num(y["macro_f1"]) if y is not None else None
+        p_mean = _num(p["macro_f1"]) if p is not None else None
+        lo = _num(p["macro_f1_lo"]) if p is not None else None
+        hi = _num(p["macro_f1_hi"]) if p is not None else None
+        inside = None
+        if y_mean is not None and lo is not None and hi is not None:
+            inside = bool(lo <= round(y_mean, 6) <= hi)
+        rows.append({
+            "method": key, "name": display_name(key),
+            "yours": y_mean, "yours_seeds": int(y["seeds"]) if y is not None else None,
+            "published": p_mean, "published_lo": lo, "published_hi": hi,
+            "published_seeds": int(p["seeds"]) if p is not None else None,
+            "difference": round(y_mean - p_mean, 6) if y_mean is not None and p_mean is not None else None,
+            "inside_published_interval": inside,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path, published: str | Path,
+                     note: str = "") -> dict[str, Path]:
+    """``comparison.csv`` and ``comparison.json`` (UTF-8, sorted keys and columns) in ``out_dir``."""
+    out = Path(out_dir)
+    paths = {"csv": out / "comparison.csv", "json": out / "comparison.json"}
+    write_csv(paths["csv"], table[sorted(table.columns)])
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in table.astype(object).to_dict(orient="records")]
+    doc = {
+        "yours": relative(yours), "published": relative(published), "metric": "test macro-F1, primary rule",
+        "interval": "95% Student t interval over the published study's seeds",
+        "note": note, "methods": rows,
+    }
+    write_text(paths["json"], json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+    return paths
+
+
+def _f(v) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def format_comparison(table: pd.DataFrame) -> str:
+    """The comparison as aligned text for the terminal."""
+    head = ["method", "yours", "published [95% interval over seeds]", "difference", "inside"]
+    lines = []
+    for r in table.itertuples(index=False):
+        interval = "" if r.published_lo is None or pd.isna(r.published_lo) else \
+            f" [{r.published_lo:.3f}, {r.published_hi:.3f}]"
+        seeds_y = "" if r.yours_seeds is None or pd.isna(r.yours_seeds) else f" (n={int(r.yours_seeds)})"
+        seeds_p = "" if r.published_seeds is None or pd.isna(r.published_seeds) else f" (n={int(r.published_seeds)})"
+        diff = "–" if r.difference is None or pd.isna(r.difference) else f"{r.difference:+.3f}"
+        inside = {True: "yes", False: "NO"}.get(r.inside_published_interval, "n/a")
+        lines.append([r.name, _f(r.yours) + seeds_y, _f(r.published) + interval + seeds_p, diff, inside])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    return "\n".join(fmt.format(*row) for row in [head, *lines])
