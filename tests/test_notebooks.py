@@ -31,6 +31,21 @@ def test_committed_notebook_has_no_outputs(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_template_carries_what_jupyterlab_adds_and_writes_to_an_ignored_folder(name):
+    """Opening a template in JupyterLab must not mark it modified (tests/test_jupyterlab_browser.py
+    checks it in a browser): the kernel's language_info is already there. Run by hand, a template
+    writes under results/local/, which git ignores, never into the published results."""
+    nb = json.loads((NB_DIR / f"{name}.ipynb").read_text())
+    info = nb["metadata"]["language_info"]
+    assert nb["metadata"]["kernelspec"]["name"] == "emotion-study"
+    assert {"codemirror_mode", "file_extension", "mimetype", "name", "nbconvert_exporter", "pygments_lexer",
+            "version"} <= set(info) and info["version"].startswith("3.11.")
+    assert nb["metadata"] == json.loads((NB_DIR / "00_data_exploration.ipynb").read_text())["metadata"]
+    params = "".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"])
+    assert 'RESULTS_DIR = "results/local/' in params
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_thin(name):
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]

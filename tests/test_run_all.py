@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -59,6 +60,21 @@ def test_summary_has_a_row_per_loss_with_every_seed(smoke):
     assert primary["method"].is_unique
     ce = primary.set_index("method").loc["ce=0.15+triplet=0.4+arcface=0.45"]
     assert 0 <= ce["p_bootstrap"] <= 1 and ce["paired_seeds"] == len(SEEDS)
+
+
+def test_executed_notebooks_and_the_log_are_clean(smoke):
+    """No path of this project or its environment, no warning box, no kernel chatter, no bar redraws."""
+    results, r = smoke
+    log = r.stdout + r.stderr
+    assert "without encryption" not in log and "\r" not in log and str(PROJECT_ROOT) not in log
+    for path in sorted((results / "notebooks").glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        assert str(PROJECT_ROOT) not in text and sys.prefix not in text, path.name
+        assert "TqdmWarning" not in text and "IProgress" not in text, path.name
+        nb = json.loads(text)
+        stderr = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"]
+        assert not stderr, f"{path.name}: {stderr[0]['text'][:300]}"
+        assert nb["metadata"]["papermill"]["input_path"] == f"notebooks/{path.name.split('-seed')[0].removesuffix('.ipynb')}.ipynb"
 
 
 def test_second_run_skips_finished_notebooks(smoke):
