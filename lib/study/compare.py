@@ -67,7 +67,8 @@ def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
             "difference": round(y_mean - p_mean, 6) if y_mean is not None and p_mean is not None else None,
             "inside_published_interval": inside,
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({"yours_seeds": "Int64", "published_seeds": "Int64", "inside_published_interval": "boolean"})
 
 
 def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path, published: str | Path,
@@ -76,8 +77,7 @@ def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path
     out = Path(out_dir)
     paths = {"csv": out / "comparison.csv", "json": out / "comparison.json"}
     write_csv(paths["csv"], table[sorted(table.columns)])
-    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in table.astype(object).to_dict(orient="records")]
+    rows = [{k: _plain(v) for k, v in r.items()} for r in table.astype(object).to_dict(orient="records")]
     doc = {
         "yours": relative(yours), "published": relative(published), "metric": "test macro-F1, primary rule",
         "interval": "95% Student t interval over the published study's seeds",
@@ -85,6 +85,13 @@ def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path
     }
     write_text(paths["json"], json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
     return paths
+
+
+def _plain(v):
+    """A JSON value: missing (None, NaN, pd.NA) -> null, numpy scalars -> Python ones."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v.item() if hasattr(v, "item") else v
 
 
 def _f(v) -> str:
@@ -101,7 +108,7 @@ def format_comparison(table: pd.DataFrame) -> str:
         seeds_y = "" if r.yours_seeds is None or pd.isna(r.yours_seeds) else f" (n={int(r.yours_seeds)})"
         seeds_p = "" if r.published_seeds is None or pd.isna(r.published_seeds) else f" (n={int(r.published_seeds)})"
         diff = "–" if r.difference is None or pd.isna(r.difference) else f"{r.difference:+.3f}"
-        inside = {True: "yes", False: "NO"}.get(r.inside_published_interval, "n/a")
+        inside = "n/a" if pd.isna(r.inside_published_interval) else ("yes" if r.inside_published_interval else "NO")
         lines.append([r.name, _f(r.yours) + seeds_y, _f(r.published) + interval + seeds_p, diff, inside])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
