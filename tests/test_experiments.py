@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from lib.training.config import ExperimentConfig
 from lib.study.experiments import _same_config, experiment_fields, method_key, run_folder
-from lib.study.runner import absolute_if_path, declared_parameters, default_results, executed_parameters, parse_overrides
+from lib.study.runner import (absolute_if_path, declared_parameters, default_results, executed_parameters, is_published,
+                              local_results, parse_overrides)
 from lib.study.summary import collect
 
 
@@ -87,3 +89,16 @@ def test_frozen_studies_get_their_own_folder():
     assert default_results("default", "ed32", "minilm", frozen=False) == "results/ed32-minilm"
     assert default_results("default", "ed32", "minilm", frozen=True) == "results/ed32-minilm-frozen"
     assert default_results("paper", "/data/my.csv", "/models/klue", frozen=True) == "results/my-klue-frozen"
+
+
+def test_a_study_trains_into_an_ignored_folder_unless_published(tmp_path):
+    from lib.paths import PROJECT_ROOT
+
+    assert local_results("default", "ed32", "minilm", frozen=False) == "results/local/ed32-minilm"
+    assert local_results("paper", "ko6", "me5-small", frozen=True) == "results/local/ko6-me5-small-frozen"
+    assert local_results("smoke", "ed6", "minilm", frozen=False) == "results/smoke/ed6-minilm"
+    assert is_published(PROJECT_ROOT / "results" / "ed6-minilm")
+    assert not is_published(PROJECT_ROOT / "results" / "local" / "ed6-minilm")
+    assert not is_published(PROJECT_ROOT / "results" / "smoke" / "ed6-minilm") and not is_published(tmp_path)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/local/ed6-minilm/summary.csv"], cwd=PROJECT_ROOT)
+    assert ignored.returncode == 0, "results/local/ is not ignored by git"
