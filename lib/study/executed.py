@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
@@ -28,7 +29,7 @@ def roots(root: Path = PROJECT_ROOT) -> list[str]:
 def strip_root(text: str, root: Path = PROJECT_ROOT) -> str:
     """'<root>/results/x' -> 'results/x'; the bare root -> '.'."""
     for r in roots(root):
-        text = text.replace(r + "/", "").replace(r, ".")
+        text = re.sub(re.escape(r) + r"(?![\w.\-])", ".", text.replace(r + "/", ""))  # not /root-old
     return text
 
 
