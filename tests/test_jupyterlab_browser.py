@@ -24,10 +24,14 @@ from lib.paths import PROJECT_ROOT, cache_dir, data_dir
 NOTEBOOK = "00_data_exploration"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CURRENT = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen
 CELLS_DONE = """() => {
-  const prompts = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
-  return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-}"""
+  const prompts = [...document.querySelectorAll(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell .jp-InputArea-prompt')];
+  const failed = document.querySelector(
+    '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+  return failed !== null || (prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent)));
+}"""  # every cell has run, or one has failed (Run All stops there)
 
 
 def _chromium() -> str | None:
@@ -113,11 +117,13 @@ def lab(tmp_path_factory):
 
 def _open(browser, url, token, path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{url}/lab/tree/{path}?token={token}")
+    # a workspace of its own: the layout holds this notebook only, whatever an earlier page opened
+    workspace = path.replace("/", "-").replace(".", "-")
+    page.goto(f"{url}/lab/workspaces/{workspace}/tree/{path}?reset&token={token}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     # The kernel the notebook names starts by itself: no "Select Kernel" dialog, then it is idle.
-    page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python (emotion-study)')", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.wait_for_selector(f"{CURRENT} .jp-Toolbar-kernelName:has-text('Python (emotion-study)')", timeout=120_000)
+    page.wait_for_selector(f"{CURRENT} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").inner_text()
     return page
 
@@ -145,10 +151,10 @@ def test_running_every_cell_shows_a_figure_and_no_error(browser, lab):
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()  # Run > Run All Cells
     page.wait_for_function(CELLS_DONE, timeout=600_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    page.wait_for_selector(f"{CURRENT} .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    errors = page.locator(f"{CURRENT} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert errors.count() == 0, errors.first.inner_text()[:2000]
-    assert page.locator(".jp-OutputArea-output img").count() >= 2  # class counts and lengths figures
-    assert page.locator(".jp-OutputArea-output table").count() >= 1
+    assert page.locator(f"{CURRENT} .jp-OutputArea-output img").count() >= 2  # class counts and lengths figures
+    assert page.locator(f"{CURRENT} .jp-OutputArea-output table").count() >= 1
     page.close()
     assert (root / "results" / "data" / "ed6-leakage.json").exists()
