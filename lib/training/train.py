@@ -39,12 +39,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def primary_rule(weights: dict[str, float]) -> str:
-    """The prediction rule a loss trains for: its classifier, its ArcFace centres, or class centroids."""
-    if "ce" in weights:
-        return "head"
-    if "arcface" in weights:
-        return "arcface"
-    return "centroid"
+    """The a-priori prediction rule (PROTOCOL.md), which also selects the epoch: the seed study's
+    rules, the classifier head for cross-entropy alone and the nearest class centroid for any loss
+    with a metric part."""
+    return "head" if set(weights) == {"ce"} else "centroid"
 
 
 def default_encoder(cfg: ExperimentConfig) -> str:
@@ -288,7 +286,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     timings["eval_seconds"] = time.perf_counter() - t_eval
     timings["total_seconds"] = time.perf_counter() - t0
     metrics.update({
-        "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the primary rule",
+        "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the a-priori rule",
         "encoder": encoder_name, "device": str(device), "timings": timings, "data": _data_info(prep),
     })
     _write_run(run, cfg, prep, metrics, test_emb, predictions, history)
@@ -332,8 +330,9 @@ def _restore(model, loss_fn, state) -> None:
 
 
 def _rules(weights: dict) -> list[str]:
-    """Every prediction rule; the ArcFace rule only where an ArcFace part trained centres."""
-    return [r for r in RULES if r != "arcface" or "arcface" in weights]
+    """Every prediction rule the run trained for: the head only where cross-entropy trained the
+    classifier (an untrained head is no rule), the ArcFace rule only where ArcFace trained centres."""
+    return [r for r in RULES if (r != "arcface" or "arcface" in weights) and (r != "head" or "ce" in weights)]
 
 
 def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
@@ -358,7 +357,8 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
         preds = predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, C, rules)
         metrics[split] = {r: classification_metrics(y, p, names) for r, p in preds.items()}
         probs = torch.softmax(logits, 1).numpy()
-        metrics[split]["head"]["ece"] = expected_calibration_error(probs, y)
+        if "head" in preds:
+            metrics[split]["head"]["ece"] = expected_calibration_error(probs, y)
         if split == "test":
             test_emb = emb
             ret = retrieval_metrics(emb, y)
@@ -367,7 +367,8 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
             frame = pd.DataFrame({"id": bundle.test["id"].to_numpy(), "label": y})
             for r, p in preds.items():
                 frame[f"pred_{r}"] = p
-            frame["head_confidence"] = probs.max(1)
+            if "head" in preds:
+                frame["head_confidence"] = probs.max(1)
             predictions = frame
     metrics["test_macro_f1"] = metrics["test"][rule]["macro_f1"]
     metrics["test_accuracy"] = metrics["test"][rule]["accuracy"]
