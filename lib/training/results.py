@@ -85,7 +85,10 @@ def git_state() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain")) if commit else None}
+    # Results are what runs write, not code: a study's own new run folders must not mark the tree
+    # dirty, while any other change (tracked or untracked) does.
+    changes = git("status", "--porcelain", "--", ".", ":(exclude)results") if commit else ""
+    return {"commit": commit or None, "dirty": bool(changes) if commit else None}
 
 
 def environment_info() -> dict:
