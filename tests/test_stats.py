@@ -1,12 +1,16 @@
-"""Intervals and paired tests behave as their definitions say."""
+"""Intervals and paired tests behave as their definitions say; the two-level bootstrap covers."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
+from sklearn.metrics import f1_score
 
-from lib.evaluation.stats import compare_to_baseline, mean_ci, paired_bootstrap, paired_seed_test, summarize
+from lib.evaluation.stats import (_count_matrix, _metric_per_seed, accuracy_counts, compare_to_baseline,
+                                  fixed_vs_seeds_bootstrap, format_p, macro_f1_counts, margin_test, margin_test_t,
+                                  mde_paired_t, mde_two_level, mean_ci, paired_bootstrap, paired_seed_test,
+                                  power_paired_t, seeds_needed, summarize, two_level_bootstrap)
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -64,11 +68,6 @@ def test_comparison_refuses_different_test_sets(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Two-level bootstrap, margins, power
 # ------------------------------------------------------------------------------------------------
-from sklearn.metrics import f1_score  # noqa: E402
-
-from lib.evaluation.stats import (_count_matrix, _metric_per_seed, accuracy_counts, fixed_vs_seeds_bootstrap,  # noqa: E402
-                                  format_p, macro_f1_counts, margin_test, margin_test_t, mde_paired_t,
-                                  mde_two_level, power_paired_t, seeds_needed, two_level_bootstrap)
 
 
 def _noisy(rng, y, k, acc, seeds):

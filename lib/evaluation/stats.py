@@ -261,6 +261,7 @@ def _bootstrap(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, b_fixed: bool, me
         seed_w = np.full((n_boot, s), 1.0 / s)
     reps = np.empty(n_boot)
     if "sentences" in resample:  # one draw of sentences serves every seed and both methods
+        chunk = max(1, min(chunk, 2_500_000 // n))  # bounded memory: about 40 MB of indices per chunk
         for start in range(0, n_boot, chunk):
             r = min(chunk, n_boot - start)
             idx = rng.integers(0, n, (r, n))
