@@ -8,7 +8,7 @@ from scipy import stats as st
 from sklearn.metrics import f1_score
 
 from lib.evaluation.stats import (_count_matrix, _metric_per_seed, accuracy_counts, compare_to_baseline,
-                                  fixed_vs_seeds_bootstrap, format_p, macro_f1_counts, margin_test, margin_test_t,
+                                  fixed_vs_seeds_bootstrap, format_p, holm, macro_f1_counts, margin_test, margin_test_t,
                                   mde_paired_t, mde_two_level, mean_ci, paired_bootstrap, paired_seed_test,
                                   power_paired_t, seeds_needed, summarize, two_level_bootstrap)
 
@@ -235,8 +235,8 @@ def test_margin_verdicts_on_constructed_replicates():
     assert r["verdict"] == "reproduces" and r["includes_delta"] and r["excludes_zero"] and r["p_gain_is_bound"]
     assert r["p_gain"] == pytest.approx(1 / 1001)
     r = margin_test(grid(0.002, 0.012), delta)
-    assert r["verdict"] == "reproduces" and not r["includes_delta"] and r["below_delta"]
-    assert "below the claimed" in r["statement"]
+    assert r["verdict"] == "smaller gain" and not r["includes_delta"] and r["below_delta"]
+    assert "smaller than claimed" in r["statement"]
     r = margin_test(grid(-0.010, 0.012), delta)
     assert r["verdict"] == "does not reproduce" and r["p_below_claim_is_bound"] and not r["includes_delta"]
     r = margin_test(grid(-0.010, 0.030), delta)
@@ -261,6 +261,7 @@ def test_margin_verdict_is_tost_at_five_percent():
         assert t["p_below_claim"] == pytest.approx(st.ttest_1samp(d, delta, alternative="less").pvalue)
         assert (t["lo"] > 0) == (t["p_gain"] < 0.05) and (t["hi"] < delta) == (t["p_below_claim"] < 0.05)
         seen.add(t["verdict"])
+    # (with these interval widths a "smaller gain" cannot occur; the constructed cases above show it)
     assert seen == {"reproduces", "does not reproduce", "inconclusive"}
 
 
@@ -302,3 +303,13 @@ def test_compare_to_baseline_two_level_columns(tmp_path):
     assert tfidf["tl_design"] == "fixed vs baseline seeds" and tfidf["tl_seeds"] == 3
     assert tfidf["tl_diff"] == pytest.approx(f1([0, 1, 2, 0, 1, 2]) - ce_mean)
     assert tfidf["seeds"] == 1  # the old columns still compare with the shared seed 0 only
+
+
+def test_holm_matches_the_step_down_definition_and_keeps_nan():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
+    adj = holm(p)
+    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, max(0.09, 0.08)=0.09, max(0.09, 0.2)=0.2
+    assert adj[[0, 3, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.2]) and np.isnan(adj[2])
+    assert (adj[~np.isnan(p)] >= p[~np.isnan(p)]).all()
+    assert holm([0.3, 0.02]) == pytest.approx([0.3, 0.04]) and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert np.isnan(holm([np.nan])).all()

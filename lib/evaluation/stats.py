@@ -368,7 +368,7 @@ def fixed_vs_seeds_bootstrap(fixed_pred, preds, y, *, metric: str | CountMetric 
 def _verdict(lo: float, hi: float, delta: float) -> dict:
     above_zero, below_delta = lo > 0, hi < delta
     if above_zero:
-        verdict = "reproduces"
+        verdict = "smaller gain" if below_delta else "reproduces"
     elif below_delta:
         verdict = "does not reproduce"
     else:
@@ -379,9 +379,10 @@ def _verdict(lo: float, hi: float, delta: float) -> dict:
 
 def _statement(v: dict, lo: float, hi: float, delta: float, level: float, over: str) -> str:
     iv = f"{level:.0%} interval [{lo:+.4f}, {hi:+.4f}] ({over})"
+    if v["verdict"] == "smaller gain":
+        return f"a gain, but smaller than claimed: {iv} excludes 0 and lies below the claimed +{delta:g}"
     if v["verdict"] == "reproduces":
-        size = ("includes the claimed" if v["includes_delta"] else
-                "lies below the claimed" if v["below_delta"] else "lies above the claimed")
+        size = "includes the claimed" if v["includes_delta"] else "lies above the claimed"
         return f"reproduces a gain: {iv} excludes 0; it {size} +{delta:g}"
     if v["verdict"] == "does not reproduce":
         return f"does not reproduce the claimed gain: {iv} lies below +{delta:g} and includes 0"
@@ -399,11 +400,12 @@ def margin_test(replicates, delta: float, *, diff: float | None = None, level: f
       A count of 0 gives p = 1/B with ``*_is_bound`` True, read "p < 1/B".
       [lo, hi]      two-sided interval at ``level`` (default 90%): order statistics D_(k), D_(B+1-k),
                     k = ceil(B (1 - level) / 2).
-      verdict       'reproduces'         if lo > 0
-                    'does not reproduce' if hi < delta and lo <= 0
-                    'inconclusive'       otherwise (lo <= 0 and hi >= delta)
-      includes_delta  lo <= delta <= hi (with 'reproduces': whether the gain is as large as
-                    claimed; 'reproduces' with ``below_delta`` True means a gain smaller than claimed)
+      verdict       (PROTOCOL.md)
+                    'reproduces'         if lo > 0 and hi >= delta (a gain, consistent with the claim)
+                    'smaller gain'       if lo > 0 and hi < delta (a gain, smaller than claimed)
+                    'does not reproduce' if lo <= 0 and hi < delta (the claim excluded, no gain shown)
+                    'inconclusive'       if lo <= 0 and hi >= delta
+      includes_delta  lo <= delta <= hi
     With level = 1 - 2 alpha this is TOST at alpha: lo > 0 exactly when p_gain < alpha, and
     hi < delta exactly when p_below_claim < alpha (alpha = 0.05 at the default level).
     ``diff`` (the point estimate) is only passed through.
@@ -514,6 +516,21 @@ def mde_two_level(sd_seeds: float, se_sentences: float, n: int, alpha: float = 0
     quantiles err small. Use it to compare designs, not as an exact power."""
     z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power)
     return float(z * np.sqrt(sd_seeds ** 2 / n + se_sentences ** 2))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN left out of the family and kept
+    NaN): adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)), in ascending order."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)[np.argsort(p[ok], kind="stable")]
+    adjusted = np.minimum(1.0, (m - np.arange(m)) * p[idx])
+    out[idx] = np.maximum.accumulate(adjusted)
+    return out
 
 
 def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None) -> dict[int, np.ndarray]:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from lib.study.experiments import display_name, resolve_results_dir, sort_methods
 from lib.training.results import write_csv, write_text
+from lib.evaluation.stats import format_p
 from lib.study.summary import SEED_STUDY, _markdown
 
 # (results folder, column title) in reading order; a folder without summary.csv is skipped.
@@ -26,7 +27,7 @@ STUDIES = (
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
 COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
-           "diff_vs_baseline", "p_ttest", "p_bootstrap"]
+           "tl_diff", "tl_lo", "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot", "p_ttest"]
 
 
 def collect_studies(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
@@ -62,14 +63,16 @@ def _cell(r) -> str:
     if not pd.isna(r["macro_f1_lo"]):
         text += f" [{r['macro_f1_lo']:.3f}, {r['macro_f1_hi']:.3f}]"
     text += f" (n={int(r['seeds'])})"
-    if not pd.isna(r["diff_vs_baseline"]):
-        p = r["p_bootstrap"]
-        text += f"; {r['diff_vs_baseline']:+.3f}, p{'<0.001' if p < 0.001 else f'={p:.3f}'}"
+    if not pd.isna(r["tl_diff"]):
+        bound = bool(r["tl_p_is_bound"]) if not pd.isna(r["tl_p_is_bound"]) else False
+        p = format_p(float(r["p_holm"]), int(r["tl_n_boot"]), bound)
+        text += f"; {r['tl_diff']:+.3f} [{r['tl_lo']:+.3f}, {r['tl_hi']:+.3f}], p {p if bound else '= ' + p}"
     return text
 
 
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per method, one column per study: mean [95% CI] (n seeds); difference to CE, bootstrap p."""
+    """One row per method, one column per study: mean [95% CI over seeds] (n seeds); difference to CE
+    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p."""
     titles = list(dict.fromkeys(long["title"]))
     rows = []
     for method in sort_methods(long["method"].unique()):

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lib.paths import PROJECT_ROOT
+from lib.training.rules import apriori_rule
 
 PARTIAL_SUFFIX = ".partial"
 PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scikit-learn", "pandas", "safetensors",
@@ -195,6 +196,8 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
     for run in find_runs(root):
         r = load_run(run)
         cfg, met = r["config"], r["metrics"]
+        env_file = run / "environment.json"
+        env = json.loads(env_file.read_text()) if env_file.is_file() else {}
         for split in ("valid", "test"):
             for rule, m in met.get(split, {}).items():
                 rows.append({
@@ -203,10 +206,14 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "dataset": cfg["dataset"], "encoder": met.get("encoder", cfg.get("encoder")),
                     "loss": cfg["loss"], "method": met.get("method", cfg["loss"]),
                     "frozen": cfg.get("freeze_encoder", False), "seed": cfg["seed"], "split": split,
-                    "rule": rule, "primary": rule == met.get("primary_rule"),
-                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "run_path": str(run),
+                    # the a-priori rule by today's definition, also for runs that selected with another
+                    "rule": rule, "primary": rule == apriori_rule(cfg.get("method", "finetune"), cfg["loss"]),
+                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
+                    "best_epoch": met.get("best_epoch"), "epochs_run": met.get("epochs_run"),
+                    "commit": env.get("git", {}).get("commit"), "dirty": env.get("git", {}).get("dirty"),
+                    "run_path": str(run),
                 })
     cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
-            "accuracy", "run", "run_path"]
+            "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "run", "run_path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)

@@ -24,6 +24,7 @@ from lib.training.features import pooled_features
 from lib.data.leakage import drop_cross_split_duplicates, leakage_report
 from lib.model.losses import build_loss
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
+from lib.training.rules import apriori_rule
 from lib.training.results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
 from lib.training.seeding import seed_everything
 
@@ -36,13 +37,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def primary_rule(weights: dict[str, float]) -> str:
-    """The a-priori prediction rule (PROTOCOL.md), which also selects the epoch: the seed study's
-    rules, the classifier head for cross-entropy alone and the nearest class centroid for any loss
-    with a metric part."""
-    return "head" if set(weights) == {"ce"} else "centroid"
 
 
 def default_encoder(cfg: ExperimentConfig) -> str:
@@ -230,7 +224,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     steps_per_epoch = len(epoch_batches()) if cfg.sampler == "balanced" else math.ceil(n_train / cfg.batch_size)
     gen.manual_seed(cfg.seed)  # the count above drew from the generator; restart it
     optimizer, scheduler = build_optimizer(model, loss_fn, cfg, steps_per_epoch * cfg.epochs)
-    rule = primary_rule(weights)
+    rule = apriori_rule(cfg.method, cfg.loss)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
 
     history, best = [], {"score": -1.0, "epoch": 0, "state": None}
