@@ -19,6 +19,7 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class DataFileError(RuntimeError):
     """A data file is missing, unreachable or not the pinned file."""
+    exit_status = 2  # bad input: see lib.entrypoint
 
 
 def sha256_of(path: Path) -> str:

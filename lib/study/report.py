@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.ownership import NotOursError, check_owned
 from lib.study.experiments import display_name, resolve_results_dir, sort_methods
 from lib.training.results import write_csv, write_text
 from lib.evaluation.stats import format_p
+from lib.study.results_folder import csv_header_has
 from lib.study.summary import SEED_STUDY, _markdown
 
 # (results folder, column title) in reading order; a folder without summary.csv is skipped.
@@ -86,16 +88,27 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _is_main_table_md(path: Path) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
+            "| method |")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder holding the study folders (default: results)")
     args = p.parse_args(argv)
+    root = resolve_results_dir(args.results)
     try:
         long = collect_studies(args.results)
-    except (FileNotFoundError, ValueError) as e:
+        for name, ours in (("main_table.csv", lambda p: csv_header_has(p, COLUMNS)),
+                           ("main_table.md", _is_main_table_md)):
+            check_owned(root / name, ours, "a main table written by python -m lib.report")
+    except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    root = resolve_results_dir(args.results)
     write_csv(root / "main_table.csv", long.round(6))
     write_text(root / "main_table.md", _markdown(wide_table(long)))
     print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")

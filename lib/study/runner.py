@@ -232,8 +232,15 @@ def main(argv=None) -> int:
     results = args.results or default_results(args.profile, dataset, encoder, args.freeze_encoder)
     from lib.study.experiments import resolve_results_dir
 
+    from lib.ownership import NotOursError
+    from lib.study.results_folder import claim_results_folder
+
     results_path = resolve_results_dir(results)
-    results_path.mkdir(parents=True, exist_ok=True)
+    try:
+        claim_results_folder(results_path)  # never writes into (or replaces files of) a user's folder
+    except NotOursError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from lib.model.losses.spec import format_loss_spec, parse_loss_spec
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the parameter."""
+    exit_status = 2  # bad input: see lib.entrypoint
 
 
 def _f(default, help: str, choices=None):
