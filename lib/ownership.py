@@ -80,12 +80,14 @@ def replace_folder(new: Path, final: Path, looks_ours: Marker, what: str) -> Pat
     """Publish folder ``new`` at ``final``; a folder of ours already there is moved aside first and
     deleted last, so no moment exists at which ``final`` holds a half-deleted folder."""
     check_owned(final, looks_ours, what)
-    if not os.path.lexists(final):
-        os.replace(new, final)
-        return final
-    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
-    old = aside / f"{final.name}.old.partial"  # '.partial': a kill before the clean-up leaves nothing read as complete
-    os.replace(final, old)
+    if os.path.lexists(final):
+        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+        # '.partial': if a kill comes before the clean-up, nothing there is read as a result
+        os.replace(final, aside / f"{final.name}.old.partial")
     os.replace(new, final)
-    shutil.rmtree(aside, ignore_errors=True)  # a folder we just created, holding only what we moved there
+    for aside in final.parent.glob(f".{final.name}.*.old"):  # this one, and any a kill left earlier
+        inside = list(aside.iterdir())
+        if not inside or (len(inside) == 1 and inside[0].name == f"{final.name}.old.partial"
+                          and not inside[0].is_symlink() and looks_ours(inside[0])):
+            shutil.rmtree(aside, ignore_errors=True)
     return final
