@@ -181,3 +181,19 @@ def test_encoder_conversion_never_replaces_a_foreign_folder(tmp_path, monkeypatc
     with pytest.raises(encoders.EncoderError, match="cannot convert me5-small into the cache: refusing"):
         encoders.resolve("me5-small")
     assert (target / "mine.txt").read_text() == "not an encoder" and sorted(os.listdir(target.parent)) == ["me5-small"]
+
+
+def test_a_download_creates_a_missing_file_and_never_replaces_one(tmp_path):
+    import hashlib
+
+    from lib.data.download import fetch
+
+    source = tmp_path / "upstream.csv"
+    source.write_text("text,label\n")
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    fetch(source.as_uri(), tmp_path / "data" / "new.csv", sha)
+    assert (tmp_path / "data" / "new.csv").read_text() == "text,label\n"
+    mine = tmp_path / "data" / "mine.csv"
+    mine.write_text("appeared meanwhile")
+    fetch(source.as_uri(), mine, sha)
+    assert mine.read_text() == "appeared meanwhile" and sorted(os.listdir(tmp_path / "data")) == ["mine.csv", "new.csv"]
