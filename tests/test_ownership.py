@@ -197,3 +197,47 @@ def test_a_download_creates_a_missing_file_and_never_replaces_one(tmp_path):
     mine.write_text("appeared meanwhile")
     fetch(source.as_uri(), mine, sha)
     assert mine.read_text() == "appeared meanwhile" and sorted(os.listdir(tmp_path / "data")) == ["mine.csv", "new.csv"]
+
+
+def test_feature_cache_replaces_only_its_own_unusable_file_and_never_a_link(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    from lib.training import features
+    from lib.training.batching import TokenizedSplit
+
+    class Encoder(torch.nn.Module):
+        name_or_path = "fake-encoder"
+        config = SimpleNamespace(hidden_size=3)
+
+    class Model:
+        encoder = Encoder()
+        calls = 0
+
+        def pool(self, ids, mask):
+            Model.calls += 1
+            return (ids * mask).sum(1, keepdim=True).float().repeat(1, 3)
+
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+    tokens = TokenizedSplit(ids=[np.array([1, 2, 3]), np.array([4, 5])], labels=np.array([0, 1]), pad_id=0,
+                            truncated=0)
+    cfg, cpu, model = SimpleNamespace(bf16=False, eval_batch_size=2), torch.device("cpu"), Model()
+    expected = torch.tensor([[6.0] * 3, [9.0] * 3])
+
+    def pooled():
+        return features.pooled_features(model, "fake", tokens, cfg, cpu)
+
+    assert torch.equal(pooled(), expected) and Model.calls == 1
+    [cached] = (tmp_path / "cache" / "features").glob("*.safetensors")
+    assert torch.equal(pooled(), expected) and Model.calls == 1, "read from the cache"
+    cached.write_bytes(b"damaged")  # e.g. a disk error: ours, at our key, so it is rebuilt
+    assert torch.equal(pooled(), expected) and Model.calls == 2 and cached.read_bytes() != b"damaged"
+    mine = tmp_path / "mine.bin"
+    mine.write_bytes(b"user data")
+    cached.unlink()
+    cached.symlink_to(mine)
+    assert torch.equal(pooled(), expected) and Model.calls == 3
+    assert cached.is_symlink() and mine.read_bytes() == b"user data"
+    assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name], "no temp file left"
