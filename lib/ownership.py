@@ -8,6 +8,7 @@ before any work starts, and left untouched.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -85,7 +86,7 @@ def replace_folder(new: Path, final: Path, looks_ours: Marker, what: str) -> Pat
         # '.partial': if a kill comes before the clean-up, nothing there is read as a result
         os.replace(final, aside / f"{final.name}.old.partial")
     os.replace(new, final)
-    for aside in final.parent.glob(f".{final.name}.*.old"):  # this one, and any a kill left earlier
+    for aside in final.parent.glob(f".{glob.escape(final.name)}.*.old"):  # this one, and any a kill left earlier
         inside = list(aside.iterdir())
         if not inside or (len(inside) == 1 and inside[0].name == f"{final.name}.old.partial"
                           and not inside[0].is_symlink() and looks_ours(inside[0])):

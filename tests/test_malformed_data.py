@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from lib.data.datasets import SPLITS, DataFileError, DataInputError, load_csv
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def load_or_refuse(content: bytes, suffix: str):
