@@ -163,6 +163,18 @@ def check_inputs(dataset: str, encoder: str, csv_options: dict | None = None) ->
     return None
 
 
+def refused_results_folder(results: Path) -> str | None:
+    """Why ``results`` is not ours to write into (lib.study.results_folder), or None."""
+    from lib.ownership import NotOursError
+    from lib.study.results_folder import claim_results_folder
+
+    try:
+        claim_results_folder(results)
+    except NotOursError as e:
+        return str(e)
+    return None
+
+
 def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -232,17 +244,14 @@ def main(argv=None) -> int:
     results = args.results or default_results(args.profile, dataset, encoder, args.freeze_encoder)
     from lib.study.experiments import resolve_results_dir
 
-    from lib.ownership import NotOursError
-    from lib.study.results_folder import claim_results_folder
-
     results_path = resolve_results_dir(results)
-    try:
-        claim_results_folder(results_path)  # never writes into (or replaces files of) a user's folder
-    except NotOursError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    results_path.mkdir(parents=True, exist_ok=True)
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
+        return 2
+    problem = refused_results_folder(results_path)  # never writes into (or replaces files of) a user's folder
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
