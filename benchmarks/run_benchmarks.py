@@ -36,6 +36,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # seed_pipeline.py lives next to this file
 
+from lib.entrypoint import run_main  # noqa: E402
+from lib.ownership import check_owned, json_object  # noqa: E402
 from lib.training import batching  # noqa: E402
 from lib.model import encoders  # noqa: E402
 from lib.training.batching import collate, length_grouped_batches, sequential_batches, tokenize  # noqa: E402
@@ -693,6 +695,10 @@ def main(argv=None) -> int:
         ap.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     # latest.json only ever holds a complete full run
     out = args.out or HERE / ("quick.json" if args.quick else "partial.json" if args.only else "latest.json")
+    # --out replaces only a result file of ours: refused now, not after 14 minutes of measuring.
+    check_owned(out, lambda p: json_object(p, "mode", "sections") is not None, "a benchmark result (JSON)")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be a positive integer, got {args.threads}")
     # Quick mode checks code paths and should stay light on a busy machine: one thread unless told.
     threads = args.threads or (1 if args.quick else None)
     if threads:
@@ -760,4 +766,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
+from lib.entrypoint import DEBUG_ENV, run_main
 from lib.training.config import ConfigError, ExperimentConfig, add_config_arguments, config_from_args
 from lib.paths import results_dir
 
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --reproduce: let float values differ by this relative amount (labels, counts "
                              "and strings must still match); 0 demands bit-identical files. Another CPU may "
                              "round differently: 1e-4 accepts that")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an unexpected error (also {DEBUG_ENV}=1); by default one line")
     return parser
 
 
@@ -72,6 +76,8 @@ def _terminate(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"
     try:
         if args.rtol < 0 or (args.rtol and not args.reproduce):
             raise ConfigError(f"--rtol {args.rtol:g}: must be >= 0, and used with --reproduce")
@@ -112,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -2,7 +2,8 @@
 seed with papermill (see lib.study.runner)."""
 import sys
 
+from lib.entrypoint import run_main
 from lib.study.runner import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -56,9 +56,9 @@ def _naive_map_at_r(z, y):
         sims[i] = -np.inf
         order = np.argsort(-sims, kind="stable")
         r = int((y == y[i]).sum() - 1)
-        p1.append(float(y[order[0]] == y[i]))
-        if r == 0:
+        if r == 0:  # no other example of its class: left out of both metrics
             continue
+        p1.append(float(y[order[0]] == y[i]))
         hits, total = 0, 0.0
         for rank in range(1, r + 1):
             if y[order[rank - 1]] == y[i]:
@@ -76,6 +76,24 @@ def test_precision_at_1_and_map_at_r_match_a_naive_loop():
     p1, mapr = _naive_map_at_r(z.astype(np.float32), y)
     assert got["precision_at_1"] == pytest.approx(p1)
     assert got["map_at_r"] == pytest.approx(mapr, abs=1e-6)
+
+
+def test_retrieval_metrics_match_pytorch_metric_learning_with_singleton_classes():
+    """Class 4 has one example: it is no query for P@1 or MAP@R, in PML's AccuracyCalculator too."""
+    from pytorch_metric_learning.distances import CosineSimilarity
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+    from pytorch_metric_learning.utils.inference import CustomKNN
+
+    rng = np.random.default_rng(3)
+    y = np.concatenate([rng.integers(0, 4, 59), [4]])
+    z = rng.normal(size=(60, 8)) + y[:, None] * 0.6
+    got = retrieval_metrics(torch.tensor(z, dtype=torch.float32), y)
+    calc = AccuracyCalculator(include=("precision_at_1", "mean_average_precision_at_r"),
+                              knn_func=CustomKNN(CosineSimilarity()))
+    zt, yt = torch.tensor(z, dtype=torch.float32), torch.tensor(y)
+    ref = calc.get_accuracy(zt, yt)  # query = reference: leave-one-out
+    assert got["precision_at_1"] == pytest.approx(ref["precision_at_1"], abs=1e-6)
+    assert got["map_at_r"] == pytest.approx(ref["mean_average_precision_at_r"], abs=1e-6)
 
 
 def test_perfect_clusters_give_map_at_r_one_and_perfect_predictions():

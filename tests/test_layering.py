@@ -1,6 +1,7 @@
 """lib is layered: a module imports only from its own layer or the layers below it.
 
-Bottom to top: lib.paths; lib.data and lib.evaluation (independent of each other); lib.model;
+Bottom to top: lib.paths, lib.ownership and lib.entrypoint (none imports another lib module);
+lib.data and lib.evaluation (independent of each other); lib.model;
 lib.training; lib.study; the command lines (lib.run, lib.report, lib.runner). Imports inside
 functions count too: a lazy import still ties the layers together.
 """
@@ -12,8 +13,8 @@ from pathlib import Path
 from lib.paths import PROJECT_ROOT
 
 LIB = PROJECT_ROOT / "lib"
-RANK = {"paths": 0, "data": 1, "evaluation": 1, "model": 2, "training": 3, "study": 4,
-        "run": 5, "report": 5, "runner": 5, "__init__": 5}
+RANK = {"paths": 0, "ownership": 0, "entrypoint": 0, "data": 1, "evaluation": 1, "model": 2, "training": 3,
+        "study": 4, "run": 5, "report": 5, "runner": 5, "__init__": 5}
 
 
 def layer_of(module: str) -> str:

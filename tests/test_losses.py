@@ -110,7 +110,9 @@ def naive_arcface(x, y, centres, margin, scale):
         for j in range(centres.shape[0]):
             cos = (x[i] * centres[j]).sum() / (x[i].norm() * centres[j].norm())
             if j == y[i].item():
-                cos = torch.cos(torch.acos(cos) + margin)
+                theta = torch.acos(cos)
+                # past pi - m the textbook ArcFace switches to the monotone cos(theta) - m sin(m)
+                cos = torch.cos(theta + margin) if theta <= math.pi - margin else cos - margin * math.sin(margin)
             logits.append(scale * cos)
         total = total - torch.log(torch.exp(logits[y[i].item()]) / sum(torch.exp(l) for l in logits))
     return total / len(y)
@@ -385,6 +387,48 @@ def test_arcface_matches_pml(seed):
     torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-5)
     # value_and_grad's backward also filled the centre gradients (once each).
     torch.testing.assert_close(ours.centres.grad, ref.W.grad.T, rtol=0, atol=1e-5)
+
+
+def _at_angles(centres: torch.Tensor, labels: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Embeddings at the given angles from their own class centre (in a plane through it)."""
+    g = torch.Generator().manual_seed(7)
+    c = F.normalize(centres[labels].double(), dim=1)
+    u = torch.randn(c.shape, generator=g, dtype=torch.float64)
+    u = F.normalize(u - (u * c).sum(1, keepdim=True) * c, dim=1)  # orthogonal to the centre
+    theta = torch.deg2rad(degrees.double())[:, None]
+    return (torch.cos(theta) * c + torch.sin(theta) * u).float()
+
+
+def test_arcface_matches_pml_at_wide_angles():
+    """150-179 degrees from the own centre: past pi - m both use cos(theta) - m sin(m)."""
+    torch.manual_seed(11)
+    ours = ArcFaceLoss(4, 8, margin=0.5, scale=8.0)
+    ref = pml_losses.ArcFaceLoss(4, 8, margin=math.degrees(0.5), scale=8.0)
+    with torch.no_grad():
+        ref.W.copy_(ours.centres.T)
+    degrees = torch.arange(150.0, 180.0)
+    y = torch.arange(len(degrees)) % 4
+    x = _at_angles(ours.centres.detach(), y, degrees)
+    v_ours, (g_ours,) = value_and_grad(lambda e: ours(e, y), x)
+    v_ref, (g_ref,) = value_and_grad(lambda e: ref(e, y), x)
+    torch.testing.assert_close(v_ours, v_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("degrees", (100.0, 160.0, 175.0))
+def test_arcface_gradient_step_moves_an_embedding_towards_its_centre(degrees):
+    """A plain gradient step must reduce the angle to the own centre, also past pi - m."""
+    loss = ArcFaceLoss(3, 8, margin=0.5, scale=8.0)
+    with torch.no_grad():  # orthogonal centres: the other logits stay 0 along the path
+        loss.centres.copy_(torch.eye(3, 8))
+    centres = loss.centres.detach()
+    y = torch.tensor([0])
+    theta = math.radians(degrees)  # in the plane of e0 (own centre) and e3 (orthogonal to all centres)
+    x = (math.cos(theta) * torch.eye(8)[0] + math.sin(theta) * torch.eye(8)[3])[None].requires_grad_(True)
+    loss(x, y).backward()
+    stepped = x.detach() - 0.005 * x.grad  # small: a big step could jump across 180 degrees
+    angle = lambda e: math.degrees(math.acos(float(F.cosine_similarity(e, centres[:1]))))
+    assert angle(stepped) < angle(x.detach()) - 1e-3
 
 
 def test_arcface_logits_are_scaled_cosines_without_margin():

@@ -9,8 +9,8 @@ from lib.study.report import collect_studies, main, wide_table
 
 def _summary(folder, rows):
     folder.mkdir(parents=True)
-    cols = ["method", "rule", "primary", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi", "diff_vs_baseline",
-            "p_ttest", "p_bootstrap"]
+    cols = ["method", "rule", "primary", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi", "tl_diff", "tl_lo",
+            "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot"]
     pd.DataFrame(rows, columns=cols).to_csv(folder / "summary.csv", index=False)
 
 
@@ -21,13 +21,14 @@ STUDIES = (("a", "A fine-tuned"), ("b", "B frozen"), ("missing", "never run"))
 def two_studies(tmp_path):
     nan = float("nan")
     _summary(tmp_path / "a", [
-        ["ce=1.0", "head", True, 5, 0.70, 0.68, 0.72, nan, nan, nan],
-        ["ce=1.0", "centroid", False, 5, 0.69, 0.67, 0.71, nan, nan, nan],
-        ["ce=0.15+triplet=0.4+arcface=0.45", "head", True, 5, 0.71, 0.69, 0.73, 0.01, 0.2, 0.0004],
+        ["ce=1.0", "head", True, 5, 0.70, 0.68, 0.72, nan, nan, nan, nan, nan, nan],
+        ["ce=1.0", "centroid", False, 5, 0.69, 0.67, 0.71, nan, nan, nan, nan, nan, nan],
+        ["ce=0.15+triplet=0.4+arcface=0.45", "centroid", True, 5, 0.71, 0.69, 0.73, 0.01, -0.002, 0.02, 0.0002,
+         True, 10000],
     ])
     _summary(tmp_path / "b", [
-        ["tfidf-lr", "head", True, 1, 0.50, nan, nan, -0.1, nan, 0.02],
-        ["ce=1.0|frozen", "head", True, 5, 0.60, 0.59, 0.61, nan, nan, nan],
+        ["tfidf-lr", "head", True, 1, 0.50, nan, nan, -0.1, -0.15, -0.05, 0.02, False, 10000],
+        ["ce=1.0|frozen", "head", True, 5, 0.60, 0.59, 0.61, nan, nan, nan, nan, nan, nan],
     ])
     return tmp_path
 
@@ -42,9 +43,9 @@ def test_primary_rows_of_every_study_in_reading_order(two_studies):
 def test_wide_table_cells(two_studies):
     wide = wide_table(collect_studies(two_studies, STUDIES)).set_index("method")
     assert wide.loc["CE", "A fine-tuned"] == "0.700 [0.680, 0.720] (n=5)"
-    assert wide.loc["Combined (seed weights)", "A fine-tuned"] == "0.710 [0.690, 0.730] (n=5); +0.010, p<0.001"
+    assert wide.loc["Combined (seed weights)", "A fine-tuned"] == "0.710 [0.690, 0.730] (n=5); +0.010 [-0.002, +0.020], p < 0.0002"
     assert wide.loc["Combined (seed weights)", "B frozen"] == "–"
-    assert wide.loc["TF-IDF + LR", "B frozen"] == "0.500 (n=1); -0.100, p=0.020"
+    assert wide.loc["TF-IDF + LR", "B frozen"] == "0.500 (n=1); -0.100 [-0.150, -0.050], p = 0.0200"
     assert wide.loc["CE"].iloc[-1] == "0.643" and wide.loc["Combined (seed weights)"].iloc[-1] == "0.660"
 
 

@@ -1,12 +1,16 @@
-"""Intervals and paired tests behave as their definitions say."""
+"""Intervals and paired tests behave as their definitions say; the two-level bootstrap covers."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
+from sklearn.metrics import f1_score
 
-from lib.evaluation.stats import compare_to_baseline, mean_ci, paired_bootstrap, paired_seed_test, summarize
+from lib.evaluation.stats import (_count_matrix, _metric_per_seed, accuracy_counts, compare_to_baseline,
+                                  fixed_vs_seeds_bootstrap, format_p, holm, macro_f1_counts, margin_test, margin_test_t,
+                                  mde_paired_t, mde_two_level, mean_ci, paired_bootstrap, paired_seed_test,
+                                  power_paired_t, seeds_needed, summarize, two_level_bootstrap)
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -59,3 +63,253 @@ def test_comparison_refuses_different_test_sets(tmp_path):
                  ids_for={"new": [f"x{i}" for i in range(6)]})
     with pytest.raises(ValueError, match="other test sentences"):
         compare_to_baseline(runs, "ce", n_boot=10)
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-level bootstrap, margins, power
+# ------------------------------------------------------------------------------------------------
+
+
+def _noisy(rng, y, k, acc, seeds):
+    return np.where(rng.random((seeds, len(y))) < acc, y, rng.integers(0, k, (seeds, len(y))))
+
+
+def test_vectorised_macro_f1_equals_sklearn_on_resamples_with_absent_classes():
+    rng = np.random.default_rng(1)
+    for trial in range(6):
+        k, n = [(3, 40), (6, 120), (32, 300)][trial % 3]
+        y = rng.integers(0, k, n)
+        y[y == k - 1] = 0  # class k-1 never in y_true ...
+        preds = _noisy(rng, y, k, 0.5, 2)
+        preds[0][preds[0] == 1] = 2  # ... class 1 never predicted by seed 0
+        preds[1][:3] = k - 1  # ... and k-1 only in seed 1's predictions
+        m = _count_matrix(y, [preds], k)
+        idx = rng.integers(0, n, (25, n))
+        w = np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float32)
+        f1, = _metric_per_seed(w, m, [preds], k, macro_f1_counts)
+        acc, = _metric_per_seed(w, m, [preds], k, accuracy_counts)
+        for r in range(len(idx)):
+            for s in range(2):
+                yt, yp = y[idx[r]], preds[s][idx[r]]
+                assert f1[r, s] == pytest.approx(f1_score(yt, yp, average="macro"), abs=1e-12)
+                assert acc[r, s] == pytest.approx(np.mean(yt == yp), abs=1e-12)
+    # the point estimate is the mean over seeds of sklearn's per-seed differences
+    a, b = _noisy(rng, y, k, 0.6, 3), _noisy(rng, y, k, 0.5, 3)
+    res = two_level_bootstrap(a, b, y, n_boot=20)
+    ref = np.mean([f1_score(y, a[s], average="macro") - f1_score(y, b[s], average="macro") for s in range(3)])
+    assert res["diff"] == pytest.approx(ref, abs=1e-12)
+    assert res["per_seed_diff"].mean() == pytest.approx(ref, abs=1e-12)
+
+
+def test_two_level_refuses_unpaired_seeds_and_a_single_seed():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 50)
+    with pytest.raises(ValueError, match="paired design"):
+        two_level_bootstrap(_noisy(rng, y, 3, .5, 3), _noisy(rng, y, 3, .5, 2), y, n_boot=10)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        two_level_bootstrap(_noisy(rng, y, 3, .5, 1), _noisy(rng, y, 3, .5, 1), y, n_boot=10)
+    one = two_level_bootstrap(_noisy(rng, y, 3, .5, 1), _noisy(rng, y, 3, .5, 1), y, n_boot=10, resample="sentences")
+    assert one["seeds"] == 1
+    with pytest.raises(ValueError, match="one prediction vector"):
+        fixed_vs_seeds_bootstrap(_noisy(rng, y, 3, .5, 2), _noisy(rng, y, 3, .5, 3), y, n_boot=10)
+
+
+def test_p_value_resolution_and_formatting():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 300)
+    good, bad = _noisy(rng, y, 4, 0.95, 3), _noisy(rng, y, 4, 0.3, 3)
+    res = two_level_bootstrap(good, bad, y, n_boot=10_000)
+    assert res["lo"] > 0 and res["p_is_bound"] and res["p"] == pytest.approx(2 / 10_000)
+    assert format_p(res["p"], res["n_boot"], res["p_is_bound"]) == "< 0.0002"
+    assert format_p(0.0234, 10_000) == "0.0234" and format_p(0.0, 1000) == "< 0.002"
+    assert format_p(1 / 10_000, 10_000, True) == "< 0.0001" and format_p(float("nan"), 1000) == ""
+    assert format_p(0.0004) == "< 0.001" and format_p(0.0312) == "0.031"
+    same = two_level_bootstrap(bad, bad, y, n_boot=200)
+    assert same["diff"] == 0 and same["p"] == 1.0 and not same["p_is_bound"]
+
+
+def test_p_below_alpha_exactly_when_the_interval_excludes_zero():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 120)
+    seen = set()
+    for acc in np.linspace(0.45, 0.7, 12):
+        res = two_level_bootstrap(_noisy(rng, y, 3, acc, 4), _noisy(rng, y, 3, 0.5, 4), y, n_boot=400,
+                                  random_state=int(acc * 100))
+        outside = res["lo"] > 0 or res["hi"] < 0
+        assert (res["p"] < 0.05) == outside
+        seen.add(outside)
+    assert seen == {True, False}  # both branches exercised
+
+
+def _study(rng, n, k, seeds, theta_a, theta_b, sd_seed, sd_sentence, sd_method_sentence):
+    """One simulated study. Sentence j has a difficulty b_j (shared) and a method-by-sentence effect
+    c_j (only a gains it, the same for all of a's seeds); model (method, seed) has a seed effect
+    a_ms. P(correct) = Phi(theta + a_ms - b_j [+ c_j]); errors go to a uniform other class, so on
+    balanced classes a model's population macro-F1 equals its population accuracy."""
+    y = rng.integers(0, k, n)
+    b, c = rng.normal(0, sd_sentence, n), rng.normal(0, sd_method_sentence, n)
+    out = []
+    for m, theta in enumerate((theta_a, theta_b)):
+        z = theta + rng.normal(0, sd_seed, (seeds, 1)) - b + (c if m == 0 else 0)
+        ok = rng.random((seeds, n)) < st.norm.cdf(z)
+        out.append(np.where(ok, y, (y + rng.integers(1, k, (seeds, n))) % k))
+    return y, out[0], out[1]
+
+
+def _true_diff(theta_a, theta_b, sd_seed, sd_sentence, sd_method_sentence):
+    """Population macro-F1 difference of the procedures: E Phi(theta + a - b + c) = Phi(theta / sqrt(1 + var))."""
+    v = 1 + sd_seed ** 2 + sd_sentence ** 2
+    return st.norm.cdf(theta_a / np.sqrt(v + sd_method_sentence ** 2)) - st.norm.cdf(theta_b / np.sqrt(v))
+
+
+SIM = {"n": 300, "k": 4, "seeds": 5, "sd_seed": 0.15, "sd_sentence": 1.0, "sd_method_sentence": 0.5}
+
+
+def test_two_level_interval_covers_and_the_sentence_only_one_does_not():
+    """300 simulated studies (5 seeds x 300 sentences, seed effects and sentence effects both real).
+
+    Binomial SE of a coverage near 0.95 over 300 studies: 0.0126, so [0.90, 0.98] is about -4/+2.4
+    SE around nominal. The sentence-only bootstrap (seeds fixed) ignores seed variation and must
+    cover far less (< 0.85, 8 SE below nominal)."""
+    rng = np.random.default_rng(20261129)
+    p = SIM
+    theta_b, theta_a = 0.5, 0.65
+    truth = _true_diff(theta_a, theta_b, p["sd_seed"], p["sd_sentence"], p["sd_method_sentence"])
+    studies, cover, cover_sentences = 300, 0, 0
+    for i in range(studies):
+        y, a, b = _study(rng, p["n"], p["k"], p["seeds"], theta_a, theta_b, p["sd_seed"], p["sd_sentence"],
+                         p["sd_method_sentence"])
+        two = two_level_bootstrap(a, b, y, n_boot=200, random_state=i)
+        one = two_level_bootstrap(a, b, y, n_boot=200, random_state=i, resample="sentences")
+        cover += two["lo"] <= truth <= two["hi"]
+        cover_sentences += one["lo"] <= truth <= one["hi"]
+    assert 0.90 <= cover / studies <= 0.98, cover / studies
+    assert cover_sentences / studies < 0.85, cover_sentences / studies
+
+
+def test_two_level_test_has_its_size_under_the_null():
+    """Same design with no true difference (theta_a chosen so the procedures' population macro-F1
+    are equal). Rejection rate at 0.05 over 300 studies: SE 0.0126, band [0.01, 0.09] (about
+    +-3 SE); the sentence-only test rejects far more often (> 0.15)."""
+    rng = np.random.default_rng(7)
+    p = SIM
+    theta_b = 0.5
+    v = 1 + p["sd_seed"] ** 2 + p["sd_sentence"] ** 2
+    theta_a = theta_b * np.sqrt((v + p["sd_method_sentence"] ** 2) / v)
+    assert abs(_true_diff(theta_a, theta_b, p["sd_seed"], p["sd_sentence"], p["sd_method_sentence"])) < 1e-12
+    studies, reject, reject_sentences = 300, 0, 0
+    for i in range(studies):
+        y, a, b = _study(rng, p["n"], p["k"], p["seeds"], theta_a, theta_b, p["sd_seed"], p["sd_sentence"],
+                         p["sd_method_sentence"])
+        reject += two_level_bootstrap(a, b, y, n_boot=200, random_state=i)["p"] < 0.05
+        reject_sentences += two_level_bootstrap(a, b, y, n_boot=200, random_state=i, resample="sentences")["p"] < 0.05
+    assert 0.01 <= reject / studies <= 0.09, reject / studies
+    assert reject_sentences / studies > 0.15, reject_sentences / studies
+
+
+def test_fixed_method_against_the_mean_over_seeds():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 5, 400)
+    seeds = _noisy(rng, y, 5, 0.55, 5)
+    fixed = _noisy(rng, y, 5, 0.75, 1)[0]
+    res = fixed_vs_seeds_bootstrap(fixed, seeds, y, n_boot=2000, return_replicates=True)
+    ref = f1_score(y, fixed, average="macro") - np.mean([f1_score(y, s, average="macro") for s in seeds])
+    assert res["diff"] == pytest.approx(ref, abs=1e-12) and res["seeds"] == 5
+    assert res["lo"] > 0 and res["lo"] <= res["diff"] <= res["hi"]
+    # seeds alone: every replicate is metric(fixed) minus a mean over a multiset of the 5 seeds,
+    # so it lies between the extremes, and the spread comes from the baseline's seeds only
+    alone = fixed_vs_seeds_bootstrap(fixed, seeds, y, n_boot=2000, resample="seeds", return_replicates=True)
+    f_fixed, f_seeds = f1_score(y, fixed, average="macro"), [f1_score(y, s, average="macro") for s in seeds]
+    assert alone["replicates"].min() >= f_fixed - max(f_seeds) - 1e-12
+    assert alone["replicates"].max() <= f_fixed - min(f_seeds) + 1e-12
+    assert alone["se"] == pytest.approx(np.std(f_seeds) / np.sqrt(5), rel=0.1)
+    # a constant multi-seed method (all seeds equal) has nothing to resample at the seed level
+    same = fixed_vs_seeds_bootstrap(fixed, np.repeat(seeds[:1], 5, 0), y, n_boot=50, resample="seeds")
+    assert (same["lo"], same["hi"]) == pytest.approx((f_fixed - f_seeds[0],) * 2, abs=1e-12)
+
+
+def test_margin_verdicts_on_constructed_replicates():
+    delta = 0.017
+    grid = lambda lo, hi: np.linspace(lo, hi, 1001)  # noqa: E731  (order statistics are known exactly)
+    r = margin_test(grid(0.005, 0.030), delta)
+    assert r["verdict"] == "reproduces" and r["includes_delta"] and r["excludes_zero"] and r["p_gain_is_bound"]
+    assert r["p_gain"] == pytest.approx(1 / 1001)
+    r = margin_test(grid(0.002, 0.012), delta)
+    assert r["verdict"] == "smaller gain" and not r["includes_delta"] and r["below_delta"]
+    assert "smaller than claimed" in r["statement"]
+    r = margin_test(grid(-0.010, 0.012), delta)
+    assert r["verdict"] == "does not reproduce" and r["p_below_claim_is_bound"] and not r["includes_delta"]
+    r = margin_test(grid(-0.010, 0.030), delta)
+    assert r["verdict"] == "inconclusive" and r["includes_delta"]
+    assert r["p_gain"] == pytest.approx(np.mean(grid(-0.010, 0.030) <= 0))
+    assert r["p_below_claim"] == pytest.approx(np.mean(grid(-0.010, 0.030) >= delta))
+    with pytest.raises(ValueError):
+        margin_test(grid(0, 1), 0.0)
+
+
+def test_margin_verdict_is_tost_at_five_percent():
+    rng = np.random.default_rng(6)
+    delta, seen = 0.017, set()
+    for shift in np.linspace(-0.02, 0.04, 25):
+        reps = rng.normal(shift, 0.01, 999)
+        r = margin_test(reps, delta)
+        assert (r["lo"] > 0) == (r["p_gain"] < 0.05) and (r["hi"] < delta) == (r["p_below_claim"] < 0.05)
+        seen.add(r["verdict"])
+        d = rng.normal(shift, 0.01, 5)
+        t = margin_test_t(d, delta)
+        assert t["p_gain"] == pytest.approx(st.ttest_1samp(d, 0, alternative="greater").pvalue)
+        assert t["p_below_claim"] == pytest.approx(st.ttest_1samp(d, delta, alternative="less").pvalue)
+        assert (t["lo"] > 0) == (t["p_gain"] < 0.05) and (t["hi"] < delta) == (t["p_below_claim"] < 0.05)
+        seen.add(t["verdict"])
+    # (with these interval widths a "smaller gain" cannot occur; the constructed cases above show it)
+    assert seen == {"reproduces", "does not reproduce", "inconclusive"}
+
+
+def test_mde_and_seeds_needed_round_trip_and_power():
+    sd = 0.02
+    for n in (3, 5, 10, 20):
+        mde = mde_paired_t(sd, n)
+        assert power_paired_t(mde, sd, n) == pytest.approx(0.8, abs=1e-8)
+        assert seeds_needed(mde * (1 + 1e-9), sd) == n  # the smallest n with power >= 0.8
+        assert power_paired_t(mde, sd, n - 1 if n > 2 else 2) <= 0.8 + 1e-9
+    n17 = seeds_needed(0.017, sd)
+    assert power_paired_t(0.017, sd, n17) >= 0.8 > power_paired_t(0.017, sd, n17 - 1)
+    # large n: the normal approximation (z_.975 + z_.8) sd / sqrt(n)
+    assert mde_paired_t(sd, 2000) == pytest.approx((st.norm.ppf(.975) + st.norm.ppf(.8)) * sd / np.sqrt(2000), rel=2e-3)
+    # the power at the MDE by simulation: 4000 paired t-tests of 5 normal differences, SE 0.0063
+    rng = np.random.default_rng(8)
+    mde = mde_paired_t(sd, 5)
+    d = rng.normal(mde, sd, (4000, 5))
+    rejected = st.ttest_1samp(d, 0, axis=1).pvalue < 0.05
+    assert abs(rejected.mean() - 0.8) < 0.025
+    assert mde_two_level(sd, 0.0, 5) == pytest.approx((st.norm.ppf(.975) + st.norm.ppf(.8)) * sd / np.sqrt(5))
+    assert mde_two_level(sd, 0.01, 5) > mde_two_level(sd, 0.0, 5)
+
+
+def test_compare_to_baseline_two_level_columns(tmp_path):
+    runs = _runs(tmp_path, {"ce": [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]],
+                            "new": [[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], [0, 1, 2, 0, 0, 2]],
+                            "tfidf-lr": [[0, 1, 2, 0, 1, 2]]})
+    plain = compare_to_baseline(runs, "ce", n_boot=50)
+    assert "tl_p" not in plain.columns  # opt-in: the published tables are untouched
+    comp = compare_to_baseline(runs, "ce", n_boot=50, n_boot_two_level=500, delta=0.017).set_index("method")
+    y = np.array([0, 1, 2, 0, 1, 2])
+    f1 = lambda p: f1_score(y, p, average="macro")  # noqa: E731
+    ce_mean = np.mean([f1(p) for p in [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]]])
+    new = comp.loc["new"]
+    assert new["tl_design"] == "paired seeds" and new["tl_seeds"] == 3
+    assert new["tl_lo"] <= new["tl_diff"] <= new["tl_hi"] and new["verdict"] in ("reproduces", "inconclusive")
+    tfidf = comp.loc["tfidf-lr"]
+    assert tfidf["tl_design"] == "fixed vs baseline seeds" and tfidf["tl_seeds"] == 3
+    assert tfidf["tl_diff"] == pytest.approx(f1([0, 1, 2, 0, 1, 2]) - ce_mean)
+    assert tfidf["seeds"] == 1  # the old columns still compare with the shared seed 0 only
+
+
+def test_holm_matches_the_step_down_definition_and_keeps_nan():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.2])
+    adj = holm(p)
+    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, max(0.09, 0.08)=0.09, max(0.09, 0.2)=0.2
+    assert adj[[0, 3, 1, 4]] == pytest.approx([0.04, 0.09, 0.09, 0.2]) and np.isnan(adj[2])
+    assert (adj[~np.isnan(p)] >= p[~np.isnan(p)]).all()
+    assert holm([0.3, 0.02]) == pytest.approx([0.3, 0.04]) and holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert np.isnan(holm([np.nan])).all()

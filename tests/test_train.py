@@ -33,7 +33,8 @@ def test_run_folder_is_complete(combined_run):
     assert not out.with_name(out.name + ".partial").exists()
     saved = json.loads((out / "config.json").read_text())
     assert saved["loss"] == "ce=0.15+triplet=0.4+arcface=0.45" and saved["encoder"] == "minilm"
-    assert metrics["primary_rule"] == "head" and set(metrics["test"]) == {"head", "centroid", "knn", "arcface"}
+    # The seed study's rule for its combined loss (PROTOCOL.md): the nearest class centroid.
+    assert metrics["primary_rule"] == "centroid" and set(metrics["test"]) == {"head", "centroid", "knn", "arcface"}
     for key in ("precision_at_1", "map_at_r", "silhouette_cosine"):
         assert np.isfinite(metrics["embedding_test"][key])
     assert 0 <= metrics["test"]["head"]["ece"] <= 1
@@ -80,6 +81,9 @@ def test_arcface_centres_are_trained(tiny_config, tmp_path, monkeypatch):
 def test_frozen_encoder_mode_trains_heads_on_cached_vectors(tiny_config, tmp_path):
     m = run_experiment(tiny_config(loss="triplet", freeze_encoder=True, epochs=2), tmp_path / "frozen", quiet=True)
     assert m["primary_rule"] == "centroid" and "encode_seconds" in m["timings"]
+    # No cross-entropy, so the classifier never trained: no head rule, no ECE, no confidence column.
+    assert set(m["test"]) == {"centroid", "knn"} and "ece" not in m["test"]["centroid"]
+    assert "head_confidence" not in pd.read_csv(tmp_path / "frozen" / "predictions.csv").columns
     again = run_experiment(tiny_config(loss="triplet", freeze_encoder=True, epochs=2), tmp_path / "f2", quiet=True)
     assert again["test"] == m["test"]
 

@@ -168,6 +168,27 @@ def load_goemo27(root: Path, download: bool = True) -> DataBundle:
 
 class DataInputError(ValueError):
     """The user's data file cannot be used as it is."""
+    exit_status = 2  # bad input: see lib.entrypoint
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Every cell as a string ('' when missing); a file pandas cannot parse is a DataInputError."""
+    kind, sep = ("TSV", "\t") if path.suffix.lower() == ".tsv" else ("CSV", ",")
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataInputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+    except pd.errors.EmptyDataError:
+        what = "is empty (0 bytes)" if path.stat().st_size == 0 else "has no header line (only blank lines)"
+        raise DataInputError(f"{path} {what}: a {kind} file needs a header line naming its text and label "
+                             "columns, then one row per example") from None
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:  # ragged rows, an unclosed quote, ...
+        reason = " ".join(str(e).split())
+        raise DataInputError(f"{path} is not a readable {kind} file ({reason}); check its quoting and that every "
+                             f"row has as many {'tabs' if sep == chr(9) else 'commas'} as the header") from None
+    except OSError as e:
+        raise DataInputError(f"cannot read {path}: {e.strerror or e}") from None
+    return df.fillna("")  # short rows leave NaN even with keep_default_na=False
 
 
 def load_csv(path: str | Path, text_column: str = "text", label_column: str = "label", seed: int = 0,
@@ -179,11 +200,7 @@ def load_csv(path: str | Path, text_column: str = "text", label_column: str = "l
     path = Path(path)
     if not path.is_file():
         raise DataInputError(f"CSV file not found: {path}")
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataInputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-save it as UTF-8") from None
+    df = _read_table(path)
     for col, what in ((text_column, "text_column"), (label_column, "label_column")):
         if col not in df.columns:
             raise DataInputError(f"{path} has no column {col!r} (set --{what.replace('_', '-')}); columns are {list(df.columns)}")

@@ -19,6 +19,7 @@ LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class DataFileError(RuntimeError):
     """A data file is missing, unreachable or not the pinned file."""
+    exit_status = 2  # bad input: see lib.entrypoint
 
 
 def sha256_of(path: Path) -> str:
@@ -46,6 +47,18 @@ def resolve_url(relpath: str, upstream_url: str) -> str:
     return upstream_url
 
 
+def _put_in_place(tmp: Path, dest: Path) -> None:
+    """Create ``dest`` from the verified download; never replace a file already there (another
+    process may have fetched the same pinned file meanwhile: ensure_file checks it)."""
+    try:
+        os.link(tmp, dest)  # fails, instead of replacing, when dest exists
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not os.path.lexists(dest):
+            os.replace(tmp, dest)
+
+
 def fetch(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` atomically; a sha256 mismatch leaves nothing behind."""
     check_url_allowed(url)
@@ -62,7 +75,7 @@ def fetch(url: str, dest: Path, sha256: str, timeout: float = 60.0) -> Path:
             raise DataFileError(
                 f"downloaded {url} but its sha256 is {h.hexdigest()}, expected {sha256}; the file was discarded"
             )
-        os.replace(tmp, dest)
+        _put_in_place(tmp, dest)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise DataFileError(f"could not download {url} to {dest}: {e}") from None
     finally:

@@ -24,6 +24,15 @@ def leakage_report(bundle: DataBundle) -> dict:
             "shared_texts": len(shared),
             f"{b}_rows_affected": int(bundle.split(b)["text"].isin(shared).sum()),
         }
+    # Distinct rows of a split whose text occurs in any earlier split: the pairwise counts above
+    # count a test row shared with both train and valid twice.
+    seen: set = set()
+    report["rows_seen_in_an_earlier_split"] = {}
+    for s in SPLITS:
+        texts = bundle.split(s)["text"]
+        if seen:
+            report["rows_seen_in_an_earlier_split"][s] = int(texts.isin(seen).sum())
+        seen |= set(texts)
     allrows = pd.concat([bundle.split(s) for s in SPLITS], ignore_index=True)
     n_labels = allrows.groupby("text")["label"].nunique()
     conflicting = n_labels[n_labels > 1]
@@ -37,6 +46,8 @@ def leakage_table(report: dict) -> pd.DataFrame:
     rows = [(f"{s}: rows with a duplicate text", v["rows_with_duplicate_text"]) for s, v in report["within_split"].items()]
     for pair, v in report["across_splits"].items():
         rows += [(f"{pair}: {k.replace('_', ' ')}", n) for k, n in v.items()]
+    rows += [(f"{s}: distinct rows whose text is in an earlier split", n)
+             for s, n in report.get("rows_seen_in_an_earlier_split", {}).items()]
     rows.append(("texts with conflicting labels", report["conflicting_label_texts"]))
     return pd.DataFrame(rows, columns=["check", "count"])
 

@@ -52,7 +52,10 @@ def knn_predict(train_emb: torch.Tensor, train_y: np.ndarray, emb: torch.Tensor,
 
 
 def retrieval_metrics(emb: torch.Tensor, y: np.ndarray) -> dict:
-    """Precision@1 and MAP@R (Musgrave et al. 2020), leave-one-out within one split, cosine."""
+    """Precision@1 and MAP@R (Musgrave et al. 2020), leave-one-out within one split, cosine.
+
+    Queries whose class has no other example in the split are left out of both.
+    """
     z = _normalise(emb)
     yt = torch.as_tensor(np.array(y, dtype=np.int64))
     n = len(z)
@@ -66,14 +69,19 @@ def retrieval_metrics(emb: torch.Tensor, y: np.ndarray) -> dict:
         sims[torch.arange(len(rows)), rows] = -float("inf")  # never retrieve the query itself
         order = sims.topk(max(max_r, 1), dim=1).indices
         rel = (yt[order] == yt[rows].unsqueeze(1)).float()
-        p1.append(rel[:, 0])
         r = r_all[rows]
+        # A query whose class has no other example cannot be answered: left out of P@1 (as of
+        # MAP@R here and pytorch-metric-learning's AccuracyCalculator), not counted a miss.
+        p1.append(torch.where(r > 0, rel[:, 0], torch.nan))
         ranks = torch.arange(1, rel.shape[1] + 1).float()
         within_r = (ranks.unsqueeze(0) <= r.unsqueeze(1)).float()
         prec = rel.cumsum(1) / ranks
         ap.append(torch.where(r > 0, (prec * rel * within_r).sum(1) / r.clamp(min=1), torch.nan))
     ap = torch.cat(ap)
-    return {"precision_at_1": float(torch.cat(p1).mean()), "map_at_r": float(np.nanmean(ap.numpy()))}
+    p1 = torch.cat(p1).numpy()
+    if not (~np.isnan(p1)).any():
+        return {"precision_at_1": float("nan"), "map_at_r": float("nan")}
+    return {"precision_at_1": float(np.nanmean(p1)), "map_at_r": float(np.nanmean(ap.numpy()))}
 
 
 def silhouette_cosine(emb: torch.Tensor, y: np.ndarray, max_n: int = 5000, seed: int = 0) -> float:

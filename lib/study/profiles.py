@@ -26,10 +26,11 @@ PROFILES: dict[str, dict] = {
         "notebook": {},
         "results": "results/{dataset}-{encoder}",
     },
-    # The seed study's replication: Korean set, Korean-capable encoder, 5 seeds, early stopping. GPU recommended.
+    # The confirmatory study of PROTOCOL.md: Korean set, Korean-capable encoder, 10 seeds, at most
+    # 15 epochs with early stopping (patience 3). CPU hours; GPU recommended.
     "paper": {
-        "dataset": "ko6", "encoder": "me5-small", "seeds": [0, 1, 2, 3, 4],
-        "training": {"EPOCHS": 10, "PATIENCE": 3},
+        "dataset": "ko6", "encoder": "me5-small", "seeds": list(range(10)),
+        "training": {"EPOCHS": 15, "PATIENCE": 3},
         "notebook": {},
         "results": "results/{dataset}-{encoder}",
     },

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.ownership import NotOursError, check_owned
 from lib.study.experiments import display_name, resolve_results_dir, sort_methods
 from lib.training.results import write_csv, write_text
+from lib.evaluation.stats import format_p
+from lib.study.results_folder import csv_header_has
 from lib.study.summary import SEED_STUDY, _markdown
 
 # (results folder, column title) in reading order; a folder without summary.csv is skipped.
@@ -26,7 +29,7 @@ STUDIES = (
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
 COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
-           "diff_vs_baseline", "p_ttest", "p_bootstrap"]
+           "tl_diff", "tl_lo", "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot", "p_ttest"]
 
 
 def collect_studies(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
@@ -62,14 +65,16 @@ def _cell(r) -> str:
     if not pd.isna(r["macro_f1_lo"]):
         text += f" [{r['macro_f1_lo']:.3f}, {r['macro_f1_hi']:.3f}]"
     text += f" (n={int(r['seeds'])})"
-    if not pd.isna(r["diff_vs_baseline"]):
-        p = r["p_bootstrap"]
-        text += f"; {r['diff_vs_baseline']:+.3f}, p{'<0.001' if p < 0.001 else f'={p:.3f}'}"
+    if not pd.isna(r["tl_diff"]):
+        bound = bool(r["tl_p_is_bound"]) if not pd.isna(r["tl_p_is_bound"]) else False
+        p = format_p(float(r["p_holm"]), int(r["tl_n_boot"]), bound)
+        text += f"; {r['tl_diff']:+.3f} [{r['tl_lo']:+.3f}, {r['tl_hi']:+.3f}], p {p if bound else '= ' + p}"
     return text
 
 
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
-    """One row per method, one column per study: mean [95% CI] (n seeds); difference to CE, bootstrap p."""
+    """One row per method, one column per study: mean [95% CI over seeds] (n seeds); difference to CE
+    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p."""
     titles = list(dict.fromkeys(long["title"]))
     rows = []
     for method in sort_methods(long["method"].unique()):
@@ -83,16 +88,27 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _is_main_table_md(path: Path) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
+            "| method |")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder holding the study folders (default: results)")
     args = p.parse_args(argv)
+    root = resolve_results_dir(args.results)
     try:
         long = collect_studies(args.results)
-    except (FileNotFoundError, ValueError) as e:
+        for name, ours in (("main_table.csv", lambda p: csv_header_has(p, COLUMNS)),
+                           ("main_table.md", _is_main_table_md)):
+            check_owned(root / name, ours, "a main table written by python -m lib.report")
+    except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    root = resolve_results_dir(args.results)
     write_csv(root / "main_table.csv", long.round(6))
     write_text(root / "main_table.md", _markdown(wide_table(long)))
     print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")

@@ -218,6 +218,18 @@ def check_inputs(dataset: str, encoder: str, csv_options: dict | None = None) ->
     return None
 
 
+def refused_results_folder(results: Path) -> str | None:
+    """Why ``results`` is not ours to write into (lib.study.results_folder), or None."""
+    from lib.ownership import NotOursError
+    from lib.study.results_folder import claim_results_folder
+
+    try:
+        claim_results_folder(results)
+    except NotOursError as e:
+        return str(e)
+    return None
+
+
 def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -307,6 +319,10 @@ def main(argv=None) -> int:
     results_path.mkdir(parents=True, exist_ok=True)
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
+        return 2
+    problem = refused_results_folder(results_path)  # never writes into (or replaces files of) a user's folder
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -10,7 +10,7 @@ import pandas as pd
 from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
                           sort_methods)
 from lib.training.results import collect_runs, write_csv, write_text
-from lib.evaluation.stats import compare_to_baseline, summarize
+from lib.evaluation.stats import compare_to_baseline, format_p, holm, mde_two_level, summarize
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
 SEED_STUDY = pd.DataFrame([
@@ -51,52 +51,238 @@ def _fmt(m, lo, hi) -> str:
     return f"{m:.3f}" if np.isnan(lo) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1000, random_state: int = 0):
-    """(numeric table, readable table, runs). The numeric table has one row per method and rule."""
+# The primary hypothesis of PROTOCOL.md: the seed study's combined loss against CE, margin +0.017.
+PRIMARY_METHOD = "ce=0.15+triplet=0.4+arcface=0.45"
+PRIMARY_STUDY = ("ko6", "me5-small", False)  # dataset, encoder, frozen
+MARGIN = 0.017
+
+
+def rule_choice(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per method: the a-priori rule and the rule chosen on validation (highest mean validation
+    macro-F1 over seeds; ties go to the a-priori rule). Test scores choose nothing."""
+    valid = runs[runs["split"] == "valid"]
+    rows = []
+    for method, g in valid.groupby("method", sort=True):
+        apriori = g.loc[g["primary"], "rule"].iloc[0]
+        means = g.groupby("rule")["macro_f1"].mean()
+        best = means.max()
+        chosen = apriori if means[apriori] >= best else means.idxmax()
+        rows.append({"method": method, "apriori_rule": apriori, "valid_chosen_rule": chosen})
+    return pd.DataFrame(rows, columns=["method", "apriori_rule", "valid_chosen_rule"])
+
+
+def epoch_report(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per fine-tuned method: the selected (best validation) epoch of each seed, how many runs
+    selected the last epoch they ran, and the mean validation gain of that last epoch over the one
+    before (history.csv): whether the training budget sufficed."""
+    rows = []
+    first = runs[(runs["split"] == "test") & runs["primary"] & runs["best_epoch"].notna()]
+    for method, g in first.groupby("method", sort=True):
+        g = g.sort_values("seed")
+        gains = []
+        for path in g["run_path"]:
+            hist = Path(path) / "history.csv"
+            if hist.is_file():
+                v = pd.read_csv(hist)["valid_macro_f1"].to_numpy()
+                if len(v) >= 2:
+                    gains.append(v[-1] - v[-2])
+        rows.append({"method": method, "selected_epochs": " ".join(str(int(e)) for e in g["best_epoch"]),
+                     "epochs_run": " ".join(str(int(e)) for e in g["epochs_run"]),
+                     "runs_best_at_last_epoch": int((g["best_epoch"] == g["epochs_run"]).sum()),
+                     "last_epoch_valid_gain": float(np.mean(gains)) if gains else float("nan")})
+    return pd.DataFrame(rows, columns=["method", "selected_epochs", "epochs_run", "runs_best_at_last_epoch",
+                                       "last_epoch_valid_gain"])
+
+
+def provenance(runs: pd.DataFrame) -> dict:
+    """Commits and dirty trees of the runs (environment.json), and whether they share one clean
+    commit of the training code."""
+    per_run = runs.drop_duplicates("run_path")
+    commits = sorted({c for c in per_run["commit"] if isinstance(c, str)})
+    dirty = int(sum(bool(d) for d in per_run["dirty"] if d is not None and not pd.isna(d)))
+    unknown = int(sum(1 for c in per_run["commit"] if not isinstance(c, str)))
+    one_code = unknown == 0 and (len(commits) <= 1 or same_training_code(commits))
+    return {"runs": len(per_run), "commits": commits, "dirty_runs": dirty, "runs_without_commit": unknown,
+            "one_code": one_code, "clean": bool(commits) and dirty == 0 and one_code}
+
+
+def same_training_code(commits: list[str]) -> bool:
+    """Whether the commits hold the same lib/ (the code that trains and evaluates); False where
+    git cannot tell (not a checkout, or a commit it does not have)."""
+    import subprocess
+
+    from lib.paths import PROJECT_ROOT
+    for other in commits[1:]:
+        try:
+            r = subprocess.run(["git", "diff", "--quiet", commits[0], other, "--", "lib"], cwd=PROJECT_ROOT,
+                               capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        if r.returncode != 0:
+            return False
+    return True
+
+
+def is_primary_study(runs: pd.DataFrame) -> bool:
+    first = runs.iloc[0]
+    return (first["dataset"], first["encoder"], bool(first["frozen"])) == PRIMARY_STUDY
+
+
+PROVENANCE_RULES = ("clean", "one-commit", "any")
+
+
+def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 10_000, random_state: int = 0,
+                  provenance_rule: str = "one-commit"):
+    """(numeric table, readable table, runs). The numeric table has one row per method and rule.
+
+    Differences to the baseline come from the two-level bootstrap (seeds and test sentences,
+    ``n_boot`` replicates; PROTOCOL.md), with Holm's adjustment over the study's comparisons;
+    the paired t over seeds is a second view. ``provenance_rule``: "clean" (published studies: one
+    clean commit), "one-commit" (the default: one commit of the training code, a dirty tree allowed
+    and marked as not confirmatory), or "any" (re-rendering runs of mixed code, marked likewise).
+    """
+    if provenance_rule not in PROVENANCE_RULES:
+        raise ValueError(f"provenance_rule must be one of {', '.join(PROVENANCE_RULES)}, got {provenance_rule!r}")
     runs = collect(results)
     if runs.empty:
         raise FileNotFoundError(f"no complete runs under {resolve_results_dir(results) / 'runs'}")
+    prov = provenance(runs)
+    refused = {"clean": not prov["clean"], "one-commit": not prov["one_code"], "any": False}[provenance_rule]
+    if refused:
+        raise ValueError(
+            f"runs under {resolve_results_dir(results) / 'runs'} come from {len(prov['commits'])} commit(s) "
+            f"({prov['dirty_runs']} from a dirty tree, {prov['runs_without_commit']} without a commit), but "
+            f"provenance rule {provenance_rule!r} needs "
+            + ("one clean commit" if provenance_rule == "clean" else "one commit of the training code")
+            + ": re-run them from one clean clone (run_all.sh --force), or summarise them with provenance "
+              "rule 'any' as an exploratory, non-confirmatory result")
     if baseline not in set(runs["method"]) and f"{baseline}|frozen" in set(runs["method"]):
         baseline = f"{baseline}|frozen"  # a study run entirely on a frozen encoder
     summary = summarize(runs)
-    comparison = compare_to_baseline(runs, baseline, n_boot=n_boot, random_state=random_state)
+    primary_key = PRIMARY_METHOD + ("|frozen" if baseline.endswith("|frozen") else "")
+    comparison = compare_to_baseline(runs, baseline, n_boot=min(n_boot, 1000), random_state=random_state,
+                                     n_boot_two_level=n_boot, delta=MARGIN)
     table = summary.copy()
     if not comparison.empty:
-        cols = ["method", "seeds", "diff", "diff_lo", "diff_hi", "p_ttest", "boot_lo", "boot_hi", "p_bootstrap"]
-        comp = comparison[cols].rename(columns={"seeds": "paired_seeds", "diff": "diff_vs_baseline"})
+        comparison = comparison.assign(p_holm=holm(comparison["tl_p"].to_numpy()))
+        comparison["mde"] = [_mde(r) for _, r in comparison.iterrows()]
+        margin_cols = ["tl_lo90", "tl_hi90", "p_below_claim", "p_gain", "verdict"]
+        comparison.loc[comparison["method"] != primary_key, margin_cols] = np.nan
+        cols = ["method", "seeds", "diff", "diff_lo", "diff_hi", "p_ttest", "tl_design", "tl_seeds", "tl_diff",
+                "tl_lo", "tl_hi", "tl_p", "tl_p_is_bound", "tl_n_boot", "p_holm", "mde", *margin_cols]
+        comp = comparison[[c for c in cols if c in comparison.columns]].rename(
+            columns={"seeds": "paired_seeds", "diff": "diff_vs_baseline"})
         comp = comp.assign(primary=True)
         table = table.merge(comp, on=["method", "primary"], how="left")
+    rules = rule_choice(runs)
+    table = table.merge(rules, on="method", how="left")
+    table["valid_chosen"] = table["rule"] == table["valid_chosen_rule"]
+    table = table.drop(columns=["apriori_rule", "valid_chosen_rule"])
+    table = table.merge(epoch_report(runs).assign(primary=True), on=["method", "primary"], how="left")
     table = table.merge(SEED_STUDY, on="method", how="left")
     table.loc[~table["primary"], "seed_study_test_macro_f1"] = np.nan
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
-    table.attrs["baseline"] = baseline
+    table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot,
+                       primary_study=is_primary_study(runs), primary_method=primary_key)
     return table, readable(table, baseline), runs
 
 
+def _mde(r) -> float:
+    """Approximate minimum detectable effect of the two-level comparison (PROTOCOL.md): per-seed SD
+    from the t interval over seeds, sentence-level SE from the sentence-only bootstrap interval."""
+    n = r.get("seeds")
+    if pd.isna(n) or n < 2 or pd.isna(r.get("diff_hi")) or pd.isna(r.get("boot_hi")):
+        return float("nan")
+    n = int(n)
+    from scipy import stats as st
+    sd = (r["diff_hi"] - r["diff"]) / st.t.ppf(0.975, n - 1) * np.sqrt(n)
+    se_sentences = (r["boot_hi"] - r["boot_lo"]) / (2 * st.norm.ppf(0.975))
+    return mde_two_level(sd, se_sentences, n)
+
+
+def _p(value, n_boot, bound=False) -> str:
+    return "" if pd.isna(value) else format_p(float(value), n_boot, bool(bound) if not pd.isna(bound) else False)
+
+
 def readable(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    n_boot = table.attrs.get("n_boot")
     rows = []
-    for _, r in table[table["primary"]].iterrows():
-        row = {"method": display_name(r["method"]), "rule": r["rule"], "seeds": int(r["seeds"]),
-               "test macro-F1 (95% CI)": _fmt(r["macro_f1"], r["macro_f1_lo"], r["macro_f1_hi"]),
-               "test accuracy (95% CI)": _fmt(r["accuracy"], r["accuracy_lo"], r["accuracy_hi"])}
-        if "diff_vs_baseline" in r and not pd.isna(r.get("diff_vs_baseline")):
-            row[f"vs {display_name(baseline)}"] = f"{r['diff_vs_baseline']:+.3f}"
-            row["p (seeds, t)"] = "" if np.isnan(r["p_ttest"]) else f"{r['p_ttest']:.3f}"
-            row["p (bootstrap)"] = f"{r['p_bootstrap']:.3f}"
+    for method, g in table.groupby("method", sort=False):
+        r = g[g["primary"]].iloc[0]
+        chosen = g[g["valid_chosen"]]
+        row = {"method": display_name(method), "rule (a priori)": r["rule"], "seeds": int(r["seeds"]),
+               "test macro-F1 (95% CI over seeds)": _fmt(r["macro_f1"], r["macro_f1_lo"], r["macro_f1_hi"])}
+        name = f"vs {display_name(baseline)} (95% CI over seeds and sentences)"
+        row[name] = row["p (seeds × sentences, Holm)"] = row["p (t over seeds)"] = ""
+        if not pd.isna(r.get("tl_diff", np.nan)):
+            row[name] = f"{r['tl_diff']:+.3f} [{r['tl_lo']:+.3f}, {r['tl_hi']:+.3f}]"
+            row["p (seeds × sentences, Holm)"] = _p(r["p_holm"], n_boot, r["tl_p_is_bound"])
+            row["p (t over seeds)"] = _p(r["p_ttest"], None)
+        row["rule chosen on validation"] = "" if chosen.empty else chosen.iloc[0]["rule"]
+        row["its test macro-F1"] = "" if chosen.empty else f"{chosen.iloc[0]['macro_f1']:.3f}"
+        epochs = r.get("selected_epochs")
+        row["selected epochs"] = "" if pd.isna(epochs) else str(epochs)
         seed_f1 = r.get("seed_study_test_macro_f1")
         row["seed study (KoBERT, ko6)"] = "" if pd.isna(seed_f1) else f"{seed_f1:.3f}"
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    nice = pd.DataFrame(rows).fillna("")
+    nice.attrs["notes"] = notes(table, baseline)
+    return nice
+
+
+def notes(table: pd.DataFrame, baseline: str) -> list[str]:
+    """The lines under the table: the margin verdict, the training budget, provenance."""
+    out = []
+    prim = table[(table["method"] == table.attrs.get("primary_method")) & table["primary"]]
+    if len(prim) and "verdict" in prim.columns and isinstance(prim.iloc[0].get("verdict"), str) \
+            and prim.iloc[0]["verdict"]:
+        r = prim.iloc[0]
+        if not table.attrs.get("provenance", {}).get("clean"):
+            which = "The protocol's comparison, exploratory here (runs not from one clean commit)"
+        elif table.attrs.get("primary_study"):
+            which = "Primary comparison (PROTOCOL.md)"
+        else:
+            which = "The protocol's comparison on this secondary study"
+        out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.3f}, 90% "
+                   f"interval over seeds and sentences [{r['tl_lo90']:+.3f}, {r['tl_hi90']:+.3f}] against the "
+                   f"claimed +{MARGIN}: **{r['verdict']}** (one-sided p of no gain {_p(r['p_gain'], table.attrs['n_boot'])}, "
+                   f"of the claimed gain {_p(r['p_below_claim'], table.attrs['n_boot'])}; minimum detectable "
+                   f"effect {r['mde']:.3f} at {int(r['seeds'])} seeds).")
+    ep = table[table["primary"] & table["selected_epochs"].notna()]
+    if len(ep):
+        last = int(ep["runs_best_at_last_epoch"].sum())
+        total = sum(len(str(s).split()) for s in ep["selected_epochs"])
+        gain = ep["last_epoch_valid_gain"].mean()
+        out.append(f"Training budget: {last} of {total} trained runs selected the last epoch they ran; "
+                   f"mean validation gain of the last epoch {gain:+.3f}.")
+    prov = table.attrs.get("provenance", {})
+    if prov.get("clean"):
+        out.append(f"Provenance: all {prov['runs']} runs from commit {prov['commits'][0][:10]}, clean tree.")
+    elif prov.get("one_code") and prov["commits"]:
+        out.append(f"Provenance: NOT CONFIRMATORY — {prov['runs']} runs from commit {prov['commits'][0][:10]} "
+                   f"({len(prov['commits'])} commit(s) with the same training code), {prov['dirty_runs']} from a "
+                   "dirty tree.")
+    elif prov:
+        out.append(f"Provenance: NOT CONFIRMATORY — {prov['runs']} runs from {len(prov['commits'])} commits, "
+                   f"{prov['dirty_runs']} from a dirty tree.")
+    return out
 
 
 def write_summary(results: str | Path, table: pd.DataFrame, nice: pd.DataFrame) -> dict[str, Path]:
     root = resolve_results_dir(results)
     paths = {"csv": root / "summary.csv", "md": root / "summary.md"}
     write_csv(paths["csv"], table.round(6))
-    write_text(paths["md"], _markdown(nice))
+    write_text(paths["md"], render_summary(nice))
     return paths
+
+
+def render_summary(nice: pd.DataFrame) -> str:
+    """summary.md: the table, then its notes (verdict, training budget, provenance)."""
+    text = _markdown(nice)
+    lines = nice.attrs.get("notes", [])
+    return text + ("\n" + "\n\n".join(lines) + "\n" if lines else "")
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -11,6 +11,7 @@ from lib.model.losses.spec import format_loss_spec, parse_loss_spec
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the parameter."""
+    exit_status = 2  # bad input: see lib.entrypoint
 
 
 def _f(default, help: str, choices=None):
@@ -44,8 +45,11 @@ class ExperimentConfig:
     embed_dim: int = _f(128, "size of the embedding head's output")
     dropout: float = _f(0.3, "dropout after the embedding head")
     triplet_margin: float = _f(0.3, "triplet loss margin")
-    triplet_mining: str = _f("all", "triplet mining strategy", ("all", "semihard", "hard"))
-    triplet_distance: str = _f("euclidean", "distance used by the triplet loss", ("euclidean", "cosine"))
+    triplet_mining: str = _f("all", "triplet mining: all valid triplets, semihard, or hard (batch-hard: each "
+                                    "anchor's farthest positive and nearest negative)", ("all", "semihard", "hard"))
+    triplet_distance: str = _f("euclidean", "distance used by the triplet loss (euclidean works on the "
+                                            "un-normalised embeddings; the centroid/kNN rules use cosine)",
+                               ("euclidean", "cosine"))
     arcface_margin: float = _f(0.5, "ArcFace additive angular margin in radians (0.5 rad = 28.6 degrees)")
     arcface_scale: float = _f(8.0, "ArcFace scale s (the seed study used 8)")
     supcon_temperature: float = _f(0.1, "supervised contrastive loss temperature")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from lib.training.batching import TokenizedSplit, collate, sequential_batches
+from lib.ownership import owned
 from lib.paths import cache_dir
 
 
@@ -47,16 +48,38 @@ def encode_pooled(model, tokens: TokenizedSplit, batch_size: int, device: torch.
     return out
 
 
+def _read_cached(path: Path, rows: int, width: int) -> torch.Tensor | None:
+    """The cached features, or None when missing or unusable (another version's file, a damaged disk)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        feats = load_file(str(path)).get("pooled")
+    except (OSError, SafetensorError, ValueError, RuntimeError):
+        return None
+    return feats if feats is not None and tuple(feats.shape) == (rows, width) else None
+
+
 def pooled_features(model, encoder_name: str, tokens: TokenizedSplit, cfg, device: torch.device) -> torch.Tensor:
-    """Cached by encoder and exact token ids, so a loss sweep encodes each split once."""
-    from safetensors.torch import load_file, save_file
+    """Cached by encoder and exact token ids, so a loss sweep encodes each split once.
+
+    A cache file appears only whole (temp file, then rename): a run killed while writing leaves a
+    hidden ``.features.*.part`` that is never read. Only a file at our own key name that cannot be
+    used is replaced; a link or folder there is left alone and the features are not cached.
+    """
+    from safetensors.torch import save_file
 
     folder = cache_dir() / "features"
     key = features_key(encoder_name, tokens, cfg.bf16, weights_fingerprint(model.encoder))
     path = folder / f"{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["pooled"]
+    cached = _read_cached(path, len(tokens), model.encoder.config.hidden_size)
+    if cached is not None:
+        return cached
     feats = encode_pooled(model, tokens, cfg.eval_batch_size, device, cfg.bf16)
+    if not owned(path, Path.is_file):
+        return feats
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".features.", suffix=".part", dir=folder)
     os.close(fd)

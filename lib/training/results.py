@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import tempfile
 from importlib import metadata
@@ -18,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.ownership import check_owned, json_object, remove_owned, replace_folder
 from lib.paths import PROJECT_ROOT
+from lib.training.rules import apriori_rule
 
 PARTIAL_SUFFIX = ".partial"
 PACKAGES = ("torch", "transformers", "tokenizers", "numpy", "scikit-learn", "pandas", "safetensors",
@@ -87,7 +88,10 @@ def git_state() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain")) if commit else None}
+    # Results are what runs write, not code: a study's own new run folders must not mark the tree
+    # dirty, while any other change (tracked or untracked) does.
+    changes = git("status", "--porcelain", "--", ".", ":(exclude)results") if commit else ""
+    return {"commit": commit or None, "dirty": bool(changes) if commit else None}
 
 
 def environment_info() -> dict:
@@ -121,12 +125,42 @@ def cpu_info() -> dict:
     return info
 
 
+def run_target(out: str | Path) -> Path:
+    """Absolute ``out`` with its parents resolved but not itself: a link at ``out`` stays a link."""
+    p = Path(out).expanduser().absolute()
+    return p.parent.resolve() / p.name
+
+
+def is_run_folder(path: Path) -> bool:
+    """A complete run folder written by this program: its config.json and metrics.json."""
+    return (path.is_dir() and (path / "metrics.json").is_file()
+            and json_object(path / "config.json", "dataset", "seed") is not None)
+
+
+def is_partial_run(path: Path) -> bool:
+    """A ``.partial`` folder a run left: running (STATUS.json), failed (FAILED.json), or killed while
+    being published (complete files)."""
+    return path.is_dir() and (json_object(path / "STATUS.json", "status") is not None
+                              or json_object(path / "FAILED.json", "status") is not None or is_run_folder(path))
+
+
+def check_replaceable_run(out: str | Path) -> None:
+    """A run replaces only a run folder of ours (or our ``.partial`` beside it); never a user's file,
+    folder or link."""
+    final = run_target(out)
+    check_owned(final, is_run_folder, "a run folder written by this program (config.json and metrics.json)",
+                "--out must be a new path or an earlier run folder of this program.")
+    check_owned(final.with_name(final.name + PARTIAL_SUFFIX), is_partial_run, "a run folder left by this program")
+
+
 def check_writable(out: Path) -> None:
-    """Fail before training, not after, when the run folder cannot be created.
+    """Fail before training, not after, when the run folder cannot be created or would replace
+    something that is not ours.
 
     Probes the nearest existing ancestor with a temporary file that is removed at once, so a
     refused run leaves nothing behind (``os.access`` alone says yes to root on read-only mounts).
     """
+    check_replaceable_run(out)
     target = Path(out).resolve()
     ancestor = target.parent
     while not ancestor.exists():
@@ -144,13 +178,13 @@ class RunDir:
     """Where one run writes; ``commit()`` publishes it, ``fail()`` marks it failed."""
 
     def __init__(self, out: str | Path, overwrite: bool = True):
-        self.final = Path(out).resolve()
+        self.final = run_target(out)
         self.partial = self.final.with_name(self.final.name + PARTIAL_SUFFIX)
-        if self.final.exists() and not overwrite:
+        if os.path.lexists(self.final) and not overwrite:
             raise FileExistsError(f"{self.final} exists already")
         check_writable(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.partial, ignore_errors=True)
+        remove_owned(self.partial, is_partial_run, "a run folder left by this program")
         self.partial.mkdir()
         write_json(self.partial / "STATUS.json", {"status": "running"})
 
@@ -158,16 +192,10 @@ class RunDir:
         return self.partial / name
 
     def commit(self) -> Path:
-        """Publish the run; an older run at the same place is moved aside first, then deleted, so
-        no moment exists at which a half-deleted folder looks complete."""
+        """Publish the run; only an older run of ours is replaced (moved aside first, then deleted, so
+        no moment exists at which a half-deleted folder looks complete)."""
         (self.partial / "STATUS.json").unlink(missing_ok=True)
-        old = self.final.with_name(self.final.name + ".old" + PARTIAL_SUFFIX)
-        if self.final.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.final, old)
-        os.replace(self.partial, self.final)
-        shutil.rmtree(old, ignore_errors=True)
-        return self.final
+        return replace_folder(self.partial, self.final, is_run_folder, "a run folder written by this program")
 
     def fail(self, error: BaseException) -> None:
         write_json(self.partial / "FAILED.json", {"status": "failed", "error": f"{type(error).__name__}: {error}"})
@@ -194,6 +222,8 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
     for run in find_runs(root):
         r = load_run(run)
         cfg, met = r["config"], r["metrics"]
+        env_file = run / "environment.json"
+        env = json.loads(env_file.read_text()) if env_file.is_file() else {}
         for split in ("valid", "test"):
             for rule, m in met.get(split, {}).items():
                 rows.append({
@@ -202,10 +232,14 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "dataset": cfg["dataset"], "encoder": met.get("encoder", cfg.get("encoder")),
                     "loss": cfg["loss"], "method": met.get("method", cfg["loss"]),
                     "frozen": cfg.get("freeze_encoder", False), "seed": cfg["seed"], "split": split,
-                    "rule": rule, "primary": rule == met.get("primary_rule"),
-                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "run_path": str(run),
+                    # the a-priori rule by today's definition, also for runs that selected with another
+                    "rule": rule, "primary": rule == apriori_rule(cfg.get("method", "finetune"), cfg["loss"]),
+                    "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
+                    "best_epoch": met.get("best_epoch"), "epochs_run": met.get("epochs_run"),
+                    "commit": env.get("git", {}).get("commit"), "dirty": env.get("git", {}).get("dirty"),
+                    "run_path": str(run),
                 })
     cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
-            "accuracy", "run", "run_path"]
+            "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "run", "run_path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)

@@ -24,6 +24,7 @@ from lib.training.features import pooled_features
 from lib.data.leakage import drop_cross_split_duplicates, leakage_report
 from lib.model.losses import build_loss
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
+from lib.training.rules import apriori_rule
 from lib.training.results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
 from lib.training.seeding import seed_everything
 
@@ -36,15 +37,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def primary_rule(weights: dict[str, float]) -> str:
-    """The prediction rule a loss trains for: its classifier, its ArcFace centres, or class centroids."""
-    if "ce" in weights:
-        return "head"
-    if "arcface" in weights:
-        return "arcface"
-    return "centroid"
 
 
 def default_encoder(cfg: ExperimentConfig) -> str:
@@ -232,7 +224,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     steps_per_epoch = len(epoch_batches()) if cfg.sampler == "balanced" else math.ceil(n_train / cfg.batch_size)
     gen.manual_seed(cfg.seed)  # the count above drew from the generator; restart it
     optimizer, scheduler = build_optimizer(model, loss_fn, cfg, steps_per_epoch * cfg.epochs)
-    rule = primary_rule(weights)
+    rule = apriori_rule(cfg.method, cfg.loss)
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
 
     history, best = [], {"score": -1.0, "epoch": 0, "state": None}
@@ -288,7 +280,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     timings["eval_seconds"] = time.perf_counter() - t_eval
     timings["total_seconds"] = time.perf_counter() - t0
     metrics.update({
-        "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the primary rule",
+        "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the a-priori rule",
         "encoder": encoder_name, "device": str(device), "timings": timings, "data": _data_info(prep),
     })
     _write_run(run, cfg, prep, metrics, test_emb, predictions, history)
@@ -332,8 +324,9 @@ def _restore(model, loss_fn, state) -> None:
 
 
 def _rules(weights: dict) -> list[str]:
-    """Every prediction rule; the ArcFace rule only where an ArcFace part trained centres."""
-    return [r for r in RULES if r != "arcface" or "arcface" in weights]
+    """Every prediction rule the run trained for: the head only where cross-entropy trained the
+    classifier (an untrained head is no rule), the ArcFace rule only where ArcFace trained centres."""
+    return [r for r in RULES if (r != "arcface" or "arcface" in weights) and (r != "head" or "ce" in weights)]
 
 
 def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
@@ -358,7 +351,8 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
         preds = predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, C, rules)
         metrics[split] = {r: classification_metrics(y, p, names) for r, p in preds.items()}
         probs = torch.softmax(logits, 1).numpy()
-        metrics[split]["head"]["ece"] = expected_calibration_error(probs, y)
+        if "head" in preds:
+            metrics[split]["head"]["ece"] = expected_calibration_error(probs, y)
         if split == "test":
             test_emb = emb
             ret = retrieval_metrics(emb, y)
@@ -367,7 +361,8 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
             frame = pd.DataFrame({"id": bundle.test["id"].to_numpy(), "label": y})
             for r, p in preds.items():
                 frame[f"pred_{r}"] = p
-            frame["head_confidence"] = probs.max(1)
+            if "head" in preds:
+                frame["head_confidence"] = probs.max(1)
             predictions = frame
     metrics["test_macro_f1"] = metrics["test"][rule]["macro_f1"]
     metrics["test_accuracy"] = metrics["test"][rule]["accuracy"]

@@ -16,6 +16,9 @@ _SIN2_EPS = 1e-7
 class ArcFaceLoss(nn.Module):
     """Cross-entropy on ``scale * cos(theta_j)``, with ``theta_y + margin`` for the true class.
 
+    For ``theta_y > pi - margin`` the true-class logit is ``cos(theta_y) - margin * sin(margin)``
+    (monotone in theta), as in the ArcFace paper's code and pytorch-metric-learning.
+
     ``margin`` is in RADIANS (the original study passed degrees, i.e. a ~57x larger margin).
     ``centres`` (num_classes x embedding_dim) are a parameter: the optimizer must see them.
     Everything is computed in float32 with autocast off: cos close to +-1 and the
@@ -70,5 +73,11 @@ class ArcFaceLoss(nn.Module):
             # because theta = acos(cos) lies in [0, pi]; this avoids acos's infinite slope at +-1.
             sin_y = (1.0 - cos_y * cos_y).clamp(min=_SIN2_EPS).sqrt()
             cos_y_margin = cos_y * math.cos(self.margin) - sin_y * math.sin(self.margin)
+            # Past theta = pi - m, cos(theta + m) rises again and its gradient would push an
+            # embedding away from its own centre; there the standard ArcFace (and
+            # pytorch-metric-learning) use the monotone cos(theta) - m sin(m) instead.
+            # theta <= pi - m  <=>  cos(theta) >= cos(pi - m) = -cos(m).
+            past_limit = cos_y < -math.cos(self.margin)
+            cos_y_margin = torch.where(past_limit, cos_y - self.margin * math.sin(self.margin), cos_y_margin)
             logits = cos.scatter(1, labels[:, None], cos_y_margin)
             return F.cross_entropy(self.scale * logits, labels)
