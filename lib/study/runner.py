@@ -314,8 +314,6 @@ def main(argv=None) -> int:
     results_path = resolve_results_dir(results)
     publishing = is_published(results_path)
     before = finished_runs(results_path)
-    if publishing:
-        print(publish_line(results_path, before, "start"), flush=True)
     results_path.mkdir(parents=True, exist_ok=True)
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
@@ -324,6 +322,8 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if publishing:
+        print(publish_line(results_path, before, "start"), flush=True)
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
