@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "figures and the summary go to the results folder.")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
                    help="smoke: tiny CI check (minutes); default: ed6 + minilm, 5 seeds (laptop CPU); "
-                        "paper: ko6 + me5-small, 5 seeds, early stopping (GPU recommended, resumable on CPU)")
+                        "paper: the confirmatory study of PROTOCOL.md, ko6 + me5-small, 10 seeds, up to 15 "
+                        "epochs with early stopping (GPU recommended, resumable on CPU)")
     p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
     p.add_argument("--encoder", help="encoder name, Hugging Face id or folder (default: the profile's)")
     p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
