@@ -241,7 +241,7 @@ def _connect(ray, args) -> str | None:
             gpus = _local_gpus()
             workers = args.ray_workers or gpus or max(1, cores // 2)
             per_run = args.ray_cpus_per_run or max(1, cores // workers)
-            ray.init(num_cpus=workers * per_run, num_gpus=min(gpus, workers), include_dashboard=False,
+            ray.init(address="local", num_cpus=workers * per_run, num_gpus=min(gpus, workers), include_dashboard=False,
                      object_store_memory=200 * 1024 ** 2, runtime_env=runtime_env, log_to_driver=False,
                      configure_logging=False)
         else:
