@@ -378,7 +378,7 @@ def _record_failure(run: SweepRun, error: Exception, retries: int, results: Path
     failed_json = run.folder.with_name(run.folder.name + PARTIAL_SUFFIX) / "FAILED.json"
     config = json.dumps(changed_fields(run.config), sort_keys=True)
     print(f"ray: FAILED {run.label}\n     config {config}\n     error {text[:500]}\n     "
-          f"{'see ' + str(failed_json) if failed_json.exists() else 'no FAILED.json (the worker was killed)'}",
+          f"{'see ' + str(failed_json) if failed_json.exists() else 'no FAILED.json (it failed before its run folder was made, or its worker was killed)'}",
           file=sys.stderr, flush=True)
     for nb, seed in run.needed_by:
         sweep.blocked.add((nb, seed))
