@@ -170,15 +170,8 @@ def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
     drop = ["run", "run_path", "runs", "path"]
     a, b = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("seq", "ray"))
     assert not a.empty
-    pd.testing.assert_frame_equal(a.drop(columns=[c for c in drop if c in a]), b.drop(columns=[c for c in drop if c in b]))
-
-    # Re-running finishes only what is missing (a run folder the test removes: the tests made it)
-    shutil.rmtree(ray_runs["runs/ce1.0/seed1"])
-    again = _runner(*common[:-4], "--notebooks", "01_baseline_ce", "--set", "BASELINES=[]", "--results",
-                    str(tmp_path / "ray"), "--ray", "--ray-workers", "1", "--ray-cpus-per-run", threads)
-    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "2 run(s) needed by the notebooks, 1 finished earlier, 1 to train" in again.stdout
-    assert compare_runs(seq_runs["runs/ce1.0/seed1"], ray_runs["runs/ce1.0/seed1"]) == []
+    pd.testing.assert_frame_equal(a.drop(columns=[c for c in drop if c in a]),
+                                  b.drop(columns=[c for c in drop if c in b]))
 
 
 def test_ray_options_without_ray_are_refused(tmp_path):
@@ -243,6 +236,37 @@ def test_a_killed_worker_is_retried_and_never_leaves_a_complete_looking_run(clus
     assert "ray [1/1] 01_baseline_ce seed 0: ce=1.0 seed 0: done" in out
     assert (run / "metrics.json").exists() and (run / "predictions.csv").exists()
     assert not run.with_name("seed0.partial").exists()
+
+
+def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(cluster, tmp_path):
+    results = tmp_path / "r"
+    ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
+    args = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", 'BASELINES=["tfidf-lr"]', "--set",
+            "EPOCHS=3", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "lib.runner", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=PROJECT_ROOT)
+    try:
+        deadline = time.time() + 300
+        while not ((ce.with_name("seed0.partial") / "STATUS.json").exists() and (tfidf / "metrics.json").exists()):
+            assert proc.poll() is None and time.time() < deadline, "the runs never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:] + err[-3000:]
+    assert "interrupted" in err and not ce.exists()  # the CE run never looks complete
+    assert not (results / "notebooks" / "01_baseline_ce-seed0.ipynb").exists()
+    deadline = time.time() + 60  # the cancelled task's worker is killed
+    while _ray_task_pids(cluster, "train 01_baseline_ce seed 0") and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _ray_task_pids(cluster, "train 01_baseline_ce seed 0")
+
+    again = _runner(*args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "ray: 2 run(s) needed by the notebooks, 1 finished earlier, 1 to train" in again.stdout
+    assert (ce / "metrics.json").exists() and not ce.with_name("seed0.partial").exists()
 
 
 def test_a_run_that_raises_is_reported_and_the_others_go_on(cluster, tmp_path):

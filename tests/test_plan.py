@@ -50,8 +50,11 @@ def _trained_by_notebook(nb: str, injected: dict) -> list[tuple[Path, dict]]:
 
 
 @pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
-@pytest.mark.parametrize("profile,seed,overrides", [("smoke", 1, {}), ("default", 0, {"EPOCHS": 3, "GRID": [[0.5, 0.25, 0.25]]}),
-                                                   ("paper", 2, {"LOSSES": ["ce+supcon"], "BASELINES": ["tfidf-lr"]})])
+@pytest.mark.parametrize("profile,seed,overrides", [
+    ("smoke", 1, {}),
+    ("default", 0, {"EPOCHS": 3, "GRID": [[0.5, 0.25, 0.25]]}),
+    ("paper", 2, {"LOSSES": ["ce+supcon"], "BASELINES": ["tfidf-lr"]}),
+])
 def test_the_fan_out_plans_exactly_what_the_notebook_trains(nb, profile, seed, overrides, tmp_path):
     results = tmp_path / "results"
     defaults = notebook_defaults(nb)

@@ -232,23 +232,30 @@ def check_shared_folder(ray, results: Path, timeout: float = 120.0) -> str | Non
             ". Pass --results a folder on the shared filesystem; nothing was trained.")
 
 
+def local_shape(args) -> tuple[int, int, int]:
+    """A local Ray's (runs at once, CPUs per run, GPUs): --ray-workers (default: the GPUs here, else half the
+    cores) and --ray-cpus-per-run (default: the cores divided by the workers)."""
+    cores, gpus = os.cpu_count() or 1, _local_gpus()
+    workers = args.ray_workers or gpus or max(1, cores // 2)
+    return workers, args.ray_cpus_per_run or max(1, cores // workers), min(gpus, workers)
+
+
 def _connect(ray, args) -> str | None:
     """Start or join Ray; None when connected, else the error message."""
     runtime_env = {"env_vars": worker_env()}
     try:
         if args.ray == LOCAL:
-            cores = os.cpu_count() or 1
-            gpus = _local_gpus()
-            workers = args.ray_workers or gpus or max(1, cores // 2)
-            per_run = args.ray_cpus_per_run or max(1, cores // workers)
-            ray.init(address="local", num_cpus=workers * per_run, num_gpus=min(gpus, workers), include_dashboard=False,
+            workers, per_run, gpus = local_shape(args)
+            ray.init(address="local", num_cpus=workers * per_run, num_gpus=gpus, include_dashboard=False,
                      object_store_memory=200 * 1024 ** 2, runtime_env=runtime_env, log_to_driver=False,
                      configure_logging=False)
         else:
             ray.init(address=args.ray, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
     except Exception as e:  # ConnectionError, a bad address, a version mismatch with the cluster
         where = "start a local Ray" if args.ray == LOCAL else f"connect to the Ray cluster at {args.ray}"
-        return f"cannot {where}: {type(e).__name__}: {e}"
+        hint = " (the cluster uses token authentication: export RAY_AUTH_MODE=token, with its token in " \
+               "~/.ray/auth_token or RAY_AUTH_TOKEN)" if "auth" in f"{e} {e.__cause__}".lower() else ""
+        return f"cannot {where}: {type(e).__name__}: {str(e).strip()[:500]}{hint}"
     return None
 
 
@@ -270,7 +277,7 @@ def _resources(ray, args) -> tuple[dict, int, str]:
         return {"num_gpus": 1, "num_cpus": cpus}, cpus, f"1 GPU and {cpus} CPU(s) per run, " \
                                                          f"{int(total['GPU'])} GPU(s) on {len(nodes)} node(s)"
     if args.ray == LOCAL:
-        cpus = args.ray_cpus_per_run or max(1, (os.cpu_count() or 1) // (args.ray_workers or max(1, (os.cpu_count() or 1) // 2)))
+        cpus = local_shape(args)[1]
     else:
         smallest = min((int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1),
                        default=1)
@@ -377,12 +384,13 @@ def _record_failure(run: SweepRun, error: Exception, retries: int, results: Path
         text = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
     failed_json = run.folder.with_name(run.folder.name + PARTIAL_SUFFIX) / "FAILED.json"
     config = json.dumps(changed_fields(run.config), sort_keys=True)
-    print(f"ray: FAILED {run.label}\n     config {config}\n     error {text[:500]}\n     "
-          f"{'see ' + str(failed_json) if failed_json.exists() else 'no FAILED.json (it failed before its run folder was made, or its worker was killed)'}",
-          file=sys.stderr, flush=True)
+    where = f"see {failed_json}" if failed_json.exists() else \
+        "no FAILED.json (it failed before its run folder was made, or its worker was killed)"
+    print(f"ray: FAILED {run.label}\n     config {config}\n     error {text[:500]}\n     {where}", file=sys.stderr,
+          flush=True)
     for nb, seed in run.needed_by:
         sweep.blocked.add((nb, seed))
     sweep.failed.append({"notebook": f"{run.needed_by[0][0]}-seed{run.needed_by[0][1]}",
                          "cell": f"Ray run {run.folder.relative_to(results)}",
                          "error": f"{text[:300]}; config {config}"[:600],
-                         "executed_copy": str(failed_json) if failed_json.exists() else str(run.folder) + PARTIAL_SUFFIX})
+                         "executed_copy": str(failed_json if failed_json.exists() else failed_json.parent)})
