@@ -99,7 +99,7 @@ def main(argv=None) -> int:
               f"then the notebooks)", flush=True)
         result = {"study": " ".join(study), "workers": args.workers, "cores": os.cpu_count(),
                   "sequential_s": round(seq_s, 1), "ray_s": round(ray_s, 1), "ray_sweep_s": train_s,
-                  "runs": runs, "speed_up_sequential_over_ray": round(seq_s / ray_s, 3)}
+                  "runs": runs, "speedup_ray_over_sequential": round(seq_s / ray_s, 3)}
         (tmp / "probe").mkdir()
         result.update({k: round(v, 3) for k, v in overhead(args.workers, tmp / "probe").items()})
     print(json.dumps(result, indent=2))

@@ -112,7 +112,7 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
         time.sleep(1)
@@ -195,6 +195,13 @@ def test_a_sweep_through_the_address_runs_on_both_nodes(cluster, tmp_path):
     assert set(_folders(results)) == {"runs/triplet1.0/seed0", "runs/ce1.0_triplet1.0/seed0"}
     assert (results / "notebooks" / "02_triplet-seed0.ipynb").exists()
     assert not list(results.glob(".ray-shared-check*")), "the shared-folder markers are removed"
+
+
+def test_more_cpus_per_run_than_any_node_has_is_refused(cluster, tmp_path):
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "02_triplet", "--results", str(tmp_path / "r"),
+                "--ray", cluster.address, "--ray-cpus-per-run", "2", timeout=300)
+    assert r.returncode == 2 and "error: --ray-cpus-per-run 2: no Ray node has 2 CPUs (the largest has 1)" in r.stderr
+    assert not (tmp_path / "r" / "runs").exists()
 
 
 def _ray_task_pids(cluster: Cluster, name: str) -> list[int]:

@@ -282,6 +282,9 @@ def _resources(ray, args) -> tuple[dict, int, str]:
         smallest = min((int(n["Resources"].get("CPU", 0)) for n in nodes if n["Resources"].get("CPU", 0) >= 1),
                        default=1)
         cpus = args.ray_cpus_per_run or max(1, min(4, smallest))
+    biggest = max((int(n["Resources"].get("CPU", 0)) for n in nodes), default=0)
+    if cpus > biggest:  # Ray would wait forever for a node that large
+        raise ValueError(f"--ray-cpus-per-run {cpus}: no Ray node has {cpus} CPUs (the largest has {biggest})")
     slots = int(total.get("CPU", 0)) // cpus
     return {"num_cpus": cpus}, cpus, f"{cpus} CPU(s) per run, {int(total.get('CPU', 0))} CPUs on {len(nodes)} " \
                                      f"node(s): {slots} run(s) at once"
@@ -316,7 +319,10 @@ def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], 
         problem = check_shared_folder(ray, results)
         if problem:
             return _error(problem)
-        resources, threads, described = _resources(ray, args)
+        try:
+            resources, threads, described = _resources(ray, args)
+        except ValueError as e:
+            return _error(str(e))
         print(f"ray: {described}", flush=True)
         _run_all(ray, todo, results, resources, threads, args.ray_retries, force, sweep)
     except KeyboardInterrupt:
