@@ -110,9 +110,10 @@ class Cluster:
         for proc in procs:  # SIGTERM: `ray start --block` stops what it started
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 10
         for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 pass
         time.sleep(1)

@@ -198,7 +198,7 @@ def check_shared_folder(ray, results: Path, timeout: float = 120.0) -> str | Non
     token = secrets.token_hex(8)
     mine = results / f"{MARKER}-{token}"
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    written = [mine]
+    written = [mine] + [results / f"{MARKER}-{token}-{n['NodeID']}" for n in nodes]  # removed in any case
     try:
         mine.write_text(token)
         probe = ray.remote(_marker_task)
@@ -213,7 +213,6 @@ def check_shared_folder(ray, results: Path, timeout: float = 120.0) -> str | Non
             except Exception as e:  # e.g. the project itself cannot be imported there
                 problem = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}"
             back = results / f"{MARKER}-{token}-{node['NodeID']}"
-            written.append(back)
             if problem is None and not (back.is_file() and back.read_text() == token):
                 problem = f"the marker it wrote in {results} does not appear here"
             if problem:
