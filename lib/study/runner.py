@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
+from lib.study.fanout import add_options as add_ray_options, ray_sweep
 from lib.study.profiles import FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
 
 KERNEL = "emotion-study"
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
                         "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
+    add_ray_options(p)  # --ray, --ray-workers, --ray-cpus-per-run, --ray-retries (lib/study/fanout.py)
     return p
 
 
@@ -333,7 +335,13 @@ def main(argv=None) -> int:
           flush=True)
     if overrides:
         print("parameters set: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()), flush=True)
-    report = Report()
+    # --ray (lib/study/fanout.py): train every run on Ray first, so the notebooks only read; None without --ray.
+    sweep = ray_sweep(args, args.profile, dataset, encoder, seeds, results_path, selected, overrides, columns)
+    if sweep is not None:
+        if sweep.exit_code is not None:
+            return sweep.exit_code
+        todo = [job for job in todo if job not in sweep.blocked]  # a failed run: its notebooks are not executed
+    report = Report(failed=list(sweep.failed) if sweep else [])
     t0 = time.perf_counter()
     out_dir = results_path / "notebooks"
     for i, (nb, seed) in enumerate(todo, 1):
@@ -343,7 +351,7 @@ def main(argv=None) -> int:
         params = notebook_parameters(args.profile, nb, dataset, encoder, seed, project_relative(str(results_path)),
                                      columns)
         params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
-        if args.force and nb in TRAINING_NOTEBOOKS:
+        if args.force and nb in TRAINING_NOTEBOOKS and sweep is None:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
         status = execute(nb, seed, params, out_dir, args.force, report)
         print(f"[{i}/{len(todo)}] {label}: {status} in {_fmt(time.perf_counter() - t)} "

@@ -1,0 +1,315 @@
+"""run_all.sh --ray: the runs as Ray tasks on a local Ray and on a two-node cluster on this machine.
+
+Tiny smoke runs (one CE run is ~10-30 s on two cores). The cluster (a head and a worker node,
+one CPU each, started with ``ray start --block``) is shared by the tests of this module and
+stopped by process id at the end: only what these tests started is ever killed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lib.paths import PROJECT_ROOT
+from lib.study.reproduce import compare_runs
+
+RAY = str(Path(sys.executable).with_name("ray"))
+# A test cluster without token authentication, nothing sent anywhere, nothing read from ~/.ray.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
+SMALL = ["--profile", "smoke", "--set", "MAX_TRAIN_SAMPLES=32", "--set", "MAX_EVAL_SAMPLES=32"]
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    path = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**env, **RAY_ENV, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def _runner(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lib.runner", *args], capture_output=True, text=True, env=_env(),
+                          timeout=timeout, cwd=PROJECT_ROOT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _session_pids(sid: int) -> list[int]:
+    """Processes of the session a ``ray start --block`` we launched leads (its raylet, workers, ...)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after the command: state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+class NodeExited(AssertionError):
+    pass
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp, self.port, self.nodes, self.ids = tmp, _free_port(), [], []
+        self.address = f"127.0.0.1:{self.port}"
+
+    def start_node(self, *extra, wrap=(), attempts=3) -> list[str]:
+        """Start the head (first call) or a worker node; the alive node ids once it has joined.
+
+        On a loaded machine a raylet can give up waiting for its agents to start (15 s): the node
+        is then started again (the agents' imports are warm by then).
+        """
+        for attempt in range(attempts):
+            log = open(self.tmp / f"node{len(self.nodes)}-{attempt}.log", "w")
+            where = ["--head", f"--port={self.port}", "--include-dashboard=false"] if not self.ids else \
+                [f"--address={self.address}"]
+            cmd = [*wrap, RAY, "start", *where, "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                   "--object-store-memory=100000000", "--disable-usage-stats", "--block", *extra]
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+            self.nodes.append(proc)
+            try:
+                return self.wait_for(len(self.ids) + 1)
+            except NodeExited:
+                self._stop([proc])
+                self.nodes.remove(proc)
+        raise AssertionError(f"a ray node did not start in {attempts} attempts: see {self.tmp}")
+
+    def wait_for(self, n: int, timeout: float = 240.0) -> list[str]:
+        """Node ids once ``n`` nodes are alive (asked through a short-lived driver in a subprocess)."""
+        probe = ("import json, ray; ray.init(address=%r, log_to_driver=False, configure_logging=False); "
+                 "print(json.dumps([x['NodeID'] for x in ray.nodes() if x['Alive']]))" % self.address)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(p.poll() is not None for p in self.nodes):
+                raise NodeExited(f"a ray node exited: see {self.tmp}")
+            r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), timeout=120)
+            if r.returncode == 0:
+                ids = json.loads(r.stdout.strip().splitlines()[-1])
+                if len(ids) >= n:
+                    self.ids = ids
+                    return ids
+            time.sleep(2)
+        raise AssertionError(f"{n} ray nodes did not come up in {timeout} s: see {self.tmp}")
+
+    @staticmethod
+    def _stop(procs) -> None:
+        for proc in procs:  # SIGTERM: `ray start --block` stops what it started
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        time.sleep(1)
+        for proc in procs:  # what is left of those sessions (workers in their own process groups)
+            for pid in _session_pids(proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop(self.nodes)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("ray-cluster"))
+    try:
+        c.start_node()
+        c.workers = c.start_node()  # the two nodes' ids
+        yield c
+    finally:
+        c.stop()
+
+
+def _folders(results: Path) -> dict[str, Path]:
+    return {str(p.relative_to(results)): p for p in sorted((results / "runs").glob("*/*"))}
+
+
+# ---- a local Ray started by the command ----
+
+def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
+    """Same metrics, predictions and embeddings bit for bit (same CPU, same torch threads), same summary."""
+    import torch
+
+    common = [*SMALL, "--seeds", "0,1", "--notebooks", "01_baseline_ce,06_summary", "--set", "BASELINES=[]"]
+    seq = _runner(*common, "--results", str(tmp_path / "seq"))
+    assert seq.returncode == 0, seq.stdout[-3000:] + seq.stderr[-3000:]
+    threads = str(torch.get_num_threads())  # what the notebook kernel's torch uses in the sequential study
+    on_ray = _runner(*common, "--results", str(tmp_path / "ray"), "--ray", "--ray-workers", "1",
+                     "--ray-cpus-per-run", threads)
+    assert on_ray.returncode == 0, on_ray.stdout[-3000:] + on_ray.stderr[-3000:]
+    out = on_ray.stdout
+    assert "ray: 2 run(s) needed by the notebooks, 0 finished earlier, 2 to train" in out
+    assert "ray [2/2]" in out and "done 2, running 0, failed 0, left 0" in out
+    # the notebooks trained nothing: they found both runs finished
+    for seed in (0, 1):
+        executed = (tmp_path / "ray" / "notebooks" / f"01_baseline_ce-seed{seed}.ipynb").read_text()
+        assert "reused a finished run" in executed
+    seq_runs, ray_runs = _folders(tmp_path / "seq"), _folders(tmp_path / "ray")
+    assert list(seq_runs) == list(ray_runs) == ["runs/ce1.0/seed0", "runs/ce1.0/seed1"]
+    for name in seq_runs:
+        assert compare_runs(seq_runs[name], ray_runs[name]) == [], name
+        assert json.loads((ray_runs[name] / "config.json").read_text())["num_threads"] == int(threads)
+    drop = ["run", "run_path", "runs", "path"]
+    a, b = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("seq", "ray"))
+    assert not a.empty
+    pd.testing.assert_frame_equal(a.drop(columns=[c for c in drop if c in a]),
+                                  b.drop(columns=[c for c in drop if c in b]))
+
+
+def test_ray_options_without_ray_are_refused(tmp_path):
+    r = _runner(*SMALL, "--ray-workers", "2", "--notebooks", "01_baseline_ce", "--results", str(tmp_path / "r"),
+                timeout=300)
+    assert r.returncode == 2 and "--ray-workers only apply with --ray" in r.stderr
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+# ---- a two-node cluster on this machine ----
+
+def test_a_sweep_through_the_address_runs_on_both_nodes(cluster, tmp_path):
+    results = tmp_path / "r"
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "02_triplet", "--results", str(results),
+                "--ray", cluster.address, "--ray-cpus-per-run", "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ray: 1 CPU(s) per run, 2 CPUs on 2 node(s): 2 run(s) at once" in r.stdout
+    per_node = next(line for line in r.stdout.splitlines() if "runs per node:" in line)
+    assert sorted(n[:8] for n in cluster.workers) == sorted(part.split(":")[0].strip()
+                                                        for part in per_node.split("runs per node:")[1].split(","))
+    assert set(_folders(results)) == {"runs/triplet1.0/seed0", "runs/ce1.0_triplet1.0/seed0"}
+    assert (results / "notebooks" / "02_triplet-seed0.ipynb").exists()
+    assert not list(results.glob(".ray-shared-check*")), "the shared-folder markers are removed"
+
+
+def test_more_cpus_per_run_than_any_node_has_is_refused(cluster, tmp_path):
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "02_triplet", "--results", str(tmp_path / "r"),
+                "--ray", cluster.address, "--ray-cpus-per-run", "2", timeout=300)
+    assert r.returncode == 2 and "error: --ray-cpus-per-run 2: no Ray node has 2 CPUs (the largest has 1)" in r.stderr
+    assert not (tmp_path / "r" / "runs").exists()
+
+
+def _ray_task_pids(cluster: Cluster, name: str) -> list[int]:
+    """Worker processes of our cluster running a task whose name starts with ``name``."""
+    pids = []
+    for proc in cluster.nodes:
+        for pid in _session_pids(proc.pid):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if title.startswith(f"ray::{name}"):
+                pids.append(pid)
+    return pids
+
+
+def test_a_killed_worker_is_retried_and_never_leaves_a_complete_looking_run(cluster, tmp_path):
+    results = tmp_path / "r"
+    run = results / "runs" / "ce1.0" / "seed0"
+    cmd = [sys.executable, "-m", "lib.runner", *SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set",
+           "BASELINES=[]", "--set", "EPOCHS=3", "--results", str(results), "--ray", cluster.address,
+           "--ray-cpus-per-run", "1", "--ray-retries", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                            cwd=PROJECT_ROOT)
+    try:
+        deadline = time.time() + 300
+        while not (run.with_name("seed0.partial") / "STATUS.json").exists():  # training has begun
+            assert proc.poll() is None and time.time() < deadline, "the run never started"
+            time.sleep(0.1)
+        pids = _ray_task_pids(cluster, "train 01_baseline_ce seed 0")
+        assert len(pids) == 1
+        os.kill(pids[0], signal.SIGKILL)
+        assert not run.exists(), "a killed run must not look complete"
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    assert "ray [1/1] 01_baseline_ce seed 0: ce=1.0 seed 0: done" in out
+    assert (run / "metrics.json").exists() and (run / "predictions.csv").exists()
+    assert not run.with_name("seed0.partial").exists()
+
+
+def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(cluster, tmp_path):
+    results = tmp_path / "r"
+    ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
+    args = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", 'BASELINES=["tfidf-lr"]', "--set",
+            "EPOCHS=3", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "lib.runner", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=PROJECT_ROOT)
+    try:
+        deadline = time.time() + 300
+        while not ((ce.with_name("seed0.partial") / "STATUS.json").exists() and (tfidf / "metrics.json").exists()):
+            assert proc.poll() is None and time.time() < deadline, "the runs never started"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:] + err[-3000:]
+    assert "interrupted" in err and not ce.exists()  # the CE run never looks complete
+    assert not (results / "notebooks" / "01_baseline_ce-seed0.ipynb").exists()
+    deadline = time.time() + 60  # the cancelled task's worker is killed
+    while _ray_task_pids(cluster, "train 01_baseline_ce seed 0") and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _ray_task_pids(cluster, "train 01_baseline_ce seed 0")
+
+    again = _runner(*args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "ray: 2 run(s) needed by the notebooks, 1 finished earlier, 1 to train" in again.stdout
+    assert (ce / "metrics.json").exists() and not ce.with_name("seed0.partial").exists()
+
+
+def test_a_run_that_raises_is_reported_and_the_others_go_on(cluster, tmp_path):
+    """HEAD_LR=1e38 overflows the optimizer step: the CE run raises (FAILED.json), TF-IDF (no heads) trains."""
+    results = tmp_path / "r"
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", "HEAD_LR=1e38", "--set",
+                'BASELINES=["tfidf-lr"]', "--results", str(results), "--ray", cluster.address,
+                "--ray-cpus-per-run", "1")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
+    failed_json = results / "runs" / "ce1.0" / "seed0.partial" / "FAILED.json"
+    assert "ray: FAILED 01_baseline_ce seed 0: ce=1.0 seed 0" in r.stderr
+    assert '"head_lr": 1e+38' in r.stderr and "error RuntimeError: " in r.stderr  # its configuration, its error
+    assert f"see {failed_json}" in r.stderr and "RuntimeError" in failed_json.read_text()
+    assert "done 1, running 0, failed 1, left 0" in r.stdout  # the other run went on
+    assert set(_folders(results)) == {"runs/ce1.0/seed0.partial", "runs/tfidf-lr/seed0"}
+    assert not (results / "notebooks" / "01_baseline_ce-seed0.ipynb").exists()  # its notebook was not executed
+    assert "FAILED 01_baseline_ce-seed0 at Ray run runs/ce1.0/seed0" in r.stdout
+
+
+def test_a_results_folder_a_node_cannot_see_is_refused(cluster, tmp_path):
+    """A third node in its own mount namespace, with an empty tmpfs over the results' parent folder."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or \
+            subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare --mount (root) to give one node another view of the filesystem")
+    hidden = tmp_path / "shared"
+    hidden.mkdir()
+    results = hidden / "results"
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs tmpfs "{hidden}" && exec "$0" "$@"']
+    two = list(cluster.ids)
+    stranger = next(i for i in cluster.start_node(wrap=wrap) if i not in two)
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", "BASELINES=[]", "--results",
+                str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1")
+    assert r.returncode == 2, r.stdout[-3000:] + r.stderr[-3000:]
+    error = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "must be on a filesystem every Ray node sees" in error[0]
+    assert stranger[:8] in error[0] and "nothing was trained" in error[0]
+    assert not (results / "runs").exists() and not list(results.glob(".ray-shared-check*"))

@@ -1,0 +1,101 @@
+"""One list of runs per notebook: what a notebook trains is exactly what run_all.sh --ray fans out.
+
+The notebooks' own code cells are executed here (parameters cell, the values run_all.sh injects,
+then every cell that builds or trains runs) with ``run_or_load`` replaced by a recorder, so the
+test compares the notebook's real training calls with ``lib.study.fanout.planned_runs``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from lib.paths import PROJECT_ROOT
+from lib.study.experiments import run_folder
+from lib.study.fanout import planned_runs
+from lib.study.plan import notebook_configs, notebook_defaults, notebook_runs
+from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
+
+
+def _code_cells(nb: str) -> list[str]:
+    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{nb}.ipynb").read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def _trained_by_notebook(nb: str, injected: dict) -> list[tuple[Path, dict]]:
+    """Execute the notebook's cells with a recording run_or_load; (run folder, config) per call."""
+    calls = []
+
+    def record(cfg, results, force=False, quiet=True, group=None):
+        calls.append((run_folder(Path(results), cfg, group), cfg.validate().to_dict()))
+        return {"test_macro_f1": 0.5, "reused": True}
+
+    def table(metrics):
+        return pd.DataFrame({"method": list(metrics), "rule": ["head *"] * len(metrics),
+                             "valid_macro_f1": 0.5, "test_macro_f1": 0.5})
+
+    cells = _code_cells(nb)
+    ns: dict = {}
+    exec(cells[0], ns)  # the parameters cell
+    ns.update(injected)  # what papermill injects after it
+    for source in cells[1:]:
+        if "plots." in source or source.startswith("# Checks"):
+            continue  # figures and nbval's checks train nothing
+        exec(source, ns)
+        ns.update(run_or_load=record, run_table=table, display=lambda *a, **k: None)
+    return calls
+
+
+@pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
+@pytest.mark.parametrize("profile,seed,overrides", [
+    ("smoke", 1, {}),
+    ("default", 0, {"EPOCHS": 3, "GRID": [[0.5, 0.25, 0.25]]}),
+    ("paper", 2, {"LOSSES": ["ce+supcon"], "BASELINES": ["tfidf-lr"]}),
+])
+def test_the_fan_out_plans_exactly_what_the_notebook_trains(nb, profile, seed, overrides, tmp_path):
+    results = tmp_path / "results"
+    defaults = notebook_defaults(nb)
+    overrides = {k: v for k, v in overrides.items() if k in defaults}
+    injected = {**notebook_parameters(profile, nb, "ed6", "minilm", seed, str(results)), **overrides}
+    trained = _trained_by_notebook(nb, injected)
+    planned = planned_runs(profile, "ed6", "minilm", [seed], results, [nb], overrides)
+    assert trained, f"{nb} trained nothing"
+    assert [(r.folder, r.config.validate().to_dict()) for r in planned] == trained
+    assert all(r.needed_by == [(nb, seed)] for r in planned)
+
+
+def test_runs_shared_by_seeds_are_planned_once_and_needed_by_each():
+    """The baselines run once (as seed 0) for every seed of notebook 01: one task, three readers."""
+    runs = planned_runs("smoke", "ed6", "minilm", [0, 1, 2], Path("/r"), ["01_baseline_ce", "02_triplet"], {})
+    folders = [r.folder for r in runs]
+    assert len(folders) == len(set(folders)) == 3 + 2 + 2 * 3  # ce x 3 seeds, 2 baselines, 2 triplet losses x 3
+    tfidf = next(r for r in runs if r.config.method == "tfidf-lr")
+    assert tfidf.config.seed == 0 and tfidf.needed_by == [("01_baseline_ce", 0), ("01_baseline_ce", 1),
+                                                           ("01_baseline_ce", 2)]
+
+
+def test_grid_runs_are_their_own_group_and_the_notebook_groups_split_them():
+    params = {**notebook_defaults("04_combined"), "GRID": [[0.15, 0.4, 0.45], [0.6, 0.2, 0.2]], "GRID_EPOCHS": 7}
+    runs = notebook_runs("04_combined", params)
+    assert [r.group for r in runs] == [None] * len(params["LOSSES"]) + ["grid", "grid"]
+    grid = notebook_configs("04_combined", params, group="grid")
+    assert [c.loss for c in grid] == ["ce=0.15+triplet=0.4+arcface=0.45", "ce=0.6+triplet=0.2+arcface=0.2"]
+    assert all(c.freeze_encoder and c.epochs == 7 for c in grid)
+    # notebook_configs reads a notebook's globals(): lowercase names and modules are ignored
+    assert notebook_configs("04_combined", {**params, "np": SimpleNamespace(), "x": 1}) == \
+        [r.config for r in runs if r.group is None]
+
+
+def test_a_notebook_that_trains_nothing_is_refused():
+    with pytest.raises(ValueError, match="trains no runs"):
+        notebook_runs("06_summary", {**notebook_defaults("01_baseline_ce")})
+
+
+@pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
+def test_notebooks_build_no_config_of_their_own(nb):
+    code = "\n".join(_code_cells(nb)[1:])
+    assert f'notebook_configs("{nb}", globals()' in code
+    assert "ExperimentConfig(" not in code and "dataclasses.replace" not in code
