@@ -250,7 +250,7 @@ def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(clu
     results = tmp_path / "r"
     ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
     args = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", 'BASELINES=["tfidf-lr"]', "--set",
-            "EPOCHS=3", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
+            "EPOCHS=40", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "lib.runner", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env(), cwd=PROJECT_ROOT)
     try:

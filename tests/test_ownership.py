@@ -241,3 +241,14 @@ def test_feature_cache_replaces_only_its_own_unusable_file_and_never_a_link(tmp_
     assert torch.equal(pooled(), expected) and Model.calls == 3
     assert cached.is_symlink() and mine.read_bytes() == b"user data"
     assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name], "no temp file left"
+
+
+def test_a_folder_holding_only_notebook_00s_tables_is_a_results_folder(tmp_path):
+    """Notebooks run by hand: 00 writes data/<dataset>-class_counts.csv before 01 claims the folder."""
+    from lib.study.results_folder import is_results_folder
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for folder, header in ((ours, "class,train,valid,test"), (theirs, "name,score")):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "ed6-class_counts.csv").write_text(header + "\njoyful,1,2,3\n")
+    assert is_results_folder(ours) and not is_results_folder(theirs)

@@ -59,7 +59,8 @@ def test_summary_has_a_row_per_loss_with_every_seed(smoke):
     assert (primary[primary["method"].isin(LOSSES)]["seeds"] == len(SEEDS)).all()
     assert primary["method"].is_unique
     ce = primary.set_index("method").loc["ce=0.15+triplet=0.4+arcface=0.45"]
-    assert 0 <= ce["p_bootstrap"] <= 1 and ce["paired_seeds"] == len(SEEDS)
+    assert 0 <= ce["p_holm"] <= 1 and ce["paired_seeds"] == len(SEEDS) and ce["tl_seeds"] == len(SEEDS)
+    assert ce["rule"] == "centroid" and ce["tl_lo"] <= ce["tl_diff"] <= ce["tl_hi"]  # the seed study's rule
 
 
 def test_executed_notebooks_and_the_log_are_clean(smoke):

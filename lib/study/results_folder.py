@@ -43,6 +43,9 @@ def is_results_folder(folder: Path) -> bool:
         return True
     if any(_executed_notebook(p) for p in folder.glob("notebooks/*.ipynb")):
         return True
+    # notebook 00 run by hand writes its tables first: <dataset>-class_counts.csv with our header
+    if any(csv_header_has(p, ("class", "train", "valid", "test")) for p in folder.glob("data/*-class_counts.csv")):
+        return True
     for run in folder.glob("runs/**/seed*"):
         if is_run_folder(run) or (run.name.endswith(PARTIAL_SUFFIX) and is_partial_run(run)):
             return True
