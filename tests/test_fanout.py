@@ -251,8 +251,11 @@ def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(clu
     ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
     args = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", 'BASELINES=["tfidf-lr"]', "--set",
             "EPOCHS=40", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
+    # A child inherits an ignored SIGINT (some earlier in-process code may have set SIG_IGN), and
+    # Python then never raises KeyboardInterrupt: give the runner the terminal's default.
     proc = subprocess.Popen([sys.executable, "-m", "lib.runner", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=PROJECT_ROOT)
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=PROJECT_ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
         while not ((ce.with_name("seed0.partial") / "STATUS.json").exists() and (tfidf / "metrics.json").exists()):
