@@ -40,6 +40,7 @@ def test_run_folder_is_complete(combined_run):
     assert 0 <= metrics["test"]["head"]["ece"] <= 1
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
+    assert env["device"] == {"type": "cpu"}
     preds = pd.read_csv(out / "predictions.csv")
     assert len(preds) == 48 and preds["id"].is_monotonic_increasing
     emb = np.load(out / "test_embeddings.npy", allow_pickle=False)
@@ -107,3 +108,16 @@ def test_collect_runs_reads_complete_runs_only(combined_run, tmp_path):
     assert set(table["method"]) == {"ce=0.15+triplet=0.4+arcface=0.45"}
     primary = table[(table["split"] == "test") & table["primary"]]
     assert len(primary) == 1 and primary["macro_f1"].iloc[0] == pytest.approx(metrics["test_macro_f1"])
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused_with_the_parameter_named(monkeypatch):
+    from lib.training.config import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    with pytest.raises(ConfigError, match="Tesla T4.*BF16 = False"):
+        train.pick_device("auto", bf16=True)
+    assert train.pick_device("auto", bf16=False).type == "cuda"  # fp32 on that GPU is fine
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train.pick_device("auto", bf16=True).type == "cuda"

@@ -29,7 +29,7 @@ class PlannedRun:
 def _base(p: Mapping) -> ExperimentConfig:
     return ExperimentConfig(dataset=p["DATASET"], encoder=p["ENCODER"], seed=p["SEED"], epochs=p["EPOCHS"],
                             batch_size=p["BATCH_SIZE"], max_length=p["MAX_LENGTH"], encoder_lr=p["ENCODER_LR"],
-                            head_lr=p["HEAD_LR"], freeze_encoder=p["FREEZE_ENCODER"], patience=p["PATIENCE"],
+                            head_lr=p["HEAD_LR"], freeze_encoder=p["FREEZE_ENCODER"], bf16=p["BF16"], patience=p["PATIENCE"],
                             max_train_samples=p["MAX_TRAIN_SAMPLES"], max_eval_samples=p["MAX_EVAL_SAMPLES"],
                             text_column=p["TEXT_COLUMN"], label_column=p["LABEL_COLUMN"])
 

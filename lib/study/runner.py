@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
                     "figures and the summary go to the results folder.")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 5 seeds (laptop CPU); "
+                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 3 seeds of 2 epochs (laptop CPU, under an hour); "
                         "paper: the confirmatory study of PROTOCOL.md, ko6 + me5-small, 10 seeds, up to 15 "
                         "epochs with early stopping (GPU recommended, resumable on CPU)")
     p.add_argument("--dataset", help="data set name or CSV path (default: the profile's)")
@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-with", metavar="DIR",
                    help="published study to compare the summary with at the end (default: "
                         "results/<dataset>-<encoder>[-frozen] where it has a summary.csv)")
-    p.add_argument("--notebooks", default=",".join(NOTEBOOKS),
-                   help="comma-separated notebook names to run (default: all)")
+    p.add_argument("--notebooks",
+                   help="comma-separated notebook names to run (default: the profile's; all but paper's, which "
+                        "skips 02 and 03: PROTOCOL.md compares CE and combined on ko6)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train only the heads on cached encoder outputs (every loss in minutes): sets "
                         f"{', '.join(f'{k}={v}' for k, v in FROZEN_TRAINING.items())} in the training notebooks "
@@ -289,7 +290,7 @@ def main(argv=None) -> int:
     dataset = absolute_if_path(args.dataset or prof["dataset"])
     encoder = absolute_if_path(args.encoder or prof["encoder"])
     seeds = args.seeds or prof["seeds"]
-    selected = [n.strip() for n in args.notebooks.split(",") if n.strip()]
+    selected = [n.strip() for n in (args.notebooks or ",".join(prof.get("notebooks", NOTEBOOKS))).split(",") if n.strip()]
     unknown = [n for n in selected if n not in NOTEBOOKS]
     if unknown:
         print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)

@@ -94,7 +94,8 @@ def git_state() -> dict:
     return {"commit": commit or None, "dirty": bool(changes) if commit else None}
 
 
-def environment_info() -> dict:
+def environment_info(device=None) -> dict:
+    """Versions, git state, CPU and (``device``: a torch.device) the device the run trained on."""
     versions = {}
     for p in PACKAGES:
         try:
@@ -102,7 +103,17 @@ def environment_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "git": git_state(), "cpu": cpu_info()}
+            "git": git_state(), "cpu": cpu_info(), **({"device": device_info(device)} if device is not None else {})}
+
+
+def device_info(device) -> dict:
+    """Where the run trained: {"type": "cpu"} or {"type": "cuda", "name": "NVIDIA H200"}."""
+    info = {"type": device.type}
+    if device.type == "cuda":
+        import torch
+
+        info["name"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def cpu_info() -> dict:

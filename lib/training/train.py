@@ -16,7 +16,7 @@ from lib.training.progress import progress  # a bar on a terminal, a line per te
 from lib.model import encoders
 from lib.training.baselines import run_baseline
 from lib.training.batching import TokenizedSplit, balanced_batches, collate, length_grouped_batches, sequential_batches, tokenize
-from lib.training.config import ExperimentConfig
+from lib.training.config import ConfigError, ExperimentConfig
 from lib.data.datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsample
 from lib.evaluation.evaluate import (RULES, class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                        knn_predict, retrieval_metrics, silhouette_cosine)
@@ -33,10 +33,13 @@ class NonFiniteLossError(FloatingPointError):
     """A loss part became NaN or infinite during training."""
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def pick_device(name: str, bf16: bool = False) -> torch.device:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # Pre-Ampere GPUs (V100, T4) have no bfloat16: say so rather than fail inside autocast.
+        raise ConfigError(f"bf16 autocast needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
+                          "has none: set BF16 = False (notebooks) or drop --bf16 (lib.run)")
+    return device
 
 
 def default_encoder(cfg: ExperimentConfig) -> str:
@@ -173,7 +176,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) 
         else:
             metrics, test_emb, predictions = run_baseline(cfg, prepared)
             metrics.update(encoder=prepared.encoder_name, data=_data_info(prepared))
-            _write_run(run, cfg, prepared, metrics, test_emb, predictions, history=None)
+            _write_run(run, cfg, prepared, metrics, test_emb, predictions, history=None, device=torch.device("cpu"))
     except BaseException as e:
         run.fail(e)
         raise
@@ -187,7 +190,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked tokenizer threads fight with torch's
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, cfg.bf16)
     gen = seed_everything(cfg.seed)  # after loading, so head weights depend on the seed alone
     weights = cfg.loss_weights()
     bundle, tokens, encoder, encoder_name = prep.bundle, prep.tokens, prep.encoder, prep.encoder_name
@@ -283,7 +286,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
         "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the a-priori rule",
         "encoder": encoder_name, "device": str(device), "timings": timings, "data": _data_info(prep),
     })
-    _write_run(run, cfg, prep, metrics, test_emb, predictions, history)
+    _write_run(run, cfg, prep, metrics, test_emb, predictions, history, device)
     return metrics
 
 
@@ -293,11 +296,12 @@ def _data_info(prep: Prepared) -> dict:
             "truncated": {s: t.truncated for s, t in prep.tokens.items()}}
 
 
-def _write_run(run: RunDir, cfg: ExperimentConfig, prep: Prepared, metrics: dict, test_emb, predictions, history):
+def _write_run(run: RunDir, cfg: ExperimentConfig, prep: Prepared, metrics: dict, test_emb, predictions, history,
+               device: torch.device):
     config = cfg.to_dict()
     config["encoder"] = prep.encoder_name
     write_json(run.path("config.json"), config)
-    write_json(run.path("environment.json"), environment_info())
+    write_json(run.path("environment.json"), environment_info(device))
     if history is not None:
         write_csv(run.path("history.csv"), pd.DataFrame(history))
     order = np.argsort(predictions["id"].to_numpy(), kind="stable")  # rows sorted by id, embeddings alike
