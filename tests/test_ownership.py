@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -129,6 +130,12 @@ def test_runner_refuses_a_results_folder_that_is_not_ours(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: refusing to replace {thesis}" in err and "--results a new or empty folder" in err
     assert snapshot(tmp_path) == before
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    before = snapshot(tmp_path)
+    assert runner_main(["--profile", "smoke", "--results", str(a_file)]) == 2  # a bad argument, not a crash
+    assert f"error: --results {a_file} is a file, not a folder; nothing was changed" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
     study = tmp_path / "study"
     fake_run(study / "runs" / "ce1.0" / "seed0")
     (tmp_path / "started").mkdir()
@@ -241,6 +248,13 @@ def test_feature_cache_replaces_only_its_own_unusable_file_and_never_a_link(tmp_
     assert torch.equal(pooled(), expected) and Model.calls == 3
     assert cached.is_symlink() and mine.read_bytes() == b"user data"
     assert sorted(p.name for p in cached.parent.iterdir()) == [cached.name], "no temp file left"
+    # temp files of killed writes: an old one is swept by the next write, a fresh one (a live write) is not
+    old, fresh = cached.parent / ".features.old.part", cached.parent / ".features.live.part"
+    old.write_bytes(b"half"), fresh.write_bytes(b"half")
+    os.utime(old, (time.time() - 2 * features.STALE_PART_SECONDS,) * 2)
+    cached.unlink()
+    assert torch.equal(pooled(), expected) and Model.calls == 4
+    assert sorted(p.name for p in cached.parent.iterdir()) == sorted([fresh.name, cached.name])
 
 
 def test_a_folder_holding_only_notebook_00s_tables_is_a_results_folder(tmp_path):

@@ -303,6 +303,12 @@ def test_compare_to_baseline_two_level_columns(tmp_path):
     assert tfidf["tl_design"] == "fixed vs baseline seeds" and tfidf["tl_seeds"] == 3
     assert tfidf["tl_diff"] == pytest.approx(f1([0, 1, 2, 0, 1, 2]) - ce_mean)
     assert tfidf["seeds"] == 1  # the old columns still compare with the shared seed 0 only
+    # tl_se is the SD of the very replicates behind the interval (the summary's MDE reads it)
+    again = two_level_bootstrap([[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], [0, 1, 2, 0, 0, 2]],
+                                [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]], y, n_boot=500)
+    assert new["tl_se"] == again["se"] > 0 and (new["tl_lo"], new["tl_hi"]) == (again["lo"], again["hi"])
+    fast = compare_to_baseline(runs, "ce", n_boot_two_level=500, delta=0.017, sentence_bootstrap=False)
+    assert "boot_lo" not in fast.columns and fast.set_index("method").loc["new", "tl_se"] == new["tl_se"]
 
 
 def test_holm_matches_the_step_down_definition_and_keeps_nan():

@@ -556,11 +556,13 @@ DETERMINISTIC_METHODS = ("tfidf-lr", "encoder-lr")
 
 def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, random_state: int = 0, *,
                         n_boot_two_level: int | None = None, delta: float | None = None,
-                        deterministic: Iterable[str] = DETERMINISTIC_METHODS) -> pd.DataFrame:
+                        deterministic: Iterable[str] = DETERMINISTIC_METHODS,
+                        sentence_bootstrap: bool = True) -> pd.DataFrame:
     """Each method against ``baseline``: paired over seeds and paired bootstrap on predictions.
 
     Columns (unchanged): method, baseline, seeds, diff, diff_lo, diff_hi, p_ttest (t over the seeds
-    both ran, test set fixed), boot_lo, boot_hi, p_bootstrap (sentences resampled, seeds fixed).
+    both ran, test set fixed), boot_lo, boot_hi, p_bootstrap (sentences resampled, seeds fixed; a
+    slow loop, left out with ``sentence_bootstrap=False``).
 
     With ``n_boot_two_level`` (e.g. 10_000) also the two-level bootstrap of macro-F1, columns
       tl_design    'paired seeds' (seeds both ran), 'fixed vs baseline seeds' (a method in
@@ -568,7 +570,8 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
                    'too few seeds' (fewer than 2; the tl_ columns are NaN)
       tl_seeds     seeds resampled; tl_diff (point estimate; for a deterministic method
                    metric(fixed) - baseline mean over its seeds, not its seed 0), tl_lo, tl_hi
-                   (95%), tl_p, tl_p_is_bound (p < tl_p when True), tl_n_boot
+                   (95%), tl_se (SD of the replicates), tl_p, tl_p_is_bound (p < tl_p when True),
+                   tl_n_boot
     and with ``delta`` (a claimed gain) the ``margin_test`` of those replicates at 90%:
       tl_lo90, tl_hi90, p_below_claim, p_gain (+ _is_bound flags), verdict, includes_delta.
     """
@@ -586,7 +589,8 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
         if not seeds:
             continue
         row = {"method": method, "baseline": baseline, **paired_seed_test(runs, method, baseline)}
-        row.update(paired_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], y, n_boot, random_state))
+        if sentence_bootstrap:
+            row.update(paired_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], y, n_boot, random_state))
         if n_boot_two_level:
             row.update(_two_level_columns(mine, base, seeds, y, method in fixed_methods, n_boot_two_level,
                                           random_state, delta))
@@ -597,7 +601,8 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
 def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_boot: int, random_state,
                        delta: float | None) -> dict:
     nan = float("nan")
-    out = {"tl_design": "too few seeds", "tl_seeds": 0, "tl_diff": nan, "tl_lo": nan, "tl_hi": nan, "tl_p": nan,
+    out = {"tl_design": "too few seeds", "tl_seeds": 0, "tl_diff": nan, "tl_lo": nan, "tl_hi": nan, "tl_se": nan,
+           "tl_p": nan,
            "tl_p_is_bound": False, "tl_n_boot": n_boot}
     if delta is not None:
         out.update({"tl_lo90": nan, "tl_hi90": nan, "p_below_claim": nan, "p_below_claim_is_bound": False,
@@ -613,7 +618,7 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
     else:
         return out
     out.update({"tl_seeds": res["seeds"], "tl_diff": res["diff"], "tl_lo": res["lo"], "tl_hi": res["hi"],
-                "tl_p": res["p"], "tl_p_is_bound": res["p_is_bound"]})
+                "tl_se": res["se"], "tl_p": res["p"], "tl_p_is_bound": res["p_is_bound"]})
     if delta is not None:
         m = margin_test(res["replicates"], delta, diff=res["diff"])
         out.update({"tl_lo90": m["lo"], "tl_hi90": m["hi"], **{k: m[k] for k in (

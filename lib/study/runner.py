@@ -318,6 +318,10 @@ def main(argv=None) -> int:
     results_path = resolve_results_dir(results)
     publishing = is_published(results_path)
     before = finished_runs(results_path)
+    if os.path.lexists(results_path) and not results_path.is_dir():
+        print(f"error: --results {results_path} is a file, not a folder; nothing was changed. Give --results a new "
+              "or empty folder, or one this program wrote.", file=sys.stderr)
+        return 2
     results_path.mkdir(parents=True, exist_ok=True)
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)

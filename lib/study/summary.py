@@ -9,8 +9,10 @@ import pandas as pd
 
 from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
                           sort_methods)
-from lib.training.results import collect_runs, write_csv, write_text
-from lib.evaluation.stats import compare_to_baseline, format_p, holm, mde_two_level, summarize
+from scipy import stats as st
+
+from lib.training.results import collect_runs, git, write_csv, write_text
+from lib.evaluation.stats import compare_to_baseline, format_p, holm, summarize
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
 SEED_STUDY = pd.DataFrame([
@@ -109,16 +111,9 @@ def provenance(runs: pd.DataFrame) -> dict:
 def same_training_code(commits: list[str]) -> bool:
     """Whether the commits hold the same lib/ (the code that trains and evaluates); False where
     git cannot tell (not a checkout, or a commit it does not have)."""
-    import subprocess
-
-    from lib.paths import PROJECT_ROOT
     for other in commits[1:]:
-        try:
-            r = subprocess.run(["git", "diff", "--quiet", commits[0], other, "--", "lib"], cwd=PROJECT_ROOT,
-                               capture_output=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
-            return False
-        if r.returncode != 0:
+        r = git("diff", "--quiet", commits[0], other, "--", "lib", timeout=30)
+        if r is None or r.returncode != 0:
             return False
     return True
 
@@ -160,8 +155,8 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
         baseline = f"{baseline}|frozen"  # a study run entirely on a frozen encoder
     summary = summarize(runs)
     primary_key = PRIMARY_METHOD + ("|frozen" if baseline.endswith("|frozen") else "")
-    comparison = compare_to_baseline(runs, baseline, n_boot=min(n_boot, 1000), random_state=random_state,
-                                     n_boot_two_level=n_boot, delta=MARGIN)
+    comparison = compare_to_baseline(runs, baseline, random_state=random_state, n_boot_two_level=n_boot,
+                                     delta=MARGIN, sentence_bootstrap=False)
     table = summary.copy()
     if not comparison.empty:
         comparison = comparison.assign(p_holm=holm(comparison["tl_p"].to_numpy()))
@@ -169,7 +164,7 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
         margin_cols = ["tl_lo90", "tl_hi90", "p_below_claim", "p_gain", "verdict"]
         comparison.loc[comparison["method"] != primary_key, margin_cols] = np.nan
         cols = ["method", "seeds", "diff", "diff_lo", "diff_hi", "p_ttest", "tl_design", "tl_seeds", "tl_diff",
-                "tl_lo", "tl_hi", "tl_p", "tl_p_is_bound", "tl_n_boot", "p_holm", "mde", *margin_cols]
+                "tl_lo", "tl_hi", "tl_se", "tl_p", "tl_p_is_bound", "tl_n_boot", "p_holm", "mde", *margin_cols]
         comp = comparison[[c for c in cols if c in comparison.columns]].rename(
             columns={"seeds": "paired_seeds", "diff": "diff_vs_baseline"})
         comp = comp.assign(primary=True)
@@ -190,16 +185,10 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
 
 
 def _mde(r) -> float:
-    """Approximate minimum detectable effect of the two-level comparison (PROTOCOL.md): per-seed SD
-    from the t interval over seeds, sentence-level SE from the sentence-only bootstrap interval."""
-    n = r.get("seeds")
-    if pd.isna(n) or n < 2 or pd.isna(r.get("diff_hi")) or pd.isna(r.get("boot_hi")):
-        return float("nan")
-    n = int(n)
-    from scipy import stats as st
-    sd = (r["diff_hi"] - r["diff"]) / st.t.ppf(0.975, n - 1) * np.sqrt(n)
-    se_sentences = (r["boot_hi"] - r["boot_lo"]) / (2 * st.norm.ppf(0.975))
-    return mde_two_level(sd, se_sentences, n)
+    """Minimum detectable effect of the two-level comparison (80% power, two-sided 0.05): (z_0.975 +
+    z_0.8) times the SE of the two-level bootstrap replicates, the same replicates as its interval."""
+    se = r.get("tl_se", np.nan)
+    return float("nan") if pd.isna(se) else float((st.norm.ppf(0.975) + st.norm.ppf(0.8)) * se)
 
 
 def _p(value, n_boot, bound=False) -> str:

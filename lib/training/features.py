@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import time
 import tempfile
 from pathlib import Path
 
@@ -62,12 +64,28 @@ def _read_cached(path: Path, rows: int, width: int) -> torch.Tensor | None:
     return feats if feats is not None and tuple(feats.shape) == (rows, width) else None
 
 
+STALE_PART_SECONDS = 3600
+
+
+def sweep_stale_parts(folder: Path) -> None:
+    """Remove our temp files (``.features.*.part``, plain files) left by a killed write an hour ago or more."""
+    now = time.time()
+    for part in folder.glob(".features.*.part"):
+        try:
+            st = part.lstat()
+            if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass  # another process swept it first
+
+
 def pooled_features(model, encoder_name: str, tokens: TokenizedSplit, cfg, device: torch.device) -> torch.Tensor:
     """Cached by encoder and exact token ids, so a loss sweep encodes each split once.
 
     A cache file appears only whole (temp file, then rename): a run killed while writing leaves a
-    hidden ``.features.*.part`` that is never read. Only a file at our own key name that cannot be
-    used is replaced; a link or folder there is left alone and the features are not cached.
+    hidden ``.features.*.part`` that is never read, and is removed by the next write once it is an
+    hour old (a live write takes seconds). Only a file at our own key name that cannot be used is
+    replaced; a link or folder there is left alone and the features are not cached.
     """
     from safetensors.torch import save_file
 
@@ -81,6 +99,7 @@ def pooled_features(model, encoder_name: str, tokens: TokenizedSplit, cfg, devic
     if not owned(path, Path.is_file):
         return feats
     folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale_parts(folder)
     fd, tmp = tempfile.mkstemp(prefix=".features.", suffix=".part", dir=folder)
     os.close(fd)
     try:

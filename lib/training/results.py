@@ -80,17 +80,22 @@ def write_npy(path: Path, array: np.ndarray) -> None:
         raise
 
 
+def git(*args: str, timeout: float = 10) -> subprocess.CompletedProcess | None:
+    """``git args`` in the project root; None where git cannot run (not installed, timed out)."""
+    try:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_state() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    commit = git("rev-parse", "HEAD")
+    def out(*args):
+        r = git(*args)
+        return r.stdout.strip() if r is not None else ""
+    commit = out("rev-parse", "HEAD")
     # Results are what runs write, not code: a study's own new run folders must not mark the tree
     # dirty, while any other change (tracked or untracked) does.
-    changes = git("status", "--porcelain", "--", ".", ":(exclude)results") if commit else ""
+    changes = out("status", "--porcelain", "--", ".", ":(exclude)results") if commit else ""
     return {"commit": commit or None, "dirty": bool(changes) if commit else None}
 
 
