@@ -38,3 +38,29 @@ def test_compare_marks_inside_outside_and_missing(tmp_path):
     assert [m["method"] for m in doc["methods"]][:2] == ["ce=1.0", "triplet=1.0"]
     assert doc["methods"][0]["yours_seeds"] == 2 and doc["methods"][2]["published"] is None
     assert list(pd.read_csv(paths["csv"]).columns) == sorted(pd.read_csv(paths["csv"]).columns)
+
+
+def _config(folder, **values):
+    folder.mkdir(parents=True)
+    base = {"method": "finetune", "epochs": 2, "patience": None, "bf16": False, "batch_size": 32}
+    (folder / "config.json").write_text(json.dumps({**base, **values}))
+
+
+def test_settings_that_differ_between_the_studies_are_named(tmp_path):
+    from lib.study.compare import format_settings_differences, settings_differences
+
+    mine, pub = tmp_path / "mine", tmp_path / "pub"
+    for seed in (0, 1):
+        _config(mine / "runs" / "ce1.0" / f"seed{seed}", bf16=True)
+        _config(pub / "runs" / "ce1.0" / f"seed{seed}", epochs=15, patience=3)
+    _config(mine / "runs" / "grid" / "ce0.6_triplet0.2_arcface0.2-frozen" / "seed0", epochs=10)  # grid and
+    # baseline runs are not the study's budget
+    _config(pub / "runs" / "tfidf-lr" / "seed0", method="tfidf-lr", epochs=0)
+    _config(mine / "runs" / "triplet1.0" / "seed0.partial", batch_size=8)  # unfinished: not read
+    diff = settings_differences(mine, pub)
+    assert diff == {"epochs": {"yours": [2], "published": [15]}, "patience": {"yours": [None], "published": [3]},
+                    "bf16": {"yours": [True], "published": [False]}}
+    assert format_settings_differences(diff) == "epochs 2 against 15; patience null against 3; bf16 true against false"
+    assert settings_differences(mine, mine) == {}
+    paths = write_comparison(pd.DataFrame(columns=["method"]), mine, mine, pub, settings=diff)
+    assert json.loads(paths["json"].read_text(encoding="utf-8"))["settings_differ"]["epochs"]["published"] == [15]

@@ -71,8 +71,47 @@ def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
     return table.astype({"yours_seeds": "Int64", "published_seeds": "Int64", "inside_published_interval": "boolean"})
 
 
+# Training settings that change the numbers; a difference here explains a gap before chance does.
+SETTINGS = ("epochs", "patience", "bf16", "batch_size", "max_length", "encoder_lr", "head_lr", "warmup_ratio",
+            "weight_decay", "freeze_encoder", "max_train_samples", "max_eval_samples", "drop_cross_split_duplicates")
+
+
+def _settings(study: Path) -> dict[str, list]:
+    """Each setting's distinct values over the study's trained runs (runs/<method>/seed*: not the grid
+    under runs/grid/, not the baselines)."""
+    values: dict[str, set] = {k: set() for k in SETTINGS}
+    for config in (study / "runs").glob("*/seed*/config.json"):
+        if config.parent.name.endswith(".partial"):
+            continue
+        try:
+            cfg = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if cfg.get("method", "finetune") != "finetune":
+            continue
+        for k in SETTINGS:
+            values[k].add(json.dumps(cfg.get(k)))
+    return {k: sorted(json.loads(v) for v in vs) if len(vs) > 1 else [json.loads(next(iter(vs)))]
+            for k, vs in values.items() if vs}
+
+
+def settings_differences(yours: str | Path, published: str | Path) -> dict[str, dict]:
+    """{setting: {"yours": [...], "published": [...]}} for the training settings (``SETTINGS``, read
+    from the runs' config.json) in which the two studies differ."""
+    mine, theirs = _settings(Path(yours)), _settings(Path(published))
+    return {k: {"yours": mine.get(k), "published": theirs.get(k)} for k in SETTINGS
+            if mine.get(k) is not None and theirs.get(k) is not None and mine[k] != theirs[k]}
+
+
+def format_settings_differences(diff: dict[str, dict]) -> str:
+    """One line, e.g. 'epochs 2 against 15; bf16 true against false' (empty when none differ)."""
+    def show(vs):
+        return "/".join(json.dumps(v) for v in vs)
+    return "; ".join(f"{k} {show(d['yours'])} against {show(d['published'])}" for k, d in diff.items())
+
+
 def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path, published: str | Path,
-                     note: str = "") -> dict[str, Path]:
+                     note: str = "", settings: dict[str, dict] | None = None) -> dict[str, Path]:
     """``comparison.csv`` and ``comparison.json`` (UTF-8, sorted keys and columns) in ``out_dir``."""
     out = Path(out_dir)
     paths = {"csv": out / "comparison.csv", "json": out / "comparison.json"}
@@ -81,7 +120,7 @@ def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path
     doc = {
         "yours": relative(yours), "published": relative(published), "metric": "test macro-F1, primary rule",
         "interval": "95% Student t interval over the published study's seeds",
-        "note": note, "methods": rows,
+        "note": note, "methods": rows, "settings_differ": settings or {},
     }
     write_text(paths["json"], json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
     return paths

@@ -393,7 +393,8 @@ def publish_line(results: Path, before: dict, when: str, trained: list | None = 
 
 def compare_with_published(results: Path, published: Path, profile: str) -> None:
     """Print and write (comparison.csv/.json) this study's numbers beside the published ones."""
-    from lib.study.compare import compare, format_comparison, write_comparison
+    from lib.study.compare import compare, format_comparison, format_settings_differences, settings_differences, \
+        write_comparison
 
     if published.resolve() == results.resolve():
         return
@@ -403,10 +404,14 @@ def compare_with_published(results: Path, published: Path, profile: str) -> None
     note = ("smoke profile: subsampled data and 1 epoch, so its numbers are not expected to match"
             if profile == "smoke" else "")
     table = compare(results, published)
-    paths = write_comparison(table, results, results, published, note)
+    settings = settings_differences(results, published)
+    paths = write_comparison(table, results, results, published, note, settings)
     print(f"\nyours ({project_relative(str(results))}) against the published "
           f"{project_relative(str(published))}: test macro-F1 of each method's primary rule, 95% interval over "
           f"the published seeds" + (f"\n({note})" if note else ""))
+    if settings:
+        print(f"the two studies were trained differently (yours against published): "
+              f"{format_settings_differences(settings)}; a gap may come from that, not from chance")
     print(format_comparison(table))
     known = table.dropna(subset=["inside_published_interval"])
     print(f"{int(known['inside_published_interval'].sum())} of {len(known)} methods inside the "
