@@ -99,3 +99,17 @@ def test_notebooks_build_no_config_of_their_own(nb):
     code = "\n".join(_code_cells(nb)[1:])
     assert f'notebook_configs("{nb}", globals()' in code
     assert "ExperimentConfig(" not in code and "dataclasses.replace" not in code
+
+
+def test_the_paper_profile_trains_ce_and_combined_fine_tuned_and_every_loss_frozen():
+    """PROTOCOL.md: the primary study compares CE and combined; the frozen studies compare every loss."""
+    from lib.study.profiles import NOTEBOOKS, notebook_parameters, profile_notebooks
+
+    assert "02_triplet" not in profile_notebooks("paper") and profile_notebooks("paper", frozen=True) == NOTEBOOKS
+    assert profile_notebooks("default") == NOTEBOOKS
+    fine = {**notebook_defaults("04_combined"), **notebook_parameters("paper", "04_combined", "ko6", "me5-small", 0, "r")}
+    frozen = {**notebook_defaults("04_combined"),
+              **notebook_parameters("paper", "04_combined", "ko6", "me5-small", 0, "r", frozen=True)}
+    assert [c.loss for c in notebook_configs("04_combined", fine)] == ["combined"]  # 0.15 CE + 0.4 triplet + 0.45 ArcFace
+    assert len(notebook_configs("04_combined", frozen)) == len(notebook_defaults("04_combined")["LOSSES"]) > 1
+    assert notebook_parameters("paper", "06_summary", "ko6", "me5-small", 0, "r", frozen=True)["PROVENANCE"] == "clean"

@@ -110,7 +110,8 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
             continue
         defaults = notebook_defaults(nb)
         for seed in seeds:
-            params = {**defaults, **notebook_parameters(profile, nb, dataset, encoder, seed, str(results), columns),
+            params = {**defaults, **notebook_parameters(profile, nb, dataset, encoder, seed, str(results), columns,
+                                                        frozen=bool(overrides.get("FREEZE_ENCODER"))),
                       **{k: v for k, v in overrides.items() if k in defaults}}
             for planned in notebook_runs(nb, params):
                 folder = run_folder(results, planned.config, planned.group)

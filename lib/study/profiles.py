@@ -31,17 +31,28 @@ PROFILES: dict[str, dict] = {
     # 15 epochs with early stopping (patience 3). CPU hours; GPU recommended.
     "paper": {
         "dataset": "ko6", "encoder": "me5-small", "seeds": list(range(10)),
-        "notebooks": ("00_data_exploration", "01_baseline_ce", "04_combined", "05_tsne_analysis", "06_summary"),
         "training": {"EPOCHS": 15, "PATIENCE": 3},
-        "notebook": {"04_combined": {"LOSSES": ["combined"]}, "06_summary": {"PROVENANCE": "clean"}},
+        "notebook": {"06_summary": {"PROVENANCE": "clean"}},
+        # The primary comparison is CE against combined; with --freeze-encoder (a secondary study:
+        # every loss, PROTOCOL.md section 5) this part does not apply.
+        "fine_tuned": {"notebooks": ("00_data_exploration", "01_baseline_ce", "04_combined", "05_tsne_analysis",
+                                     "06_summary"),
+                       "notebook": {"04_combined": {"LOSSES": ["combined"]}}},
         "results": "results/{dataset}-{encoder}",
     },
 }
 
 
+def profile_notebooks(profile: str, frozen: bool = False) -> tuple[str, ...]:
+    """The notebooks a profile runs by default (a frozen-encoder study: all of them)."""
+    p = PROFILES[profile]
+    return NOTEBOOKS if frozen else p.get("fine_tuned", {}).get("notebooks", NOTEBOOKS)
+
+
 def notebook_parameters(profile: str, notebook: str, dataset: str, encoder: str, seed: int, results: str,
-                        columns: dict | None = None) -> dict:
-    """The papermill parameters of one notebook execution (``columns``: TEXT_COLUMN/LABEL_COLUMN of a CSV)."""
+                        columns: dict | None = None, frozen: bool = False) -> dict:
+    """The papermill parameters of one notebook execution (``columns``: TEXT_COLUMN/LABEL_COLUMN of a CSV;
+    ``frozen``: a frozen-encoder study, where a profile's fine-tuned-only parameters do not apply)."""
     p = PROFILES[profile]
     params = {"RESULTS_DIR": results}
     if notebook == "00_data_exploration":
@@ -51,4 +62,6 @@ def notebook_parameters(profile: str, notebook: str, dataset: str, encoder: str,
     elif notebook == "05_tsne_analysis":
         params.update(SEED=seed)
     params.update(p["notebook"].get(notebook, {}))
+    if not frozen:
+        params.update(p.get("fine_tuned", {}).get("notebook", {}).get(notebook, {}))
     return params

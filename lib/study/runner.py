@@ -20,7 +20,8 @@ from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
 from lib.study.fanout import add_options as add_ray_options, ray_sweep
-from lib.study.profiles import FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters
+from lib.study.profiles import (FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters,
+                                profile_notebooks)
 
 KERNEL = "emotion-study"
 # The kernel's own log stays out of the run log: ipykernel's three-line "running over TCP without
@@ -290,7 +291,8 @@ def main(argv=None) -> int:
     dataset = absolute_if_path(args.dataset or prof["dataset"])
     encoder = absolute_if_path(args.encoder or prof["encoder"])
     seeds = args.seeds or prof["seeds"]
-    selected = [n.strip() for n in (args.notebooks or ",".join(prof.get("notebooks", NOTEBOOKS))).split(",") if n.strip()]
+    default_notebooks = ",".join(profile_notebooks(args.profile, args.freeze_encoder))
+    selected = [n.strip() for n in (args.notebooks or default_notebooks).split(",") if n.strip()]
     unknown = [n for n in selected if n not in NOTEBOOKS]
     if unknown:
         print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
@@ -354,7 +356,7 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
         params = notebook_parameters(args.profile, nb, dataset, encoder, seed, project_relative(str(results_path)),
-                                     columns)
+                                     columns, frozen=bool(overrides.get("FREEZE_ENCODER")))
         params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
         if args.force and nb in TRAINING_NOTEBOOKS and sweep is None:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
