@@ -102,3 +102,16 @@ def test_a_study_trains_into_an_ignored_folder_unless_published(tmp_path):
     assert not is_published(PROJECT_ROOT / "results" / "smoke" / "ed6-minilm") and not is_published(tmp_path)
     ignored = subprocess.run(["git", "check-ignore", "-q", "results/local/ed6-minilm/summary.csv"], cwd=PROJECT_ROOT)
     assert ignored.returncode == 0, "results/local/ is not ignored by git"
+
+
+def test_notebook_order_by_notebook_or_by_seed():
+    from lib.study.runner import jobs
+
+    nbs = ["00_data_exploration", "01_baseline_ce", "04_combined", "05_tsne_analysis", "06_summary"]
+    assert list(jobs([3, 7], nbs)) == [("00_data_exploration", None), ("01_baseline_ce", 3), ("01_baseline_ce", 7),
+                                       ("04_combined", 3), ("04_combined", 7), ("05_tsne_analysis", 3),
+                                       ("06_summary", None)]
+    assert list(jobs([3, 7], nbs, by_seed=True)) == [
+        ("00_data_exploration", None), ("01_baseline_ce", 3), ("04_combined", 3), ("01_baseline_ce", 7),
+        ("04_combined", 7), ("05_tsne_analysis", 3), ("06_summary", None)]
+    assert sorted(jobs([0, 1], nbs, by_seed=True), key=str) == sorted(jobs([0, 1], nbs), key=str)  # same set

@@ -75,6 +75,12 @@ def test_runs_shared_by_seeds_are_planned_once_and_needed_by_each():
     tfidf = next(r for r in runs if r.config.method == "tfidf-lr")
     assert tfidf.config.seed == 0 and tfidf.needed_by == [("01_baseline_ce", 0), ("01_baseline_ce", 1),
                                                            ("01_baseline_ce", 2)]
+    # --by-seed: the same runs, every notebook's runs of seed 0 first, then seed 1, ...
+    by_seed = planned_runs("smoke", "ed6", "minilm", [0, 1, 2], Path("/r"), ["01_baseline_ce", "02_triplet"], {},
+                           by_seed=True)
+    assert sorted(r.folder for r in by_seed) == sorted(folders)
+    assert [r.config.seed for r in by_seed] == [0] * 5 + [1] * 3 + [2] * 3
+    assert [r.config.loss for r in by_seed[-3:]] == ["ce", "triplet", "ce+triplet"]
 
 
 def test_grid_runs_are_their_own_group_and_the_notebook_groups_split_them():

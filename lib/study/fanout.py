@@ -102,8 +102,9 @@ class Sweep:
 
 
 def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], results: Path, selected: list[str],
-                 overrides: dict, columns: dict | None = None) -> list[SweepRun]:
-    """Every run the selected training notebooks execute for these seeds, each once, in notebook order."""
+                 overrides: dict, columns: dict | None = None, by_seed: bool = False) -> list[SweepRun]:
+    """Every run the selected training notebooks execute for these seeds, each once, in notebook order
+    (``by_seed``: seed by seed, notebook order within a seed; Ray starts them in this order)."""
     runs: dict[Path, SweepRun] = {}
     for nb in selected:
         if nb not in TRAINING_NOTEBOOKS:
@@ -118,7 +119,8 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
                 run = runs.setdefault(folder, SweepRun(planned.config, planned.group, folder))
                 if (nb, seed) not in run.needed_by:
                     run.needed_by.append((nb, seed))
-    return list(runs.values())
+    ordered = list(runs.values())
+    return sorted(ordered, key=lambda r: min(seed for _, seed in r.needed_by)) if by_seed else ordered
 
 
 def finished(run: SweepRun) -> bool:
@@ -304,7 +306,8 @@ def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], 
         import ray
     except ImportError:
         return _error("--ray needs the ray package: .venv/bin/pip install -r requirements.txt")
-    runs = planned_runs(profile, dataset, encoder, seeds, results, selected, overrides, columns)
+    runs = planned_runs(profile, dataset, encoder, seeds, results, selected, overrides, columns,
+                        by_seed=bool(getattr(args, "by_seed", False)))
     force = bool(getattr(args, "force", False))
     todo = runs if force else [r for r in runs if not finished(r)]
     sweep = Sweep(reused=len(runs) - len(todo))

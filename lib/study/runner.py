@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
                         "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
+    p.add_argument("--by-seed", action="store_true",
+                   help="execute the training notebooks seed by seed (01-04 of seed 0, then of seed 1, ...) instead "
+                        "of notebook by notebook, so a long study stopped half-way has every method for its first "
+                        "seeds")
     add_ray_options(p)  # --ray, --ray-workers, --ray-cpus-per-run, --ray-retries (lib/study/fanout.py)
     return p
 
@@ -177,13 +181,19 @@ def ensure_kernel() -> None:
         install(prefix=sys.prefix, kernel_name=KERNEL, display_name="Python (emotion-study)")
 
 
-def jobs(profile: str, dataset: str, encoder: str, seeds: list[int], results: str, selected: list[str]):
+def jobs(seeds: list[int], selected: list[str], by_seed: bool = False):
+    """(notebook, seed) executions in order: by notebook (01 for every seed, then 02, ...) or, with
+    ``by_seed``, every training notebook of one seed before the next seed, so that the methods of a
+    paired comparison finish together when a long study is stopped half-way."""
+    training = [nb for nb in selected if nb in TRAINING_NOTEBOOKS]
     for nb in selected:
         if nb == "00_data_exploration":
             yield nb, None
         elif nb in TRAINING_NOTEBOOKS:
-            for seed in seeds:
-                yield nb, seed
+            if not by_seed:
+                yield from ((nb, seed) for seed in seeds)
+            elif nb == training[0]:
+                yield from ((t, seed) for seed in seeds for t in training)
         elif nb == "05_tsne_analysis":
             yield nb, seeds[0]
         else:
@@ -336,7 +346,7 @@ def main(argv=None) -> int:
         print(publish_line(results_path, before, "start"), flush=True)
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    todo = list(jobs(args.profile, dataset, encoder, seeds, str(results_path), selected))
+    todo = list(jobs(seeds, selected, args.by_seed))
     print(f"profile {args.profile}: {project_relative(dataset)} with {project_relative(encoder)}, seeds "
           f"{','.join(map(str, seeds))}, {len(todo)} notebook executions -> {project_relative(str(results_path))}",
           flush=True)
