@@ -119,3 +119,15 @@ def test_the_paper_profile_trains_ce_and_combined_fine_tuned_and_every_loss_froz
     assert [c.loss for c in notebook_configs("04_combined", fine)] == ["combined"]  # 0.15 CE + 0.4 triplet + 0.45 ArcFace
     assert len(notebook_configs("04_combined", frozen)) == len(notebook_defaults("04_combined")["LOSSES"]) > 1
     assert notebook_parameters("paper", "06_summary", "ko6", "me5-small", 0, "r", frozen=True)["PROVENANCE"] == "clean"
+
+
+def test_every_profile_sets_only_parameters_its_notebooks_declare():
+    """A typo in a profile (e.g. PATEINCE) would be silently ignored by papermill: refuse it here."""
+    from lib.study.profiles import PROFILES, TRAINING_NOTEBOOKS
+
+    for name, p in PROFILES.items():
+        for nb in TRAINING_NOTEBOOKS:
+            assert set(p["training"]) <= set(notebook_defaults(nb)), (name, nb)
+        per_notebook = {**p["notebook"], **p.get("fine_tuned", {}).get("notebook", {})}
+        for nb, values in per_notebook.items():
+            assert set(values) <= set(notebook_defaults(nb)), (name, nb)

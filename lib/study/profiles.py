@@ -40,6 +40,16 @@ PROFILES: dict[str, dict] = {
                        "notebook": {"04_combined": {"LOSSES": ["combined"]}}},
         "results": "results/{dataset}-{encoder}",
     },
+    # The secondary studies of PROTOCOL.md (section 5): the same budget, seeds 0-4, every notebook.
+    # ed6 (default here): every loss; ed32: --dataset ed32 --notebooks 00_data_exploration,01_baseline_ce,
+    # 04_combined,05_tsne_analysis,06_summary --set 'LOSSES=["combined"]'; frozen studies: --freeze-encoder
+    # with --dataset ko6 --encoder me5-small, --dataset ed32, --dataset goemo27.
+    "paper-secondary": {
+        "dataset": "ed6", "encoder": "minilm", "seeds": [0, 1, 2, 3, 4],
+        "training": {"EPOCHS": 15, "PATIENCE": 3},
+        "notebook": {"06_summary": {"PROVENANCE": "clean"}},
+        "results": "results/{dataset}-{encoder}",
+    },
 }
 
 
