@@ -121,3 +121,20 @@ def test_bf16_on_a_gpu_without_bfloat16_is_refused_with_the_parameter_named(monk
     assert train.pick_device("auto", bf16=False).type == "cuda"  # fp32 on that GPU is fine
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert train.pick_device("auto", bf16=True).type == "cuda"
+
+
+def test_a_running_run_reports_each_epoch_in_its_status_file(tiny_config, tmp_path, monkeypatch):
+    from lib.training.results import RunDir
+
+    seen = []
+    real = RunDir.status
+
+    def watch(self, **progress):
+        real(self, **progress)
+        seen.append(json.loads((self.partial / "STATUS.json").read_text()))
+    monkeypatch.setattr(RunDir, "status", watch)
+    metrics = run_experiment(tiny_config(loss="ce", epochs=2, patience=None), tmp_path / "run", quiet=True)
+    assert [s["epoch"] for s in seen] == [1, 2] and all(s["status"] == "running" and s["epochs"] == 2 for s in seen)
+    assert seen[-1]["best_epoch"] == metrics["best_epoch"]
+    assert seen[-1]["best_valid_macro_f1"] == max(s["valid_macro_f1"] for s in seen)
+    assert not (tmp_path / "run" / "STATUS.json").exists()  # a finished run has no status file

@@ -207,6 +207,11 @@ class RunDir:
     def path(self, name: str) -> Path:
         return self.partial / name
 
+    def status(self, **progress) -> None:
+        """Progress of a running run in ``<out>.partial/STATUS.json`` (epoch, validation score, ...), for
+        whoever watches a long study: ``cat`` it; replaced whole, never half-written."""
+        write_json(self.partial / "STATUS.json", {"status": "running", **progress})
+
     def commit(self) -> Path:
         """Publish the run; only an older run of ours is replaced (moved aside first, then deleted, so
         no moment exists at which a half-deleted folder looks complete)."""

@@ -273,8 +273,11 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
             stale = 0
         else:
             stale += 1
-            if cfg.patience is not None and stale >= cfg.patience:
-                break
+        run.status(epoch=epoch, epochs=cfg.epochs, patience=cfg.patience, rule=rule, valid_macro_f1=val,
+                   best_epoch=best["epoch"], best_valid_macro_f1=best["score"],
+                   elapsed_seconds=round(time.perf_counter() - t_train, 1))
+        if cfg.patience is not None and stale >= cfg.patience:
+            break
     timings["train_seconds"] = time.perf_counter() - t_train
 
     _restore(model, loss_fn, best["state"])
