@@ -62,5 +62,7 @@ def test_settings_that_differ_between_the_studies_are_named(tmp_path):
                     "bf16": {"yours": [True], "published": [False]}}
     assert format_settings_differences(diff) == "epochs 2 against 15; patience null against 3; bf16 true against false"
     assert settings_differences(mine, mine) == {}
+    _config(pub / "runs" / "ce1.0" / "seed2", epochs=15)  # a mix of null and 3 in one study
+    assert settings_differences(mine, pub)["patience"] == {"yours": [None], "published": [3, None]}
     paths = write_comparison(pd.DataFrame(columns=["method"]), mine, mine, pub, settings=diff)
     assert json.loads(paths["json"].read_text(encoding="utf-8"))["settings_differ"]["epochs"]["published"] == [15]

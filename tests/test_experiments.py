@@ -115,3 +115,11 @@ def test_notebook_order_by_notebook_or_by_seed():
         ("00_data_exploration", None), ("01_baseline_ce", 3), ("04_combined", 3), ("01_baseline_ce", 7),
         ("04_combined", 7), ("05_tsne_analysis", 3), ("06_summary", None)]
     assert sorted(jobs([0, 1], nbs, by_seed=True), key=str) == sorted(jobs([0, 1], nbs), key=str)  # same set
+
+
+def test_one_answer_to_whether_a_study_is_frozen():
+    from lib.study.runner import is_frozen_study
+
+    assert is_frozen_study([], True) and not is_frozen_study([], False)
+    assert is_frozen_study(["FREEZE_ENCODER=true"], False) and not is_frozen_study(["FREEZE_ENCODER=false"], True)
+    assert not is_frozen_study(["EPOCHS=3"], False)

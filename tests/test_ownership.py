@@ -135,6 +135,8 @@ def test_runner_refuses_a_results_folder_that_is_not_ours(tmp_path, capsys):
     before = snapshot(tmp_path)
     assert runner_main(["--profile", "smoke", "--results", str(a_file)]) == 2  # a bad argument, not a crash
     assert f"error: --results {a_file} is a file, not a folder; nothing was changed" in capsys.readouterr().err
+    assert runner_main(["--profile", "smoke", "--results", str(a_file / "study")]) == 2  # under a file
+    assert f"error: cannot create the results folder {a_file / 'study'}" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
     study = tmp_path / "study"
     fake_run(study / "runs" / "ce1.0" / "seed0")

@@ -113,14 +113,16 @@ def test_collect_runs_reads_complete_runs_only(combined_run, tmp_path):
 def test_bf16_on_a_gpu_without_bfloat16_is_refused_with_the_parameter_named(monkeypatch):
     from lib.training.config import ConfigError
 
+    # torch.cuda.is_bf16_supported() says True on a T4 (it counts emulation): the compute capability decides
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
     with pytest.raises(ConfigError, match="Tesla T4.*BF16 = False"):
         train.pick_device("auto", bf16=True)
     assert train.pick_device("auto", bf16=False).type == "cuda"  # fp32 on that GPU is fine
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert train.pick_device("auto", bf16=True).type == "cuda"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))  # A100
+    assert train.pick_device("cuda:0", bf16=True) == torch.device("cuda:0")
 
 
 def test_a_running_run_reports_each_epoch_in_its_status_file(tiny_config, tmp_path, monkeypatch):

@@ -91,8 +91,7 @@ def _settings(study: Path) -> dict[str, list]:
             continue
         for k in SETTINGS:
             values[k].add(json.dumps(cfg.get(k)))
-    return {k: sorted(json.loads(v) for v in vs) if len(vs) > 1 else [json.loads(next(iter(vs)))]
-            for k, vs in values.items() if vs}
+    return {k: [json.loads(v) for v in sorted(vs)] for k, vs in values.items() if vs}  # JSON text sorts any mix
 
 
 def settings_differences(yours: str | Path, published: str | Path) -> dict[str, dict]:

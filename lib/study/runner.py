@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published study to compare the summary with at the end (default: "
                         "results/<dataset>-<encoder>[-frozen] where it has a summary.csv)")
     p.add_argument("--notebooks",
-                   help="comma-separated notebook names to run (default: the profile's; all but paper's, which "
-                        "skips 02 and 03: PROTOCOL.md compares CE and combined on ko6)")
+                   help="comma-separated notebook names to run (default: the profile's: all, except that paper "
+                        "skips 02 and 03, since PROTOCOL.md compares CE and combined on ko6, unless the encoder is "
+                        "frozen)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train only the heads on cached encoder outputs (every loss in minutes): sets "
                         f"{', '.join(f'{k}={v}' for k, v in FROZEN_TRAINING.items())} in the training notebooks "
@@ -171,6 +172,13 @@ def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
         except ValueError:
             out[name] = text
     return out
+
+
+def is_frozen_study(items: list[str], freeze_encoder: bool) -> bool:
+    """The one answer to "is this a frozen-encoder study?": ``--set FREEZE_ENCODER=...`` if given, else
+    ``--freeze-encoder``. It decides the default notebooks, the profile's fine-tuned-only parameters
+    and the results folder (``-frozen``), on the sequential and the Ray path alike."""
+    return bool(parse_overrides(items, list(NOTEBOOKS)).get("FREEZE_ENCODER", freeze_encoder))
 
 
 def ensure_kernel() -> None:
@@ -303,8 +311,13 @@ def main(argv=None) -> int:
     dataset = absolute_if_path(args.dataset or prof["dataset"])
     encoder = absolute_if_path(args.encoder or prof["encoder"])
     seeds = args.seeds or prof["seeds"]
-    default_notebooks = ",".join(profile_notebooks(args.profile, args.freeze_encoder))
-    selected = [n.strip() for n in (args.notebooks or default_notebooks).split(",") if n.strip()]
+    try:
+        frozen = is_frozen_study(args.overrides, args.freeze_encoder)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    default_notebooks = ",".join(profile_notebooks(args.profile, frozen))
+    selected = list(dict.fromkeys(n.strip() for n in (args.notebooks or default_notebooks).split(",") if n.strip()))
     unknown = [n for n in selected if n not in NOTEBOOKS]
     if unknown:
         print(f"error: unknown notebook(s) {', '.join(unknown)}; choose from {', '.join(NOTEBOOKS)}", file=sys.stderr)
@@ -325,7 +338,7 @@ def main(argv=None) -> int:
         print("error: --publish writes into the published results/<dataset>-<encoder>; it takes neither --results "
               "nor the smoke profile (whose numbers mean nothing)", file=sys.stderr)
         return 2
-    study_args = (args.profile, dataset, encoder, args.freeze_encoder)
+    study_args = (args.profile, dataset, encoder, frozen)
     results = args.results or (default_results if args.publish else local_results)(*study_args)
     from lib.study.experiments import resolve_results_dir
 
@@ -333,10 +346,15 @@ def main(argv=None) -> int:
     publishing = is_published(results_path)
     before = finished_runs(results_path)
     if os.path.lexists(results_path) and not results_path.is_dir():
-        print(f"error: --results {results_path} is a file, not a folder; nothing was changed. Give --results a new "
+        kind = "a link to nothing" if results_path.is_symlink() else "a file"
+        print(f"error: --results {results_path} is {kind}, not a folder; nothing was changed. Give --results a new "
               "or empty folder, or one this program wrote.", file=sys.stderr)
         return 2
-    results_path.mkdir(parents=True, exist_ok=True)
+    try:
+        results_path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a parent that is a file
+        print(f"error: cannot create the results folder {results_path}: {e.strerror}", file=sys.stderr)
+        return 2
     if not os.access(results_path, os.W_OK):
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
         return 2
@@ -368,7 +386,7 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
         params = notebook_parameters(args.profile, nb, dataset, encoder, seed, project_relative(str(results_path)),
-                                     columns, frozen=bool(overrides.get("FREEZE_ENCODER")))
+                                     columns, frozen=frozen)
         params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
         if args.force and nb in TRAINING_NOTEBOOKS and sweep is None:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook

@@ -35,8 +35,8 @@ class NonFiniteLossError(FloatingPointError):
 
 def pick_device(name: str, bf16: bool = False) -> torch.device:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
-    if bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        # Pre-Ampere GPUs (V100, T4) have no bfloat16: say so rather than fail inside autocast.
+    if bf16 and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        # Pre-Ampere GPUs (V100, T4) have no bfloat16 units (torch would emulate it, slowly): say so.
         raise ConfigError(f"bf16 autocast needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
                           "has none: set BF16 = False (notebooks) or drop --bf16 (lib.run)")
     return device
