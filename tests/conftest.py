@@ -35,3 +35,22 @@ def tiny_config():
         fields.update(overrides)
         return ExperimentConfig(**fields)
     return make
+
+
+# The longest tests first (measured durations, longest first), so that under pytest-xdist
+# (run_tests.sh: --dist loadgroup --no-loadscope-reorder) the workers finish together instead of
+# one starting the end-to-end run last. The order of the rest is unchanged; tests stay independent.
+LONGEST_FIRST = (
+    "tests/test_run_all.py",
+    "tests/test_fanout.py",
+    "tests/test_fresh_clone.py",
+    "tests/test_jupyterlab_browser.py",
+    "tests/test_train.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)),
+                    len(LONGEST_FIRST))
+    items.sort(key=rank)  # stable: within a rank, collection order

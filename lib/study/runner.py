@@ -373,7 +373,8 @@ def main(argv=None) -> int:
     if overrides:
         print("parameters set: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()), flush=True)
     # --ray (lib/study/fanout.py): train every run on Ray first, so the notebooks only read; None without --ray.
-    sweep = ray_sweep(args, args.profile, dataset, encoder, seeds, results_path, selected, overrides, columns)
+    sweep = ray_sweep(args, args.profile, dataset, encoder, seeds, results_path, selected, overrides, columns,
+                      frozen=frozen)
     if sweep is not None:
         if sweep.exit_code is not None:
             return sweep.exit_code
