@@ -11,9 +11,9 @@ cd "$ROOT"
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 # Parallel by default (pytest-xdist): one worker per core, at most 4 ($TEST_WORKERS overrides), and
 # each worker's torch, with the notebook kernels it starts, gets cores/workers threads, so the
-# workers share the CPU instead of oversubscribing it. Modules whose fixtures train stay on one
-# worker (xdist_group marks); tests/conftest.py starts the longest first. `-n 0` runs in one
-# process (for --pdb), as does any explicit -n/--dist/-p no:xdist.
+# workers share the CPU instead of oversubscribing it. A test file runs whole on one worker (its
+# module fixtures, which train, are built once); tests/conftest.py starts the longest files first.
+# `-n 0` runs in one process (for --pdb), as does any explicit -n/--dist/-p no:xdist.
 parallel=1
 for arg in "$@"; do
     case "$arg" in -n|-n*|--numprocesses*|--dist*|no:xdist|-pno:xdist) parallel=0 ;; esac
@@ -23,7 +23,7 @@ if (( parallel )); then
     workers="${TEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
     if (( workers > 1 )); then
         export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores / workers > 1 ? cores / workers : 1 ))}"
-        set -- -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"
+        set -- -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
     fi
 fi
 exec "$ROOT/.venv/bin/python" -m pytest "$@"

@@ -37,12 +37,12 @@ def tiny_config():
     return make
 
 
-# The longest tests first (measured durations, longest first), so that under pytest-xdist
-# (run_tests.sh: --dist loadgroup --no-loadscope-reorder) the workers finish together instead of
-# one starting the end-to-end run last. The order of the rest is unchanged; tests stay independent.
+# The longest test files first (measured, longest first), so that under pytest-xdist (run_tests.sh:
+# --dist loadfile --no-loadscope-reorder, a file at a time per worker) the workers finish together
+# instead of one starting an end-to-end file last. The rest keep their order; tests stay independent.
 LONGEST_FIRST = (
-    "tests/test_run_all.py",
     "tests/test_fanout.py",
+    "tests/test_run_all.py",
     "tests/test_fresh_clone.py",
     "tests/test_jupyterlab_browser.py",
     "tests/test_train.py",

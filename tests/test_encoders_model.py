@@ -8,9 +8,6 @@ import torch
 from lib.model import encoders
 from lib.model.network import EmotionModel, masked_mean
 
-# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
-pytestmark = pytest.mark.xdist_group("encoders_model")
-
 
 @pytest.fixture(scope="module")
 def me5():

@@ -22,9 +22,6 @@ import pytest
 from lib.paths import PROJECT_ROOT
 from lib.study.reproduce import compare_runs
 
-# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
-pytestmark = pytest.mark.xdist_group("fanout")
-
 RAY = str(Path(sys.executable).with_name("ray"))
 # A test cluster without token authentication, nothing sent anywhere, nothing read from ~/.ray.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}

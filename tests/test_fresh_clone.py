@@ -17,9 +17,6 @@ import pytest
 
 from lib.paths import PROJECT_ROOT, cache_dir, data_dir
 
-# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
-pytestmark = pytest.mark.xdist_group("fresh_clone")
-
 STUDY = "ed6-minilm"
 # The default profile (the published study's data set and encoder), shrunk to seconds.
 TINY = ["--seeds", "0", "--notebooks", "01_baseline_ce,06_summary", "--set", "EPOCHS=1", "--set", "BATCH_SIZE=16",

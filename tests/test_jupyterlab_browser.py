@@ -21,9 +21,6 @@ import pytest
 
 from lib.paths import PROJECT_ROOT, cache_dir, data_dir
 
-# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
-pytestmark = pytest.mark.xdist_group("jupyterlab_browser")
-
 NOTEBOOK = "00_data_exploration"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

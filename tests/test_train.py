@@ -12,9 +12,6 @@ from lib.training import train
 from lib.training.results import collect_runs, find_runs
 from lib.training.train import NonFiniteLossError, run_experiment
 
-# One worker runs this whole module under pytest-xdist, so its module fixture is built once.
-pytestmark = pytest.mark.xdist_group("train")
-
 RUN_FILES = {"config.json", "environment.json", "history.csv", "leakage.json", "metrics.json", "predictions.csv",
              "test_embeddings.npy"}
 
