@@ -20,12 +20,15 @@ from lib.study.results_folder import csv_header_has
 from lib.study.summary import SEED_STUDY, _markdown
 
 # (results folder, column title) in reading order; a folder without summary.csv is skipped.
+# "(pre-protocol)": a study run before PROTOCOL.md, from several commits or dirty trees (its summary
+# says NOT CONFIRMATORY), until the protocol's re-run replaces it.
 STUDIES = (
-    ("ed6-minilm", "ed6, MiniLM fine-tuned"),
-    ("ko6-me5-small", "ko6, me5-small fine-tuned"),
+    ("ed6-minilm", "ed6, MiniLM fine-tuned (pre-protocol)"),
+    ("ko6-me5-small", "ko6, me5-small fine-tuned (pre-protocol)"),
     ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
-    ("ed32-minilm", "ed32, MiniLM fine-tuned"),
-    ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
+    ("ed32-minilm", "ed32, MiniLM fine-tuned (pre-protocol)"),
+    ("ed32-minilm-frozen", "ed32, MiniLM frozen (pre-protocol)"),
+    ("goemo27-minilm-frozen", "goemo27, MiniLM frozen"),
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
 COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
