@@ -27,7 +27,7 @@ STUDIES = (
     ("ko6-me5-small", "ko6, me5-small fine-tuned (pre-protocol)"),
     ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
     ("ed32-minilm", "ed32, MiniLM fine-tuned (pre-protocol)"),
-    ("ed32-minilm-frozen", "ed32, MiniLM frozen (pre-protocol)"),
+    ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
     ("goemo27-minilm-frozen", "goemo27, MiniLM frozen"),
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
