@@ -92,12 +92,13 @@ def test_second_run_skips_finished_notebooks(smoke):
 def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
     """Every notebook, with the smoke parameters papermill injects (prepare only), executed by nbval as a
     reader's kernel runs it, over a copy of the smoke study: the training notebooks find its runs finished
-    (run_all.sh trained them above, in the same kernel), 05 and 06 redraw and rewrite what was removed."""
+    (run_all.sh trained them above, with the same kernel spec), 05 and 06 redraw and rewrite what was removed."""
     import papermill as pm
 
     results = tmp_path / "results"
     shutil.copytree(smoke[0], results)
     runs = {p: p.stat().st_mtime_ns for p in results.glob("runs/**/metrics.json")}
+    assert runs
     for name in ("summary.csv", "figures/05-seed0-tsne.png"):
         (results / name).unlink()
     prepared = tmp_path / "notebooks"
