@@ -62,6 +62,21 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
     return {"seeds": len(seeds), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
 
 
+def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:
+    """The t view for a deterministic method (one run): t over the baseline's seeds of
+    macro-F1(method) - macro-F1(baseline, seed s), the method held fixed; the same keys as
+    ``paired_seed_test`` (``seeds``: the baseline's). Compares with the baseline's mean over its
+    seeds, never with its seed 0 alone."""
+    sub = table[(table["split"] == split) & table["primary"]]
+    fixed = sub.loc[sub["method"] == method, "macro_f1"].to_numpy()
+    if len(fixed) != 1:
+        raise ValueError(f"{method}: a deterministic method has one run, found {len(fixed)}")
+    d = fixed[0] - sub.loc[sub["method"] == baseline].sort_values("seed")["macro_f1"].to_numpy()
+    mean, lo, hi = mean_ci(d)
+    p = float(st.ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and d.std() > 1e-12 else float("nan")
+    return {"seeds": len(d), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
+
+
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """sklearn's macro-F1 (labels = classes present in y_true or y_pred), via one bincount: fast enough
     for thousands of bootstrap replicates."""
@@ -112,16 +127,16 @@ CountMetric = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 def macro_f1_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Macro-F1 from per-class counts (last axis = classes; leading axes broadcast).
 
-    F1_c = 2 tp_c / (support_c + predicted_c); the mean runs over the classes with
-    support_c + predicted_c > 0, which is sklearn's ``f1_score(average='macro')`` with its default
-    labels (classes present in y_true or y_pred). On a test set that contains every class this
-    equals the runs' ``labels=arange(C), zero_division=0`` macro-F1.
+    F1_c = 2 tp_c / (support_c + predicted_c), and 0 where support_c + predicted_c = 0; the mean runs
+    over **every** class of the last axis: the runs' ``f1_score(labels=arange(C), zero_division=0)``
+    on every resample. A fixed class set keeps a difference fair: a class that a resample leaves out
+    counts 0 for every method alike, whereas dropping it only for the methods that never predict it
+    (sklearn's default labels) would favour them over the methods that do.
     """
     tp, support, predicted = np.broadcast_arrays(tp, support, predicted)
     denom = support + predicted
-    present = denom > 0
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros(denom.shape, dtype=float), where=present)
-    return f1.sum(-1) / np.maximum(present.sum(-1), 1)
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros(denom.shape, dtype=float), where=denom > 0)
+    return f1.mean(-1)
 
 
 def accuracy_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -451,6 +466,25 @@ def margin_test_t(diffs, delta: float, *, level: float = 0.90) -> dict:
             "seeds": n}
 
 
+def margin_test_both(boot: dict, t: dict | None) -> dict:
+    """The protocol's verdict (PROTOCOL.md, amendment 4): ``_verdict`` on the union of the two-level
+    bootstrap's interval (``margin_test``) and the t interval over seeds (``margin_test_t``), both
+    at the same level. A verdict other than "inconclusive" therefore needs both views to agree.
+
+    Why both: with few seeds a percentile bootstrap over S seed values is too narrow when seed
+    variation dominates (its seed variance is (S - 1)/S of the sample's, and it has no t quantile:
+    coverage about 0.87 at 5 seeds in ``tests/test_stats.py``), while the t interval holds the test
+    set fixed and misses sentence sampling. The union covers at least as often as either.
+    Without ``t`` (fewer than 2 seeds, or no variation) the bootstrap decides alone.
+    Returns lo, hi (the union), verdict, excludes_zero, below_delta, includes_delta, and
+    verdict_bootstrap / verdict_t (each view's own verdict)."""
+    if t is not None and t["level"] != boot["level"]:
+        raise ValueError(f"intervals at different levels: {boot['level']} and {t['level']}")
+    lo, hi = (boot["lo"], boot["hi"]) if t is None else (min(boot["lo"], t["lo"]), max(boot["hi"], t["hi"]))
+    return {"lo": lo, "hi": hi, **_verdict(lo, hi, boot["delta"]), "verdict_bootstrap": boot["verdict"],
+            "verdict_t": "" if t is None else t["verdict"]}
+
+
 # ------------------------------------------------------------------------------------------------
 # Power: minimum detectable effect and seeds needed (two-sided paired t over seeds)
 # ------------------------------------------------------------------------------------------------
@@ -533,14 +567,17 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None) -> dict[int, np.ndarray]:
-    """seed -> test predictions of the primary rule, rows in id order (as every run writes them).
+def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None,
+                             rule: str | None = None) -> dict[int, np.ndarray]:
+    """seed -> test predictions of the primary rule (or of ``rule``), rows in id order (as every run
+    writes them).
 
     With ``ids``, every run must have predicted exactly those sentences: a paired test over
     different test sets would be meaningless.
     """
     out = {}
-    sub = runs[(runs["method"] == method) & (runs["split"] == "test") & runs["primary"]]
+    chosen = runs["primary"] if rule is None else runs["rule"] == rule
+    sub = runs[(runs["method"] == method) & (runs["split"] == "test") & chosen]
     for _, r in sub.iterrows():
         frame = pd.read_csv(Path(r["run_path"]) / "predictions.csv", dtype={"id": str})
         if ids is not None and not np.array_equal(frame["id"].to_numpy(), ids):
@@ -560,8 +597,8 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
                         sentence_bootstrap: bool = True) -> pd.DataFrame:
     """Each method against ``baseline``: paired over seeds and paired bootstrap on predictions.
 
-    Columns (unchanged): method, baseline, seeds, diff, diff_lo, diff_hi, p_ttest (t over the seeds
-    both ran, test set fixed), boot_lo, boot_hi, p_bootstrap (sentences resampled, seeds fixed; a
+    Columns: method, baseline, seeds, diff, diff_lo, diff_hi, p_ttest (t over the seeds both ran,
+    test set fixed; for a deterministic method over the baseline's seeds), boot_lo, boot_hi, p_bootstrap (sentences resampled, seeds fixed; a
     slow loop, left out with ``sentence_bootstrap=False``).
 
     With ``n_boot_two_level`` (e.g. 10_000) also the two-level bootstrap of macro-F1, columns
@@ -572,8 +609,14 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
                    metric(fixed) - baseline mean over its seeds, not its seed 0), tl_lo, tl_hi
                    (95%), tl_se (SD of the replicates), tl_p, tl_p_is_bound (p < tl_p when True),
                    tl_n_boot
-    and with ``delta`` (a claimed gain) the ``margin_test`` of those replicates at 90%:
-      tl_lo90, tl_hi90, p_below_claim, p_gain (+ _is_bound flags), verdict, includes_delta.
+    and with ``delta`` (a claimed gain) the protocol's margin test at 90% (``margin_test_both``):
+      tl_lo90, tl_hi90, p_below_claim, p_gain (+ _is_bound flags)   two-level bootstrap
+      t_lo90, t_hi90, p_below_claim_t, p_gain_t                     t over seeds (test set fixed)
+      lo90, hi90, verdict, includes_delta                           their union: the verdict
+      verdict_bootstrap, verdict_t                                  each view's own verdict
+    A deterministic method (in ``deterministic``, one run, a baseline with 2+ seeds) is compared
+    with the baseline's mean over its seeds in every column, the t view included
+    (``fixed_vs_seeds_t_test``).
     """
     rows = []
     first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
@@ -588,12 +631,14 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
         seeds = sorted(set(mine) & set(base))
         if not seeds:
             continue
-        row = {"method": method, "baseline": baseline, **paired_seed_test(runs, method, baseline)}
+        fixed = method in fixed_methods and len(mine) == 1 and len(base) >= 2
+        t_view = fixed_vs_seeds_t_test if fixed else paired_seed_test
+        row = {"method": method, "baseline": baseline, **t_view(runs, method, baseline)}
         if sentence_bootstrap:
-            row.update(paired_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], y, n_boot, random_state))
+            pb = paired_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], y, n_boot, random_state)
+            row.update({k: pb[k] for k in ("boot_lo", "boot_hi", "p_bootstrap")})  # "diff" is the t view's
         if n_boot_two_level:
-            row.update(_two_level_columns(mine, base, seeds, y, method in fixed_methods, n_boot_two_level,
-                                          random_state, delta))
+            row.update(_two_level_columns(mine, base, seeds, y, fixed, n_boot_two_level, random_state, delta))
         rows.append(row)
     return pd.DataFrame(rows).sort_values("method").reset_index(drop=True) if rows else pd.DataFrame()
 
@@ -606,8 +651,10 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
            "tl_p_is_bound": False, "tl_n_boot": n_boot}
     if delta is not None:
         out.update({"tl_lo90": nan, "tl_hi90": nan, "p_below_claim": nan, "p_below_claim_is_bound": False,
-                    "p_gain": nan, "p_gain_is_bound": False, "verdict": "", "includes_delta": False})
-    if fixed and len(mine) == 1 and len(base) >= 2:
+                    "p_gain": nan, "p_gain_is_bound": False, "t_lo90": nan, "t_hi90": nan, "p_below_claim_t": nan,
+                    "p_gain_t": nan, "lo90": nan, "hi90": nan, "verdict_bootstrap": "", "verdict_t": "",
+                    "verdict": "", "includes_delta": False})
+    if fixed:
         res = fixed_vs_seeds_bootstrap(next(iter(mine.values())), [base[s] for s in sorted(base)], y, n_boot=n_boot,
                                        random_state=random_state, return_replicates=True)
         out["tl_design"] = "fixed vs baseline seeds"
@@ -621,6 +668,41 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
                 "tl_se": res["se"], "tl_p": res["p"], "tl_p_is_bound": res["p_is_bound"]})
     if delta is not None:
         m = margin_test(res["replicates"], delta, diff=res["diff"])
+        d = res["per_seed_diff"]
+        t = margin_test_t(d, delta, level=m["level"]) if len(d) >= 2 and np.std(d) > 1e-12 else None
+        both = margin_test_both(m, t)
         out.update({"tl_lo90": m["lo"], "tl_hi90": m["hi"], **{k: m[k] for k in (
-            "p_below_claim", "p_below_claim_is_bound", "p_gain", "p_gain_is_bound", "verdict", "includes_delta")}})
+            "p_below_claim", "p_below_claim_is_bound", "p_gain", "p_gain_is_bound")},
+            "lo90": both["lo"], "hi90": both["hi"], "verdict": both["verdict"],
+            "verdict_bootstrap": both["verdict_bootstrap"], "verdict_t": both["verdict_t"],
+            "includes_delta": both["includes_delta"]})
+        if t is not None:
+            out.update({"t_lo90": t["lo"], "t_hi90": t["hi"], "p_below_claim_t": t["p_below_claim"],
+                        "p_gain_t": t["p_gain"]})
+    return out
+
+
+def compare_under_rules(runs: pd.DataFrame, method: str, rule: str, baseline: str, baseline_rule: str, *,
+                        n_boot: int = 10_000, random_state: int = 0, delta: float | None = None) -> dict:
+    """``method`` scored by ``rule`` against ``baseline`` scored by ``baseline_rule`` (e.g. each
+    method's rule chosen on validation: PROTOCOL.md section 1, secondary): the two-level columns of
+    ``compare_to_baseline`` (tl_*, and with ``delta`` the margin test of both views) over the seeds
+    both ran, plus the t view over those seeds (diff, diff_lo, diff_hi, p_ttest)."""
+    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
+    if first.empty:
+        raise ValueError(f"no test runs of {baseline}")
+    reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
+    y, ids = reference["label"].to_numpy(), reference["id"].to_numpy()
+    mine = load_primary_predictions(runs, method, ids, rule=rule)
+    base = load_primary_predictions(runs, baseline, ids, rule=baseline_rule)
+    seeds = sorted(set(mine) & set(base))
+    sub = runs[runs["split"] == "test"]
+    a = sub[(sub["method"] == method) & (sub["rule"] == rule)].set_index("seed")["macro_f1"]
+    b = sub[(sub["method"] == baseline) & (sub["rule"] == baseline_rule)].set_index("seed")["macro_f1"]
+    d = (a.loc[seeds] - b.loc[seeds]).to_numpy()
+    mean, lo, hi = mean_ci(d)
+    p = float(st.ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and d.std() > 1e-12 else float("nan")
+    out = {"method": method, "rule": rule, "baseline": baseline, "baseline_rule": baseline_rule,
+           "seeds": len(seeds), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
+    out.update(_two_level_columns(mine, base, seeds, y, False, n_boot, random_state, delta))
     return out

@@ -12,7 +12,7 @@ from lib.study.experiments import (ExperimentConfig, display_name, experiment_fi
 from scipy import stats as st
 
 from lib.training.results import collect_runs, git, write_csv, write_text
-from lib.evaluation.stats import compare_to_baseline, format_p, holm, summarize
+from lib.evaluation.stats import compare_to_baseline, compare_under_rules, format_p, holm, summarize
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
 SEED_STUDY = pd.DataFrame([
@@ -97,15 +97,16 @@ def epoch_report(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def provenance(runs: pd.DataFrame) -> dict:
-    """Commits and dirty trees of the runs (environment.json), and whether they share one clean
-    commit of the training code."""
+    """Commits and dirty trees of the runs (environment.json). ``one_code``: one commit of the
+    training code (several commits with the same lib/ allowed); ``clean``: every run from one and the
+    same commit, clean tree (PROTOCOL.md section 6: one commit per study)."""
     per_run = runs.drop_duplicates("run_path")
     commits = sorted({c for c in per_run["commit"] if isinstance(c, str)})
     dirty = int(sum(bool(d) for d in per_run["dirty"] if d is not None and not pd.isna(d)))
     unknown = int(sum(1 for c in per_run["commit"] if not isinstance(c, str)))
     one_code = unknown == 0 and (len(commits) <= 1 or same_training_code(commits))
     return {"runs": len(per_run), "commits": commits, "dirty_runs": dirty, "runs_without_commit": unknown,
-            "one_code": one_code, "clean": bool(commits) and dirty == 0 and one_code}
+            "one_code": one_code, "clean": len(commits) == 1 and unknown == 0 and dirty == 0}
 
 
 def same_training_code(commits: list[str]) -> bool:
@@ -159,12 +160,17 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
                                      delta=MARGIN, sentence_bootstrap=False)
     table = summary.copy()
     if not comparison.empty:
-        comparison = comparison.assign(p_holm=holm(comparison["tl_p"].to_numpy()))
+        comparison = comparison.assign(p_holm=holm(comparison["tl_p"].to_numpy()),
+                                       p_ttest_holm=holm(comparison["p_ttest"].to_numpy()))
         comparison["mde"] = [_mde(r) for _, r in comparison.iterrows()]
-        margin_cols = ["tl_lo90", "tl_hi90", "p_below_claim", "p_gain", "verdict"]
+        margin_cols = ["tl_lo90", "tl_hi90", "p_below_claim", "p_below_claim_is_bound", "p_gain", "p_gain_is_bound",
+                       "verdict_bootstrap", "t_lo90", "t_hi90", "p_below_claim_t", "p_gain_t", "verdict_t",
+                       "lo90", "hi90", "verdict"]
+        comparison = comparison.astype({c: object for c in margin_cols if c in comparison.columns})
         comparison.loc[comparison["method"] != primary_key, margin_cols] = np.nan
-        cols = ["method", "seeds", "diff", "diff_lo", "diff_hi", "p_ttest", "tl_design", "tl_seeds", "tl_diff",
-                "tl_lo", "tl_hi", "tl_se", "tl_p", "tl_p_is_bound", "tl_n_boot", "p_holm", "mde", *margin_cols]
+        cols = ["method", "seeds", "diff", "diff_lo", "diff_hi", "p_ttest", "p_ttest_holm", "tl_design", "tl_seeds",
+                "tl_diff", "tl_lo", "tl_hi", "tl_se", "tl_p", "tl_p_is_bound", "tl_n_boot", "p_holm", "mde",
+                *margin_cols]
         comp = comparison[[c for c in cols if c in comparison.columns]].rename(
             columns={"seeds": "paired_seeds", "diff": "diff_vs_baseline"})
         comp = comp.assign(primary=True)
@@ -172,6 +178,7 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     rules = rule_choice(runs)
     table = table.merge(rules, on="method", how="left")
     table["valid_chosen"] = table["rule"] == table["valid_chosen_rule"]
+    table = _with_chosen_rule_comparison(table, runs, rules, primary_key, baseline, n_boot, random_state)
     table = table.drop(columns=["apriori_rule", "valid_chosen_rule"])
     table = table.merge(epoch_report(runs).assign(primary=True), on=["method", "primary"], how="left")
     table = table.merge(SEED_STUDY, on="method", how="left")
@@ -182,6 +189,30 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot,
                        primary_study=is_primary_study(runs), primary_method=primary_key)
     return table, readable(table, baseline), runs
+
+
+VC_COLUMNS = {"baseline_rule": "vc_baseline_rule", "tl_diff": "vc_diff", "tl_lo": "vc_lo", "tl_hi": "vc_hi",
+              "tl_p": "vc_p", "tl_p_is_bound": "vc_p_is_bound", "p_ttest": "vc_p_ttest", "lo90": "vc_lo90",
+              "hi90": "vc_hi90", "verdict": "vc_verdict"}
+
+
+def _with_chosen_rule_comparison(table, runs, rules, method, baseline, n_boot, random_state) -> pd.DataFrame:
+    """PROTOCOL.md section 1, secondary: ``method`` against ``baseline``, each scored by its rule chosen
+    on validation; columns vc_* on ``method``'s row of that rule (the a-priori rules' comparison is
+    in the tl_* columns)."""
+    chosen = rules.set_index("method")["valid_chosen_rule"]
+    if method not in chosen.index or baseline not in chosen.index:
+        return table
+    res = compare_under_rules(runs, method, chosen[method], baseline, chosen[baseline], n_boot=n_boot,
+                              random_state=random_state, delta=MARGIN)
+    if res.get("tl_design") != "paired seeds":
+        return table
+    at = (table["method"] == method) & (table["rule"] == chosen[method])
+    table = table.copy()
+    for key, col in VC_COLUMNS.items():
+        table[col] = pd.Series([np.nan] * len(table), dtype=object)
+        table.loc[at, col] = res[key]
+    return table
 
 
 def _mde(r) -> float:
@@ -204,11 +235,11 @@ def readable(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         row = {"method": display_name(method), "rule (a priori)": r["rule"], "seeds": int(r["seeds"]),
                "test macro-F1 (95% CI over seeds)": _fmt(r["macro_f1"], r["macro_f1_lo"], r["macro_f1_hi"])}
         name = f"vs {display_name(baseline)} (95% CI over seeds and sentences)"
-        row[name] = row["p (seeds × sentences, Holm)"] = row["p (t over seeds)"] = ""
+        row[name] = row["p (seeds × sentences, Holm)"] = row["p (t over seeds, Holm)"] = ""
         if not pd.isna(r.get("tl_diff", np.nan)):
             row[name] = f"{r['tl_diff']:+.3f} [{r['tl_lo']:+.3f}, {r['tl_hi']:+.3f}]"
             row["p (seeds × sentences, Holm)"] = _p(r["p_holm"], n_boot, r["tl_p_is_bound"])
-            row["p (t over seeds)"] = _p(r["p_ttest"], None)
+            row["p (t over seeds, Holm)"] = _p(r.get("p_ttest_holm", np.nan), None)
         row["rule chosen on validation"] = "" if chosen.empty else chosen.iloc[0]["rule"]
         row["its test macro-F1"] = "" if chosen.empty else f"{chosen.iloc[0]['macro_f1']:.3f}"
         epochs = r.get("selected_epochs")
@@ -234,11 +265,25 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
             which = "Primary comparison (PROTOCOL.md)"
         else:
             which = "The protocol's comparison on this secondary study"
-        out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.3f}, 90% "
-                   f"interval over seeds and sentences [{r['tl_lo90']:+.3f}, {r['tl_hi90']:+.3f}] against the "
-                   f"claimed +{MARGIN}: **{r['verdict']}** (one-sided p of no gain {_p(r['p_gain'], table.attrs['n_boot'])}, "
-                   f"of the claimed gain {_p(r['p_below_claim'], table.attrs['n_boot'])}; minimum detectable "
-                   f"effect {r['mde']:.3f} at {int(r['seeds'])} seeds).")
+        nb = table.attrs["n_boot"]
+        t_part = "" if pd.isna(r.get("t_lo90", np.nan)) else (
+            f"; t over seeds (test set fixed) [{r['t_lo90']:+.3f}, {r['t_hi90']:+.3f}], {r['verdict_t']}")
+        out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.3f} against the "
+                   f"claimed +{MARGIN}: **{r['verdict']}** (90% interval [{r['lo90']:+.3f}, {r['hi90']:+.3f}], the "
+                   f"union of the two views, PROTOCOL.md amendment 4: two-level bootstrap over seeds and sentences "
+                   f"[{r['tl_lo90']:+.3f}, {r['tl_hi90']:+.3f}], {r['verdict_bootstrap']}{t_part}. Bootstrap "
+                   f"one-sided p of no gain {_p(r['p_gain'], nb, r.get('p_gain_is_bound'))}, of the claimed gain "
+                   f"{_p(r['p_below_claim'], nb, r.get('p_below_claim_is_bound'))}; minimum detectable effect "
+                   f"{r['mde']:.3f} at {int(r['seeds'])} seeds).")
+    vc = table[table["vc_verdict"].notna() & (table["vc_verdict"] != "")] if "vc_verdict" in table.columns else []
+    if len(vc):
+        r = vc.iloc[0]
+        out.append(f"Secondary (PROTOCOL.md §1), each method scored by its rule chosen on validation: "
+                   f"{display_name(r['method'])} ({r['rule']}) − {display_name(baseline)} ({r['vc_baseline_rule']}) "
+                   f"= {r['vc_diff']:+.3f}, 95% interval over seeds and sentences [{r['vc_lo']:+.3f}, {r['vc_hi']:+.3f}], "
+                   f"p {_p(r['vc_p'], table.attrs['n_boot'], r['vc_p_is_bound'])} (t over seeds "
+                   f"{_p(r['vc_p_ttest'], None)}); against the claimed +{MARGIN}: {r['vc_verdict']} (90% interval "
+                   f"[{r['vc_lo90']:+.3f}, {r['vc_hi90']:+.3f}], both views).")
     ep = table[table["primary"] & table["selected_epochs"].notna()]
     if len(ep):
         last = int(ep["runs_best_at_last_epoch"].sum())
