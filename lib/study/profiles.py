@@ -22,7 +22,7 @@ PROFILES: dict[str, dict] = {
         "results": "results/smoke/{dataset}-{encoder}",
     },
     # A laptop CPU: the full notebook set on ed6 with MiniLM, 3 seeds of 2 epochs (under an hour on 2 cores;
-    # short of convergence: the published ed6 study is PROTOCOL.md's budget, 5 seeds).
+    # short of convergence: PROTOCOL.md's ed6 study is the paper-secondary profile, 5 seeds to convergence).
     "default": {
         "dataset": "ed6", "encoder": "minilm", "seeds": [0, 1, 2],
         "training": {"EPOCHS": 2},
