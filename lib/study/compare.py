@@ -3,7 +3,8 @@
 ``run_all.sh`` trains into a folder git ignores (``results/local/<study>``) and ends by comparing
 its summary with the published ``results/<study>/summary.csv``: for the primary prediction rule
 of each method, your mean test macro-F1, the published mean and its 95% interval (Student t over
-the published seeds), the difference, and whether your mean lies inside that interval.
+the published seeds), the difference, and whether your mean lies in the range expected from seed
+variation alone: the 95% prediction interval for a mean over your number of seeds (``expected_range``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ from lib.study.experiments import display_name, sort_methods
 from lib.training.results import write_csv, write_text
 
 COLUMNS = ["method", "name", "yours", "yours_seeds", "published", "published_lo", "published_hi",
-           "published_seeds", "difference", "inside_published_interval"]
+           "published_seeds", "difference", "expected_lo", "expected_hi", "within_expected_range"]
+
+
+def expected_range(published: float, lo: float, hi: float, published_seeds: int, your_seeds: int) -> tuple[float, float]:
+    """95% prediction interval for the mean over ``your_seeds`` new seeds of a study whose published
+    mean over ``published_seeds`` has the Student-t interval [lo, hi]: mean +- t s sqrt(1/n_p + 1/n_y)
+    with the published seeds' SD s, i.e. the published interval widened by sqrt(1 + n_p / n_y).
+    A mean over few seeds varies more than the published mean; its interval alone would say "NO"
+    far more often than 5% of the time when nothing differs."""
+    half = (hi - lo) / 2 * math.sqrt(1 + published_seeds / your_seeds)
+    return published - half, published + half
 
 
 def relative(path: str | Path) -> str:
@@ -43,9 +54,9 @@ def _num(value) -> float | None:
 def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
     """One row per method in either summary (primary rule), in the study's reading order.
 
-    ``inside_published_interval`` is True/False where the published study has an interval over
-    seeds, and empty where it has none (one run: a baseline, or a single seed) or where one side
-    lacks the method.
+    ``within_expected_range`` is True/False where the published study has an interval over seeds
+    (your mean against ``expected_range``), and empty where it has none (one run: a baseline, or a
+    single seed) or where one side lacks the method.
     """
     mine, theirs = _primary(Path(yours) / "summary.csv"), _primary(Path(published) / "summary.csv")
     rows = []
@@ -56,19 +67,21 @@ def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
         p_mean = _num(p["macro_f1"]) if p is not None else None
         lo = _num(p["macro_f1_lo"]) if p is not None else None
         hi = _num(p["macro_f1_hi"]) if p is not None else None
-        inside = None
+        inside = e_lo = e_hi = None
         if y_mean is not None and lo is not None and hi is not None:
-            inside = bool(lo <= round(y_mean, 6) <= hi)
+            e_lo, e_hi = expected_range(p_mean, lo, hi, int(p["seeds"]), int(y["seeds"]))
+            inside = bool(round(e_lo, 6) <= round(y_mean, 6) <= round(e_hi, 6))
         rows.append({
             "method": key, "name": display_name(key),
             "yours": y_mean, "yours_seeds": int(y["seeds"]) if y is not None else None,
             "published": p_mean, "published_lo": lo, "published_hi": hi,
             "published_seeds": int(p["seeds"]) if p is not None else None,
             "difference": round(y_mean - p_mean, 6) if y_mean is not None and p_mean is not None else None,
-            "inside_published_interval": inside,
+            "expected_lo": None if e_lo is None else round(e_lo, 6),
+            "expected_hi": None if e_hi is None else round(e_hi, 6), "within_expected_range": inside,
         })
     table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.astype({"yours_seeds": "Int64", "published_seeds": "Int64", "inside_published_interval": "boolean"})
+    return table.astype({"yours_seeds": "Int64", "published_seeds": "Int64", "within_expected_range": "boolean"})
 
 
 # Training settings that change the numbers; a difference here explains a gap before chance does.
@@ -118,7 +131,9 @@ def write_comparison(table: pd.DataFrame, out_dir: str | Path, yours: str | Path
     rows = [{k: _plain(v) for k, v in r.items()} for r in table.astype(object).to_dict(orient="records")]
     doc = {
         "yours": relative(yours), "published": relative(published), "metric": "test macro-F1, primary rule",
-        "interval": "95% Student t interval over the published study's seeds",
+        "interval": "published: 95% Student t interval over the published study's seeds; expected: 95% prediction "
+                    "interval for a mean over your seeds (the published interval widened by sqrt(1 + n_published / "
+                    "n_yours)), which within_expected_range tests",
         "note": note, "methods": rows, "settings_differ": settings or {},
     }
     write_text(paths["json"], json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
@@ -138,7 +153,8 @@ def _f(v) -> str:
 
 def format_comparison(table: pd.DataFrame) -> str:
     """The comparison as aligned text for the terminal."""
-    head = ["method", "yours", "published [95% interval over seeds]", "difference", "inside"]
+    head = ["method", "yours", "published [95% interval over seeds]", "difference",
+            "expected for your seeds", "within"]
     lines = []
     for r in table.itertuples(index=False):
         interval = "" if r.published_lo is None or pd.isna(r.published_lo) else \
@@ -146,8 +162,10 @@ def format_comparison(table: pd.DataFrame) -> str:
         seeds_y = "" if r.yours_seeds is None or pd.isna(r.yours_seeds) else f" (n={int(r.yours_seeds)})"
         seeds_p = "" if r.published_seeds is None or pd.isna(r.published_seeds) else f" (n={int(r.published_seeds)})"
         diff = "–" if r.difference is None or pd.isna(r.difference) else f"{r.difference:+.3f}"
-        inside = "n/a" if pd.isna(r.inside_published_interval) else ("yes" if r.inside_published_interval else "NO")
-        lines.append([r.name, _f(r.yours) + seeds_y, _f(r.published) + interval + seeds_p, diff, inside])
+        inside = "n/a" if pd.isna(r.within_expected_range) else ("yes" if r.within_expected_range else "NO")
+        expected = "" if r.expected_lo is None or pd.isna(r.expected_lo) else \
+            f"[{r.expected_lo:.3f}, {r.expected_hi:.3f}]"
+        lines.append([r.name, _f(r.yours) + seeds_y, _f(r.published) + interval + seeds_p, diff, expected, inside])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     return "\n".join(fmt.format(*row) for row in [head, *lines])
