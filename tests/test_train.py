@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,8 @@ def test_run_folder_is_complete(combined_run):
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["torch"].startswith("2.13.0") and "commit" in env["git"]
     assert env["device"] == {"type": "cpu"}
+    written = datetime.fromisoformat(env["written_utc"])
+    assert written.tzinfo is not None and abs((datetime.now(timezone.utc) - written).total_seconds()) < 3600
     preds = pd.read_csv(out / "predictions.csv")
     assert len(preds) == 48 and preds["id"].is_monotonic_increasing
     emb = np.load(out / "test_embeddings.npy", allow_pickle=False)

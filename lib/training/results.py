@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def git_state() -> dict:
 
 
 def environment_info(device=None) -> dict:
-    """Versions, git state, CPU and (``device``: a torch.device) the device the run trained on."""
+    """Versions, git state, CPU, (``device``: a torch.device) the device the run trained on, and when
+    the run was written (``written_utc``: with the commit, it lets a reader check that a protocol
+    amendment predates the results it governs)."""
     versions = {}
     for p in PACKAGES:
         try:
@@ -108,7 +111,8 @@ def environment_info(device=None) -> dict:
         except metadata.PackageNotFoundError:
             versions[p] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "git": git_state(), "cpu": cpu_info(), **({"device": device_info(device)} if device is not None else {})}
+            "git": git_state(), "cpu": cpu_info(), **({"device": device_info(device)} if device is not None else {}),
+            "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def device_info(device) -> dict:
