@@ -107,3 +107,29 @@ def test_summary_refuses_mixed_code_and_marks_dirty_runs(tmp_path):
     assert "NOT CONFIRMATORY" in render_summary(nice) and "2 from a dirty tree" in render_summary(nice)
     with pytest.raises(ValueError, match="one clean commit"):
         build_summary(dirty, n_boot=200, provenance_rule="clean")
+
+
+def test_clean_means_one_commit_even_where_the_training_code_is_the_same(tmp_path, monkeypatch):
+    """PROTOCOL.md section 6: one commit per study. Two commits with identical lib/ pass the default
+    rule (one commit of the training code) but not "clean"."""
+    import lib.study.summary as summary
+    monkeypatch.setattr(summary, "same_training_code", lambda commits: True)
+    two = _study(tmp_path, commits=("a" * 40, "b" * 40, "a" * 40))
+    _, nice, _ = build_summary(two, n_boot=200)
+    assert "NOT CONFIRMATORY" in render_summary(nice) and "2 commit(s) with the same training code" in render_summary(nice)
+    with pytest.raises(ValueError, match="one clean commit"):
+        build_summary(two, n_boot=200, provenance_rule="clean")
+
+
+def test_the_validation_chosen_rules_are_compared_too(tmp_path):
+    """PROTOCOL.md section 1 (secondary): each method under its rule chosen on validation (here the
+    head for both), on the combined loss's row of that rule, and in a note under the verdict."""
+    table, nice, _ = build_summary(_study(tmp_path), n_boot=200)
+    vc = table[table["vc_verdict"].notna()]
+    assert list(zip(vc["method"], vc["rule"], vc["vc_baseline_rule"])) == [
+        ("ce=0.15+triplet=0.4+arcface=0.45", "head", "head")]
+    r = vc.iloc[0]
+    assert r["vc_lo"] <= r["vc_diff"] <= r["vc_hi"] and r["vc_lo90"] <= r["vc_diff"] <= r["vc_hi90"]
+    assert r["vc_verdict"] in ("reproduces", "smaller gain", "does not reproduce", "inconclusive")
+    note = [line for line in nice.attrs["notes"] if line.startswith("Secondary (PROTOCOL.md §1)")]
+    assert len(note) == 1 and "(head) − CE (head)" in note[0] and r["vc_verdict"] in note[0]
