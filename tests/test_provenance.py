@@ -38,7 +38,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lib.study.experiments import run_folder  # noqa: E402
-from lib.study.summary import build_summary, epoch_report, render_summary, rule_choice  # noqa: E402
+from lib.evaluation.stats import holm, load_primary_predictions, two_level_bootstrap  # noqa: E402
+from lib.study.summary import build_summary, collect, epoch_report, render_summary, rule_choice  # noqa: E402
 from lib.training.config import ExperimentConfig  # noqa: E402
 
 Y = np.array([0, 1, 2] * 10)
@@ -133,3 +134,20 @@ def test_the_validation_chosen_rules_are_compared_too(tmp_path):
     assert r["vc_verdict"] in ("reproduces", "smaller gain", "does not reproduce", "inconclusive")
     note = [line for line in nice.attrs["notes"] if line.startswith("Secondary (PROTOCOL.md §1)")]
     assert len(note) == 1 and "(head) − CE (head)" in note[0] and r["vc_verdict"] in note[0]
+    # the numbers are the two-level bootstrap of the head predictions of both methods, seed by seed
+    runs = collect(tmp_path)
+    mine = load_primary_predictions(runs, "ce=0.15+triplet=0.4+arcface=0.45", rule="head")
+    base = load_primary_predictions(runs, "ce=1.0", rule="head")
+    ref = two_level_bootstrap([mine[s] for s in (0, 1, 2)], [base[s] for s in (0, 1, 2)], Y, n_boot=200,
+                              random_state=0, n_classes=3)
+    assert (r["vc_diff"], r["vc_lo"], r["vc_hi"]) == pytest.approx((ref["diff"], ref["lo"], ref["hi"]))
+    # and the a-priori rules differ (centroid for the combined loss): another comparison
+    prim = table[(table["method"] == "ce=0.15+triplet=0.4+arcface=0.45") & table["primary"]].iloc[0]
+    assert prim["rule"] == "centroid" and prim["tl_diff"] != pytest.approx(r["vc_diff"])
+
+
+def test_the_t_view_is_holm_adjusted_over_the_same_family(tmp_path):
+    table, nice, _ = build_summary(_study(tmp_path), n_boot=200)
+    comp = table[table["primary"] & table["p_ttest"].notna()]
+    assert len(comp) >= 1 and (comp["p_ttest_holm"].to_numpy() == pytest.approx(holm(comp["p_ttest"].to_numpy())))
+    assert "p (t over seeds, Holm)" in nice.columns

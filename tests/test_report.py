@@ -58,3 +58,27 @@ def test_main_writes_sorted_files_and_refuses_an_empty_folder(two_studies, tmp_p
     empty.mkdir()
     assert main(["--results", str(empty)]) == 2
     assert "no summary.csv under" in capsys.readouterr().err
+
+
+def test_a_cell_shows_the_t_views_holm_p_where_the_summary_has_it(tmp_path):
+    """PROTOCOL.md amendment 4: significance needs both Holm p-values, so the cell shows both."""
+    folder = tmp_path / "b"
+    folder.mkdir()
+    pd.DataFrame([{"method": "tfidf-lr", "rule": "head", "primary": True, "seeds": 1, "macro_f1": 0.5,
+                   "macro_f1_lo": float("nan"), "macro_f1_hi": float("nan"), "tl_diff": -0.1, "tl_lo": -0.15,
+                   "tl_hi": -0.05, "p_holm": 0.02, "tl_p_is_bound": False, "tl_n_boot": 10000,
+                   "p_ttest_holm": 0.0581}]).to_csv(folder / "summary.csv", index=False)
+    wide = wide_table(collect_studies(tmp_path, (("b", "B"),))).set_index("method")
+    assert wide.loc["TF-IDF + LR", "B"] == "0.500 (n=1); -0.100 [-0.150, -0.050], p = 0.0200, t 0.058"
+
+
+def test_a_main_table_of_an_earlier_version_is_still_ours(two_studies, monkeypatch):
+    """A column added later (p_ttest_holm) does not make a table an earlier version wrote foreign;
+    a CSV without the table's columns still is."""
+    monkeypatch.setattr("lib.study.report.STUDIES", STUDIES)
+    assert main(["--results", str(two_studies)]) == 0
+    path = two_studies / "main_table.csv"
+    pd.read_csv(path).drop(columns=["p_ttest_holm"]).to_csv(path, index=False)  # as before the column existed
+    assert main(["--results", str(two_studies)]) == 0 and "p_ttest_holm" in pd.read_csv(path).columns
+    path.write_text("method,macro_f1\nx,1\n", encoding="utf-8")
+    assert main(["--results", str(two_studies)]) == 2 and path.read_text(encoding="utf-8").startswith("method,macro_f1")

@@ -32,7 +32,10 @@ STUDIES = (
 )
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
 COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
-           "tl_diff", "tl_lo", "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot", "p_ttest"]
+           "tl_diff", "tl_lo", "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot", "p_ttest", "p_ttest_holm"]
+# What marks a main_table.csv as one this program wrote, in every version (columns added later,
+# such as p_ttest_holm, must not make an older table look foreign).
+IDENTITY_COLUMNS = COLUMNS[:COLUMNS.index("p_ttest") + 1]
 
 
 def collect_studies(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
@@ -72,12 +75,14 @@ def _cell(r) -> str:
         bound = bool(r["tl_p_is_bound"]) if not pd.isna(r["tl_p_is_bound"]) else False
         p = format_p(float(r["p_holm"]), int(r["tl_n_boot"]), bound)
         text += f"; {r['tl_diff']:+.3f} [{r['tl_lo']:+.3f}, {r['tl_hi']:+.3f}], p {p if bound else '= ' + p}"
+        if not pd.isna(r.get("p_ttest_holm")):  # the t view's Holm p (PROTOCOL.md, amendment 4)
+            text += f", t {format_p(float(r['p_ttest_holm']))}"
     return text
 
 
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     """One row per method, one column per study: mean [95% CI over seeds] (n seeds); difference to CE
-    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p."""
+    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p, Holm-adjusted t p."""
     titles = list(dict.fromkeys(long["title"]))
     rows = []
     for method in sort_methods(long["method"].unique()):
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
     root = resolve_results_dir(args.results)
     try:
         long = collect_studies(args.results)
-        for name, ours in (("main_table.csv", lambda p: csv_header_has(p, COLUMNS)),
+        for name, ours in (("main_table.csv", lambda p: csv_header_has(p, IDENTITY_COLUMNS)),
                            ("main_table.md", _is_main_table_md)):
             check_owned(root / name, ours, "a main table written by python -m lib.report")
     except (FileNotFoundError, ValueError, NotOursError) as e:

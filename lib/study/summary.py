@@ -304,10 +304,22 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
     return out
 
 
+def _numeric_where_possible(table: pd.DataFrame) -> pd.DataFrame:
+    """Object columns that hold only numbers and NaN (the margin and vc_* columns, object so that rows
+    outside the comparison can be blank) as floats, so that rounding reaches them; flags and text stay."""
+    out = table.copy()
+    for col in out.columns[out.dtypes == object]:
+        values = out[col].dropna()
+        if len(values) and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                               for v in values):
+            out[col] = pd.to_numeric(out[col])
+    return out
+
+
 def write_summary(results: str | Path, table: pd.DataFrame, nice: pd.DataFrame) -> dict[str, Path]:
     root = resolve_results_dir(results)
     paths = {"csv": root / "summary.csv", "md": root / "summary.md"}
-    write_csv(paths["csv"], table.round(6))
+    write_csv(paths["csv"], _numeric_where_possible(table).round(6))
     write_text(paths["md"], render_summary(nice))
     return paths
 
