@@ -51,11 +51,17 @@ def summarize(table: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["method", "rule"]).reset_index(drop=True)
 
 
-def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:
-    """Paired t-test of primary-rule macro-F1 over the seeds both methods ran."""
-    sub = table[(table["split"] == split) & table["primary"]]
-    a = sub[sub["method"] == method].set_index("seed")["macro_f1"]
-    b = sub[sub["method"] == baseline].set_index("seed")["macro_f1"]
+def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test",
+                     rule: str | None = None, baseline_rule: str | None = None) -> dict:
+    """Paired t-test of macro-F1 over the seeds both methods ran, each scored by its primary rule
+    (or by ``rule`` / ``baseline_rule``)."""
+    sub = table[table["split"] == split]
+
+    def scores(m, r):
+        return sub[(sub["method"] == m) & (sub["primary"] if r is None else sub["rule"] == r)].set_index("seed")[
+            "macro_f1"]
+
+    a, b = scores(method, rule), scores(baseline, baseline_rule)
     seeds = sorted(set(a.index) & set(b.index))
     d = (a.loc[seeds] - b.loc[seeds]).to_numpy()
     mean, lo, hi = mean_ci(d)
@@ -636,12 +642,9 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
     run; where its metrics.json lacks them, the largest label or prediction + 1).
     """
     rows = []
-    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
-    if first.empty:
+    if runs[(runs["method"] == baseline) & (runs["split"] == "test")].empty:
         return pd.DataFrame()
-    reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
-    y, ids = reference["label"].to_numpy(), reference["id"].to_numpy()
-    n_classes = n_classes_of(first.iloc[0])
+    y, ids, n_classes = _test_reference(runs, baseline)
     base = load_primary_predictions(runs, baseline, ids)
     fixed_methods = set(deterministic)
     for method in sorted(set(runs["method"]) - {baseline}):
@@ -660,6 +663,16 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, n_boot: int = 1000, r
                                           n_classes))
         rows.append(row)
     return pd.DataFrame(rows).sort_values("method").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def _test_reference(runs: pd.DataFrame, baseline: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(test labels, sentence ids, class count) from the baseline's first test run: the test set
+    every compared run must have predicted."""
+    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
+    if first.empty:
+        raise ValueError(f"no test runs of {baseline}")
+    reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
+    return reference["label"].to_numpy(), reference["id"].to_numpy(), n_classes_of(first.iloc[0])
 
 
 def n_classes_of(run_path) -> int | None:
@@ -716,22 +729,11 @@ def compare_under_rules(runs: pd.DataFrame, method: str, rule: str, baseline: st
     method's rule chosen on validation: PROTOCOL.md section 1, secondary): the two-level columns of
     ``compare_to_baseline`` (tl_*, and with ``delta`` the margin test of both views) over the seeds
     both ran, plus the t view over those seeds (diff, diff_lo, diff_hi, p_ttest)."""
-    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
-    if first.empty:
-        raise ValueError(f"no test runs of {baseline}")
-    reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
-    y, ids = reference["label"].to_numpy(), reference["id"].to_numpy()
+    y, ids, n_classes = _test_reference(runs, baseline)
     mine = load_primary_predictions(runs, method, ids, rule=rule)
     base = load_primary_predictions(runs, baseline, ids, rule=baseline_rule)
     seeds = sorted(set(mine) & set(base))
-    sub = runs[runs["split"] == "test"]
-    a = sub[(sub["method"] == method) & (sub["rule"] == rule)].set_index("seed")["macro_f1"]
-    b = sub[(sub["method"] == baseline) & (sub["rule"] == baseline_rule)].set_index("seed")["macro_f1"]
-    d = (a.loc[seeds] - b.loc[seeds]).to_numpy()
-    mean, lo, hi = mean_ci(d)
-    p = float(st.ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and d.std() > 1e-12 else float("nan")
     out = {"method": method, "rule": rule, "baseline": baseline, "baseline_rule": baseline_rule,
-           "seeds": len(seeds), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
-    out.update(_two_level_columns(mine, base, seeds, y, False, n_boot, random_state, delta,
-                                  n_classes_of(first.iloc[0])))
+           **paired_seed_test(runs, method, baseline, rule=rule, baseline_rule=baseline_rule)}
+    out.update(_two_level_columns(mine, base, seeds, y, False, n_boot, random_state, delta, n_classes))
     return out
