@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# How the confirmatory studies of PROTOCOL.md are trained and published (amendments 2(b) and 3):
+# every run from one clean worktree of commit 1e99608, resumable across working sessions.
+#
+#   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress, then train
+#                                          every study not yet published, in the protocol's order
+#   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress and commit
+#                                          them (only that path), so a stopped machine loses at most
+#                                          the run it was training
+#   scripts/confirmatory_runs.sh publish STUDY RUN_ALL_ARGS...
+#                                          move a finished study into results/STUDY and render it
+#                                          with this checkout's analysis code (amendment 4(h))
+#
+# The worktree is $STUDY_WORKTREE (default: ../study beside this checkout); it shares this
+# checkout's .venv. STUDY_DATA_DIR must name the data folder.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COMMIT=1e99608
+WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
+SAVED="$ROOT/results/in-progress"
+: "${STUDY_DATA_DIR:?set STUDY_DATA_DIR to the data folder}"
+export STUDY_DATA_DIR="$(realpath "$STUDY_DATA_DIR")" STUDY_CACHE_DIR="${STUDY_CACHE_DIR:-$ROOT/.cache}"
+export TOKENIZERS_PARALLELISM=false
+
+# The protocol's order (amendment 3): results folder, then run_all.sh arguments.
+STUDIES=(
+  "ko6-me5-small-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset ko6 --encoder me5-small"
+  "ed32-minilm-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset ed32"
+  "goemo27-minilm-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset goemo27"
+  "ko6-me5-small|--profile paper"
+  "ed6-minilm|--profile paper-secondary --by-seed"
+  "ed32-minilm|--profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set 'LOSSES=[\"combined\"]'"
+)
+
+published() { [[ -f "$ROOT/results/$1/run_times.csv" ]]; }  # written only when a protocol study is published
+
+worktree() {
+  if [[ ! -d "$WORKTREE" ]]; then
+    git -C "$ROOT" worktree add --detach "$WORKTREE" "$COMMIT"
+  fi
+  [[ -e "$WORKTREE/.venv" ]] || ln -s "$ROOT/.venv" "$WORKTREE/.venv"
+  # the link is not code: keep it out of the worktree's git status (and so out of "dirty")
+  grep -qx ".venv" "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
+    echo ".venv" >> "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude"
+  cd "$WORKTREE"
+  if [[ -n "$(git status --porcelain)" || "$(git rev-parse --short=7 HEAD)" != "$COMMIT" ]]; then
+    echo "error: $WORKTREE is not a clean checkout of $COMMIT" >&2; exit 2
+  fi
+}
+
+restore() {  # saved runs back into the worktree's results/local, with the time each finished
+  local saved study run rel when
+  for saved in "$SAVED"/*/; do
+    [[ -d "$saved/runs" ]] || continue
+    study=$(basename "$saved")
+    for run in "$saved"runs/*/seed*; do
+      rel=${run#"$saved"}
+      [[ -e "$WORKTREE/results/local/$study/$rel" ]] && continue
+      mkdir -p "$(dirname "$WORKTREE/results/local/$study/$rel")"
+      cp -a "$run" "$WORKTREE/results/local/$study/$rel"
+      echo "restored $study/$rel"
+    done
+    [[ -f "$saved/run_times.csv" ]] || continue
+    tail -n +2 "$saved/run_times.csv" | while IFS=, read -r rel when; do
+      touch -d "$when" "$WORKTREE/results/local/$study/$rel/metrics.json"
+    done
+  done
+}
+
+run() {
+  "$ROOT/scripts/setup_env.sh"
+  worktree
+  restore
+  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args k
+  for entry in "${STUDIES[@]}"; do
+    study=${entry%%|*}; eval "args=(${entry#*|})"
+    if published "$study"; then echo "$study: published, skipped"; continue; fi
+    if [[ "$study" == ko6-me5-small ]]; then  # amendment 2(b): seed by seed, so CE and combined stay paired
+      for k in 0 1 2 3 4 5 6 7 8 9; do
+        "${py[@]}" --profile paper --seeds "$k" --notebooks 00_data_exploration,01_baseline_ce,04_combined
+      done
+    fi
+    "${py[@]}" "${args[@]}"
+  done
+}
+
+save() {
+  local src="$WORKTREE/results/local" study_dir study run rel dst times new=()
+  for study_dir in "$src"/*/; do
+    study=$(basename "$study_dir")
+    published "$study" && continue
+    for run in "$study_dir"runs/*/seed*; do
+      [[ "$run" == *.partial || ! -f "$run/metrics.json" ]] && continue
+      rel=${run#"$study_dir"}; dst="$SAVED/$study/$rel"
+      [[ -e "$dst/metrics.json" ]] && continue
+      rm -rf "$dst.tmp"; mkdir -p "$dst.tmp" && cp -a "$run"/. "$dst.tmp"/
+      [[ "$(basename "$run")" == seed0 ]] || rm -f "$dst.tmp/test_embeddings.npy"  # notebook 05 uses seed 0's
+      mv "$dst.tmp" "$dst"; new+=("$study/$rel")
+      # git keeps no file times: record when the run finished, for run_times.csv at publication
+      times="$SAVED/$study/run_times.csv"
+      [[ -f "$times" ]] || echo "run,metrics_json_mtime_utc" > "$times"
+      echo "$rel,$(date -u -r "$run/metrics.json" +%Y-%m-%dT%H:%M:%S+00:00)" >> "$times"
+    done
+  done
+  if (( ${#new[@]} )); then
+    cd "$ROOT"
+    git add -f "$SAVED"
+    git commit -q -m "in-progress: finished confirmatory runs ${new[*]} (clean worktree at $COMMIT)" -- "$SAVED"
+    echo "committed ${new[*]}"
+  fi
+}
+
+publish() {
+  local study=$1; shift
+  local src="$WORKTREE/results/local/$study"
+  [[ -d "$src/runs" ]] || { echo "error: no finished runs in $src/runs" >&2; exit 2; }
+  cd "$ROOT"
+  if [[ -e "results/$study" ]]; then git rm -rq "results/$study"; rm -rf "results/$study"; fi
+  mkdir -p "results/$study"
+  cp -a "$src/runs" "results/$study/"
+  find "results/$study/runs" -name '*.partial' -prune -exec rm -rf {} +
+  .venv/bin/python -m lib.study.run_times "results/$study"
+  .venv/bin/python -m lib.runner "$@" --publish
+  if [[ -e "$SAVED/$study" ]]; then git rm -rq "$SAVED/$study"; rm -rf "$SAVED/$study"; fi
+  echo "published $study: check results/$study/summary.md, then python -m lib.report and README"
+}
+
+case "${1:-}" in
+  run) run ;;
+  save) save ;;
+  publish) shift; publish "$@" ;;
+  *) sed -n 2,16p "$0" >&2; exit 2 ;;
+esac
