@@ -4,6 +4,7 @@
 #
 #   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress, then train
 #                                          every study not yet published, in the protocol's order
+#   scripts/confirmatory_runs.sh restore   only the first step of run (no training)
 #   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress and commit
 #                                          them (only that path), so a stopped machine loses at most
 #                                          the run it was training
@@ -18,9 +19,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT=1e99608
 WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
 SAVED="$ROOT/results/in-progress"
-: "${STUDY_DATA_DIR:?set STUDY_DATA_DIR to the data folder}"
-export STUDY_DATA_DIR="$(realpath "$STUDY_DATA_DIR")" STUDY_CACHE_DIR="${STUDY_CACHE_DIR:-$ROOT/.cache}"
-export TOKENIZERS_PARALLELISM=false
 
 # The protocol's order (amendment 3): results folder, then run_all.sh arguments.
 STUDIES=(
@@ -31,6 +29,12 @@ STUDIES=(
   "ed6-minilm|--profile paper-secondary --by-seed"
   "ed32-minilm|--profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set 'LOSSES=[\"combined\"]'"
 )
+
+data_env() {  # what training and rendering need
+  if [[ -z "${STUDY_DATA_DIR:-}" ]]; then echo "error: set STUDY_DATA_DIR to the data folder" >&2; exit 2; fi
+  export STUDY_DATA_DIR="$(realpath "$STUDY_DATA_DIR")" STUDY_CACHE_DIR="${STUDY_CACHE_DIR:-$ROOT/.cache}"
+  export TOKENIZERS_PARALLELISM=false
+}
 
 published() { [[ -f "$ROOT/results/$1/run_times.csv" ]]; }  # written only when a protocol study is published
 
@@ -68,6 +72,7 @@ restore() {  # saved runs back into the worktree's results/local, with the time 
 }
 
 run() {
+  data_env
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
@@ -111,7 +116,8 @@ save() {
 }
 
 publish() {
-  local study=$1; shift
+  local study=${1:?usage: publish STUDY RUN_ALL_ARGS...}; shift
+  data_env
   local src="$WORKTREE/results/local/$study"
   [[ -d "$src/runs" ]] || { echo "error: no finished runs in $src/runs" >&2; exit 2; }
   cd "$ROOT"
@@ -125,9 +131,14 @@ publish() {
   echo "published $study: check results/$study/summary.md, then python -m lib.report and README"
 }
 
-case "${1:-}" in
-  run) run ;;
-  save) save ;;
-  publish) shift; publish "$@" ;;
-  *) sed -n 2,16p "$0" >&2; exit 2 ;;
-esac
+main() {
+  case "${1:-}" in
+    run) run ;;
+    restore) restore ;;
+    save) save ;;
+    publish) shift; publish "$@" ;;
+    *) sed -n 2,17p "$0" >&2; exit 2 ;;
+  esac
+}
+# One line, read before anything runs: editing this file during a long run cannot change what runs.
+main "$@"; exit $?
