@@ -52,13 +52,18 @@ worktree() {
   fi
 }
 
+finished_runs() {  # run folders with a metrics.json under $1/runs (the grid's included), relative to $1
+  [[ -d "$1/runs" ]] || return 0
+  (cd "$1" && find runs -path '*.partial' -prune -o -path '*/seed*/metrics.json' -print | sed 's|/metrics.json$||' | sort)
+}
+
 restore() {  # saved runs back into the worktree's results/local, with the time each finished
   local saved study run rel when
   for saved in "$SAVED"/*/; do
     [[ -d "$saved/runs" ]] || continue
     study=$(basename "$saved")
-    for run in "$saved"runs/*/seed*; do
-      rel=${run#"$saved"}
+    for rel in $(finished_runs "$saved"); do
+      run="$saved$rel"
       [[ -e "$WORKTREE/results/local/$study/$rel" ]] && continue
       mkdir -p "$(dirname "$WORKTREE/results/local/$study/$rel")"
       cp -a "$run" "$WORKTREE/results/local/$study/$rel"
@@ -94,12 +99,12 @@ save() {
   for study_dir in "$src"/*/; do
     study=$(basename "$study_dir")
     published "$study" && continue
-    for run in "$study_dir"runs/*/seed*; do
-      [[ "$run" == *.partial || ! -f "$run/metrics.json" ]] && continue
-      rel=${run#"$study_dir"}; dst="$SAVED/$study/$rel"
+    for rel in $(finished_runs "$study_dir"); do
+      run="$study_dir$rel"; dst="$SAVED/$study/$rel"
       [[ -e "$dst/metrics.json" ]] && continue
       rm -rf "$dst.tmp"; mkdir -p "$dst.tmp" && cp -a "$run"/. "$dst.tmp"/
-      [[ "$(basename "$run")" == seed0 ]] || rm -f "$dst.tmp/test_embeddings.npy"  # notebook 05 uses seed 0's
+      # notebook 05 draws seed 0's embeddings (not the grid's); the others stay behind
+      [[ "$rel" =~ ^runs/[^/]+/seed0$ ]] || rm -f "$dst.tmp/test_embeddings.npy"
       mv "$dst.tmp" "$dst"; new+=("$study/$rel")
       # git keeps no file times: record when the run finished, for run_times.csv at publication
       times="$SAVED/$study/run_times.csv"

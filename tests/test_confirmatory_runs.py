@@ -49,6 +49,7 @@ def checkout(tmp_path):
     local = tmp_path / "study" / "results" / "local"
     _run(local / "ko6-me5-small" / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000)
     _run(local / "ko6-me5-small" / "runs" / "ce1.0" / "seed1", finished_at=1_700_000_600)
+    _run(local / "ko6-me5-small" / "runs" / "grid" / "ce0.6-frozen" / "seed0", finished_at=1_700_000_900)
     _run(local / "ko6-me5-small" / "runs" / "ce1.0" / "seed2.partial")  # still training
     _run(local / "ko6-me5-small" / "runs" / "ce1.0" / "seed3")  # killed before metrics.json
     return repo, tmp_path / "study"
@@ -60,14 +61,17 @@ def test_save_commits_finished_runs_and_restore_brings_them_back(checkout):
     assert saved.returncode == 0, saved.stderr
     committed = set(_git(repo, "ls-files", "results/in-progress").split())
     runs = "results/in-progress/ko6-me5-small/runs/ce1.0"
+    grid = "results/in-progress/ko6-me5-small/runs/grid/ce0.6-frozen/seed0"
     assert committed == {f"{runs}/seed0/config.json", f"{runs}/seed0/metrics.json",
                          f"{runs}/seed0/test_embeddings.npy",  # seed 0's, for notebook 05's t-SNE
                          f"{runs}/seed1/config.json", f"{runs}/seed1/metrics.json",
+                         f"{grid}/config.json", f"{grid}/metrics.json",  # no embeddings: 05 does not use them
                          "results/in-progress/ko6-me5-small/run_times.csv"}
     assert _git(repo, "status", "--porcelain") == ""
     times = (repo / "results/in-progress/ko6-me5-small/run_times.csv").read_text().splitlines()
     assert times == ["run,metrics_json_mtime_utc", "runs/ce1.0/seed0,2023-11-14T22:13:20+00:00",
-                     "runs/ce1.0/seed1,2023-11-14T22:23:20+00:00"]
+                     "runs/ce1.0/seed1,2023-11-14T22:23:20+00:00",
+                     "runs/grid/ce0.6-frozen/seed0,2023-11-14T22:28:20+00:00"]
 
     again = _script(repo, worktree, "save")  # nothing new: no commit
     assert again.returncode == 0 and again.stdout == ""
@@ -84,6 +88,8 @@ def test_save_commits_finished_runs_and_restore_brings_them_back(checkout):
     assert (local / "seed0" / "test_embeddings.npy").exists()
     assert (local / "seed0" / "metrics.json").stat().st_mtime == 1_700_000_000
     assert (local / "seed1" / "metrics.json").stat().st_mtime == 1_700_000_600
+    grid = worktree / "results" / "local" / "ko6-me5-small" / "runs" / "grid" / "ce0.6-frozen" / "seed0"
+    assert (grid / "metrics.json").stat().st_mtime == 1_700_000_900
 
 
 def test_without_a_command_it_prints_its_usage_and_fails(checkout):
