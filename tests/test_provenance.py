@@ -45,7 +45,8 @@ from lib.training.config import ExperimentConfig  # noqa: E402
 Y = np.array([0, 1, 2] * 10)
 
 
-def _run(results, loss, seed, preds, valid_f1, commit="a" * 40, dirty=False, best_epoch=2, epochs_run=4):
+def _run(results, loss, seed, preds, valid_f1, commit="a" * 40, dirty=False, best_epoch=2, epochs_run=4,
+         cpu=None):
     """A complete run folder as train.py writes it (the files the summary reads)."""
     cfg = ExperimentConfig(loss=loss, seed=seed).validate()
     folder = run_folder(results, cfg)
@@ -57,7 +58,10 @@ def _run(results, loss, seed, preds, valid_f1, commit="a" * 40, dirty=False, bes
     (folder / "metrics.json").write_text(json.dumps({"primary_rule": rules[0], "method": cfg.loss, "encoder": "minilm",
                                                      "valid": valid, "test": test, "best_epoch": best_epoch,
                                                      "epochs_run": epochs_run}))
-    (folder / "environment.json").write_text(json.dumps({"git": {"commit": commit, "dirty": dirty}}))
+    env = {"git": {"commit": commit, "dirty": dirty}}
+    if cpu:
+        env.update(cpu={"cores": 2, "model": cpu}, device={"type": "cpu"})
+    (folder / "environment.json").write_text(json.dumps(env))
     frame = pd.DataFrame({"id": [f"r{i:02d}" for i in range(len(Y))], "label": Y,
                           **{f"pred_{r}": p for r, p in preds.items()}})
     frame.to_csv(folder / "predictions.csv", index=False)
@@ -66,15 +70,29 @@ def _run(results, loss, seed, preds, valid_f1, commit="a" * 40, dirty=False, bes
                                                                                         index=False)
 
 
-def _study(tmp_path, commits=("a" * 40,) * 3, dirty=(False,) * 3):
+def _study(tmp_path, commits=("a" * 40,) * 3, dirty=(False,) * 3, cpus=((None, None),) * 3):
+    """CE and the combined loss, one run each per seed; ``cpus``: the CPU model of each seed's two runs."""
     rng = np.random.default_rng(0)
     noisy = lambda q: np.where(rng.random(len(Y)) < q, Y, rng.integers(0, 3, len(Y)))  # noqa: E731
-    for seed, (commit, d) in enumerate(zip(commits, dirty)):
+    for seed, (commit, d, (cpu_ce, cpu_combined)) in enumerate(zip(commits, dirty, cpus)):
         _run(tmp_path, "ce", seed, {"head": noisy(0.7), "centroid": noisy(0.6)}, {"head": 0.7, "centroid": 0.6},
-             commit, d, best_epoch=4 if seed == 0 else 2)
+             commit, d, best_epoch=4 if seed == 0 else 2, cpu=cpu_ce)
         _run(tmp_path, "combined", seed, {"head": noisy(0.7), "centroid": noisy(0.7), "arcface": noisy(0.5)},
-             {"head": 0.75, "centroid": 0.7, "arcface": 0.5}, commit, d)
+             {"head": 0.75, "centroid": 0.7, "arcface": 0.5}, commit, d, cpu=cpu_combined)
     return tmp_path
+
+
+def test_summary_says_which_machines_trained_the_runs(tmp_path):
+    intel, amd = "Intel(R) Xeon(R) Processor", "AMD EPYC"
+    _, nice, _ = build_summary(_study(tmp_path / "one", cpus=((intel, intel),) * 3), n_boot=200)
+    assert "Hardware: all 6 runs on CPU Intel(R) Xeon(R) Processor." in render_summary(nice)
+    # a session on another machine: seed 1 wholly, and seed 2's combined run after a stop
+    two = _study(tmp_path / "two", cpus=((intel, intel), (amd, amd), (intel, amd)))
+    _, nice, _ = build_summary(two, n_boot=200)
+    assert ("Hardware: 3 runs on CPU AMD EPYC, 3 on CPU Intel(R) Xeon(R) Processor; in 1 of 3 seeds the runs "
+            "of one seed trained on different machines.") in render_summary(nice)
+    _, nice, _ = build_summary(_study(tmp_path / "old"), n_boot=200)
+    assert "Hardware: not recorded by these runs." in render_summary(nice)
 
 
 def test_rules_a_priori_and_chosen_on_validation(tmp_path):

@@ -111,6 +111,7 @@ def test_collect_runs_reads_complete_runs_only(combined_run, tmp_path):
     assert set(table["method"]) == {"ce=0.15+triplet=0.4+arcface=0.45"}
     primary = table[(table["split"] == "test") & table["primary"]]
     assert len(primary) == 1 and primary["macro_f1"].iloc[0] == pytest.approx(metrics["test_macro_f1"])
+    assert primary["hardware"].iloc[0].startswith("CPU ")  # the machine, for the summary's provenance
 
 
 def test_bf16_on_a_gpu_without_bfloat16_is_refused_with_the_parameter_named(monkeypatch):

@@ -96,6 +96,9 @@ def epoch_report(runs: pd.DataFrame) -> pd.DataFrame:
                                        "last_epoch_valid_gain"])
 
 
+UNRECORDED = "not recorded"
+
+
 def provenance(runs: pd.DataFrame) -> dict:
     """Commits and dirty trees of the runs (environment.json). ``one_code``: one commit of the
     training code (several commits with the same lib/ allowed); ``clean``: every run from one and the
@@ -105,8 +108,15 @@ def provenance(runs: pd.DataFrame) -> dict:
     dirty = int(sum(bool(d) for d in per_run["dirty"] if d is not None and not pd.isna(d)))
     unknown = int(sum(1 for c in per_run["commit"] if not isinstance(c, str)))
     one_code = unknown == 0 and (len(commits) <= 1 or same_training_code(commits))
+    # Sessions may land on different machines: floating-point results differ between CPU models, so
+    # say which trained what, and in how many seeds the methods of a paired comparison did not share one.
+    hardware = per_run["hardware"].fillna(UNRECORDED) if "hardware" in per_run else pd.Series(dtype=object)
+    counts = hardware.value_counts()
+    mixed = int((per_run.assign(hw=hardware).groupby("seed")["hw"].nunique() > 1).sum()) if len(counts) else 0
     return {"runs": len(per_run), "commits": commits, "dirty_runs": dirty, "runs_without_commit": unknown,
-            "one_code": one_code, "clean": len(commits) == 1 and unknown == 0 and dirty == 0}
+            "one_code": one_code, "clean": len(commits) == 1 and unknown == 0 and dirty == 0,
+            "hardware": {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))},
+            "seeds_on_several_machines": mixed, "seeds": int(per_run["seed"].nunique())}
 
 
 def same_training_code(commits: list[str]) -> bool:
@@ -301,7 +311,22 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
     elif prov:
         out.append(f"Provenance: NOT CONFIRMATORY — {prov['runs']} runs from {len(prov['commits'])} commits, "
                    f"{prov['dirty_runs']} from a dirty tree.")
+    if prov.get("hardware"):
+        out.append(hardware_line(prov))
     return out
+
+
+def hardware_line(prov: dict) -> str:
+    """Which machines trained the runs, e.g. "Hardware: 30 runs on CPU AMD EPYC, 12 on CPU Intel(R)
+    Xeon(R) Processor; in 2 of 10 seeds the runs of one seed trained on different machines."."""
+    (first, n), *rest = prov["hardware"].items()
+    if not rest:
+        return ("Hardware: not recorded by these runs." if first == UNRECORDED
+                else f"Hardware: all {n} runs on {first}.")
+    parts = [f"{n} runs {'not recorded' if first == UNRECORDED else 'on ' + first}"]
+    parts += [f"{m} {'not recorded' if hw == UNRECORDED else 'on ' + hw}" for hw, m in rest]
+    return (f"Hardware: {', '.join(parts)}; in {prov['seeds_on_several_machines']} of {prov['seeds']} seeds "
+            "the runs of one seed trained on different machines.")
 
 
 def _numeric_where_possible(table: pd.DataFrame) -> pd.DataFrame:

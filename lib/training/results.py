@@ -241,6 +241,16 @@ def load_run(run: Path) -> dict:
             "metrics": json.loads((run / "metrics.json").read_text())}
 
 
+def hardware_of(env: dict) -> str | None:
+    """What a run trained on, from its environment.json: "CPU <model>" or "GPU <name>"; None where
+    the run did not record it (runs older than the device and CPU fields)."""
+    device = env.get("device") or {}
+    if device.get("type") == "cuda":
+        return f"GPU {device.get('name') or 'unknown'}"
+    model = (env.get("cpu") or {}).get("model")
+    return f"CPU {model}" if model else None
+
+
 def collect_runs(root: str | Path) -> pd.DataFrame:
     """One row per (complete run, split, prediction rule); sorted for stable output."""
     rows = []
@@ -262,9 +272,9 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
                     "best_epoch": met.get("best_epoch"), "epochs_run": met.get("epochs_run"),
                     "commit": env.get("git", {}).get("commit"), "dirty": env.get("git", {}).get("dirty"),
-                    "run_path": str(run),
+                    "hardware": hardware_of(env), "run_path": str(run),
                 })
     cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
-            "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "run", "run_path"]
+            "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "hardware", "run", "run_path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)
