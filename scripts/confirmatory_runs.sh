@@ -105,6 +105,8 @@ save() {
       rm -rf "$dst.tmp"; mkdir -p "$dst.tmp" && cp -a "$run"/. "$dst.tmp"/
       # notebook 05 draws seed 0's embeddings (not the grid's); the others stay behind
       [[ "$rel" =~ ^runs/[^/]+/seed0$ ]] || rm -f "$dst.tmp/test_embeddings.npy"
+      # of a weight-grid run, only what makes it reusable and what a published grid keeps (.gitignore)
+      [[ "$rel" == runs/grid/* ]] && find "$dst.tmp" -type f ! -name config.json ! -name metrics.json -delete
       mv "$dst.tmp" "$dst"; new+=("$study/$rel")
       # git keeps no file times: record when the run finished, for run_times.csv at publication
       times="$SAVED/$study/run_times.csv"

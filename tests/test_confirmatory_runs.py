@@ -28,6 +28,7 @@ def _script(repo: Path, worktree: Path, *args: str) -> subprocess.CompletedProce
 def _run(folder: Path, finished_at: float | None = None, embeddings: bool = True) -> None:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
+    (folder / "predictions.csv").write_text("id,label\n")
     if embeddings:
         (folder / "test_embeddings.npy").write_bytes(b"\x93NUMPY")
     if finished_at is not None:
@@ -62,10 +63,10 @@ def test_save_commits_finished_runs_and_restore_brings_them_back(checkout):
     committed = set(_git(repo, "ls-files", "results/in-progress").split())
     runs = "results/in-progress/ko6-me5-small/runs/ce1.0"
     grid = "results/in-progress/ko6-me5-small/runs/grid/ce0.6-frozen/seed0"
-    assert committed == {f"{runs}/seed0/config.json", f"{runs}/seed0/metrics.json",
+    assert committed == {f"{runs}/seed0/config.json", f"{runs}/seed0/metrics.json", f"{runs}/seed0/predictions.csv",
                          f"{runs}/seed0/test_embeddings.npy",  # seed 0's, for notebook 05's t-SNE
-                         f"{runs}/seed1/config.json", f"{runs}/seed1/metrics.json",
-                         f"{grid}/config.json", f"{grid}/metrics.json",  # no embeddings: 05 does not use them
+                         f"{runs}/seed1/config.json", f"{runs}/seed1/metrics.json", f"{runs}/seed1/predictions.csv",
+                         f"{grid}/config.json", f"{grid}/metrics.json",  # a grid run: what makes it reusable
                          "results/in-progress/ko6-me5-small/run_times.csv"}
     assert _git(repo, "status", "--porcelain") == ""
     times = (repo / "results/in-progress/ko6-me5-small/run_times.csv").read_text().splitlines()
