@@ -3,7 +3,8 @@
 # every run from one clean worktree of commit 1e99608, resumable across working sessions.
 #
 #   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress, then train
-#                                          every study not yet published, in the protocol's order
+#                                          every study not yet published, in the protocol's order,
+#                                          saving finished runs as it goes (every 5 min, and at exit)
 #   scripts/confirmatory_runs.sh restore   only the first step of run (no training)
 #   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress and commit
 #                                          them (only that path), so a stopped machine loses at most
@@ -81,6 +82,11 @@ run() {
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
+  # While it trains, save finished runs every $SAVE_EVERY seconds, and once more when it ends.
+  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
+  SAVER=$!
+  trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
+  trap 'exit 130' INT TERM
   local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args k
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; eval "args=(${entry#*|})"
@@ -105,7 +111,8 @@ save() {
       rm -rf "$dst.tmp"; mkdir -p "$dst.tmp" && cp -a "$run"/. "$dst.tmp"/
       # notebook 05 draws seed 0's embeddings (not the grid's); the others stay behind
       [[ "$rel" =~ ^runs/[^/]+/seed0$ ]] || rm -f "$dst.tmp/test_embeddings.npy"
-      # of a weight-grid run, only what makes it reusable and what a published grid keeps (.gitignore)
+      # of a weight-grid run only what makes it reusable (config and metrics; a published grid keeps
+      # these for seed 0 and nothing of the other seeds, .gitignore)
       [[ "$rel" == runs/grid/* ]] && find "$dst.tmp" -type f ! -name config.json ! -name metrics.json -delete
       mv "$dst.tmp" "$dst"; new+=("$study/$rel")
       # git keeps no file times: record when the run finished, for run_times.csv at publication
@@ -144,7 +151,7 @@ main() {
     restore) restore ;;
     save) save ;;
     publish) shift; publish "$@" ;;
-    *) sed -n 2,17p "$0" >&2; exit 2 ;;
+    *) sed -n 2,18p "$0" >&2; exit 2 ;;
   esac
 }
 # One line, read before anything runs: editing this file during a long run cannot change what runs.
