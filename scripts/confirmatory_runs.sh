@@ -17,7 +17,7 @@
 # checkout's .venv. STUDY_DATA_DIR must name the data folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-COMMIT=1e99608
+COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
 WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
 SAVED="$ROOT/results/in-progress"
 

@@ -97,3 +97,54 @@ def test_without_a_command_it_prints_its_usage_and_fails(checkout):
     repo, worktree = checkout
     out = _script(repo, worktree)
     assert out.returncode == 2 and "confirmatory_runs.sh save" in out.stderr
+
+
+STUB_PYTHON = """#!/usr/bin/env bash
+# stands in for the worktree's python: logs the runner's arguments and "trains" the primary's seed
+echo "$*" >> "$CALLS"
+while [[ $# -gt 0 ]]; do
+  if [[ "$1" == --seeds ]]; then
+    run=results/local/ko6-me5-small/runs/ce1.0/seed$2
+    mkdir -p "$run" && echo '{}' > "$run/config.json" && echo '{}' > "$run/metrics.json"
+  fi
+  shift
+done
+sleep 0.2
+"""
+
+
+def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_saves_as_it_goes(checkout, tmp_path):
+    repo, _ = checkout
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    (repo / ".gitignore").write_text("results/**/test_embeddings.npy\nresults/local/\n.venv/\n")
+    for frozen in ("ko6-me5-small-frozen", "ed32-minilm-frozen", "goemo27-minilm-frozen"):  # published
+        (repo / "results" / frozen).mkdir(parents=True)
+        (repo / "results" / frozen / "run_times.csv").write_text("run,metrics_json_mtime_utc\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the commit the study trains")
+    commit = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    worktree = tmp_path / "fresh-study"  # a new machine: the worktree is made from the commit
+    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_COMMIT": commit, "SAVE_EVERY": "1",
+           "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt")}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert _git(worktree, "rev-parse", "--short=7", "HEAD").strip() == commit
+    assert _git(worktree, "status", "--porcelain") == ""  # the .venv link is not a change
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    primary = [f"-m lib.runner --profile paper --seeds {k} --notebooks 00_data_exploration,01_baseline_ce,04_combined"
+               for k in range(10)]
+    assert calls == primary + [
+        "-m lib.runner --profile paper",
+        "-m lib.runner --profile paper-secondary --by-seed",
+        "-m lib.runner --profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,"
+        '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"]']
+    # every finished run was committed, by the saver while it ran or at its exit
+    saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
+    assert saved == {f"results/in-progress/ko6-me5-small/runs/ce1.0/seed{k}/metrics.json" for k in range(10)}
+    assert _git(repo, "status", "--porcelain", "results") == ""
