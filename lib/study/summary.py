@@ -110,9 +110,9 @@ def provenance(runs: pd.DataFrame) -> dict:
     one_code = unknown == 0 and (len(commits) <= 1 or same_training_code(commits))
     # Sessions may land on different machines: floating-point results differ between CPU models, so
     # say which trained what, and in how many seeds the methods of a paired comparison did not share one.
-    hardware = per_run["hardware"].fillna(UNRECORDED) if "hardware" in per_run else pd.Series(dtype=object)
+    hardware = per_run["hardware"].fillna(UNRECORDED)
     counts = hardware.value_counts()
-    mixed = int((per_run.assign(hw=hardware).groupby("seed")["hw"].nunique() > 1).sum()) if len(counts) else 0
+    mixed = int((hardware.groupby(per_run["seed"]).nunique() > 1).sum())
     return {"runs": len(per_run), "commits": commits, "dirty_runs": dirty, "runs_without_commit": unknown,
             "one_code": one_code, "clean": len(commits) == 1 and unknown == 0 and dirty == 0,
             "hardware": {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))},
@@ -319,12 +319,13 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
 def hardware_line(prov: dict) -> str:
     """Which machines trained the runs, e.g. "Hardware: 30 runs on CPU AMD EPYC, 12 on CPU Intel(R)
     Xeon(R) Processor; in 2 of 10 seeds the runs of one seed trained on different machines."."""
+    where = {hw: UNRECORDED if hw == UNRECORDED else f"on {hw}" for hw in prov["hardware"]}
     (first, n), *rest = prov["hardware"].items()
     if not rest:
-        return ("Hardware: not recorded by these runs." if first == UNRECORDED
-                else f"Hardware: all {n} runs on {first}.")
-    parts = [f"{n} runs {'not recorded' if first == UNRECORDED else 'on ' + first}"]
-    parts += [f"{m} {'not recorded' if hw == UNRECORDED else 'on ' + hw}" for hw, m in rest]
+        if first == UNRECORDED:
+            return "Hardware: not recorded by these runs."
+        return f"Hardware: all {n} runs {where[first]}."
+    parts = [f"{n} runs {where[first]}"] + [f"{m} {where[hw]}" for hw, m in rest]
     return (f"Hardware: {', '.join(parts)}; in {prov['seeds_on_several_machines']} of {prov['seeds']} seeds "
             "the runs of one seed trained on different machines.")
 
