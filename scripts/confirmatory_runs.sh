@@ -9,7 +9,7 @@
 #   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress and commit
 #                                          them (only that path), so a stopped machine loses at most
 #                                          the run it was training
-#   scripts/confirmatory_runs.sh publish STUDY RUN_ALL_ARGS...
+#   scripts/confirmatory_runs.sh publish STUDY
 #                                          move a finished study into results/STUDY and render it
 #                                          with this checkout's analysis code (amendment 4(h))
 #
@@ -35,6 +35,14 @@ data_env() {  # what training and rendering need
   if [[ -z "${STUDY_DATA_DIR:-}" ]]; then echo "error: set STUDY_DATA_DIR to the data folder" >&2; exit 2; fi
   export STUDY_DATA_DIR="$(realpath "$STUDY_DATA_DIR")" STUDY_CACHE_DIR="${STUDY_CACHE_DIR:-$ROOT/.cache}"
   export TOKENIZERS_PARALLELISM=false
+}
+
+study_args() {  # the run_all.sh arguments of one study of STUDIES, into the array "args"
+  local entry
+  for entry in "${STUDIES[@]}"; do
+    if [[ "${entry%%|*}" == "$1" ]]; then eval "args=(${entry#*|})"; return 0; fi
+  done
+  echo "error: $1 is not a confirmatory study (one of: ${STUDIES[*]%%|*})" >&2; exit 2
 }
 
 published() { [[ -f "$ROOT/results/$1/run_times.csv" ]]; }  # written only when a protocol study is published
@@ -89,7 +97,7 @@ run() {
   trap 'exit 130' INT TERM
   local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args k
   for entry in "${STUDIES[@]}"; do
-    study=${entry%%|*}; eval "args=(${entry#*|})"
+    study=${entry%%|*}; study_args "$study"
     if published "$study"; then echo "$study: published, skipped"; continue; fi
     if [[ "$study" == ko6-me5-small ]]; then  # amendment 2(b): seed by seed, so CE and combined stay paired
       for k in 0 1 2 3 4 5 6 7 8 9; do
@@ -130,7 +138,9 @@ save() {
 }
 
 publish() {
-  local study=${1:?usage: publish STUDY RUN_ALL_ARGS...}; shift
+  local study=$1 args
+  [[ -n "$study" ]] || { echo "usage: scripts/confirmatory_runs.sh publish STUDY" >&2; exit 2; }
+  study_args "$study"
   data_env
   local src="$WORKTREE/results/local/$study"
   [[ -d "$src/runs" ]] || { echo "error: no finished runs in $src/runs" >&2; exit 2; }
@@ -140,7 +150,7 @@ publish() {
   cp -a "$src/runs" "results/$study/"
   find "results/$study/runs" -name '*.partial' -prune -exec rm -rf {} +
   .venv/bin/python -m lib.study.run_times "results/$study"
-  .venv/bin/python -m lib.runner "$@" --publish
+  .venv/bin/python -m lib.runner "${args[@]}" --publish
   if [[ -e "$SAVED/$study" ]]; then git rm -rq "$SAVED/$study"; rm -rf "$SAVED/$study"; fi
   echo "published $study: check results/$study/summary.md, then python -m lib.report and README"
 }
@@ -150,7 +160,7 @@ main() {
     run) run ;;
     restore) restore ;;
     save) save ;;
-    publish) shift; publish "$@" ;;
+    publish) publish "${2:-}" ;;
     *) sed -n 2,18p "$0" >&2; exit 2 ;;
   esac
 }

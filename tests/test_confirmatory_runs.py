@@ -97,6 +97,8 @@ def test_without_a_command_it_prints_its_usage_and_fails(checkout):
     repo, worktree = checkout
     out = _script(repo, worktree)
     assert out.returncode == 2 and "confirmatory_runs.sh save" in out.stderr
+    out = _script(repo, worktree, "publish", "ko6-me5-small-frozen-typo")  # its arguments come from STUDIES
+    assert out.returncode == 2 and "not a confirmatory study" in out.stderr and "ed6-minilm" in out.stderr
 
 
 STUB_PYTHON = """#!/usr/bin/env bash
