@@ -150,3 +150,53 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
     assert saved == {f"results/in-progress/ko6-me5-small/runs/ce1.0/seed{k}/metrics.json" for k in range(10)}
     assert _git(repo, "status", "--porcelain", "results") == ""
+
+
+STUB_PUBLISH_PYTHON = """#!/usr/bin/env bash
+# stands in for the checkout's python: logs its arguments; run_times and the runner write their files
+echo "$*" >> "$CALLS"
+if [[ "$2" == lib.study.run_times ]]; then echo "run,metrics_json_mtime_utc" > "$3/run_times.csv"; fi
+if [[ "$2" == lib.runner ]]; then echo "summary" > results/ed32-minilm/summary.md; fi
+"""
+
+
+def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_saved_copy(checkout, tmp_path):
+    repo, worktree = checkout
+    legacy = repo / "results" / "ed32-minilm"
+    _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
+    (legacy / "summary.md").write_text("legacy")
+    saved = repo / "results" / "in-progress" / "ed32-minilm"
+    _run(saved / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000, embeddings=False)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "legacy study and saved runs")
+    local = worktree / "results" / "local" / "ed32-minilm" / "runs"
+    for seed in range(2):
+        _run(local / "ce1.0" / f"seed{seed}", finished_at=1_700_000_000 + seed)
+        _run(local / "ce0.15_triplet0.4_arcface0.45" / f"seed{seed}", finished_at=1_700_000_100 + seed)
+    _run(local / "ce1.0" / "seed2.partial")  # an unfinished run is not published
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_PUBLISH_PYTHON)
+    stub.chmod(0o755)
+    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_DATA_DIR": str(tmp_path),
+           "CALLS": str(tmp_path / "calls.txt")}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    published = repo / "results" / "ed32-minilm"
+    assert sorted(str(p.relative_to(published)) for p in published.rglob("metrics.json")) == [
+        f"runs/{method}/seed{seed}/metrics.json" for method in ("ce0.15_triplet0.4_arcface0.45", "ce1.0")
+        for seed in range(2)]
+    assert (published / "summary.md").read_text() == "summary\n"  # rendered, not the legacy one
+    assert (published / "run_times.csv").exists()
+    assert not (published / "runs" / "ce1.0" / "seed2.partial").exists()
+    assert not saved.exists()
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert calls == ["-m lib.study.run_times results/ed32-minilm",
+                     "-m lib.runner --profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,"
+                     '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"] --publish']
+    # the legacy files and the saved copy are staged for deletion (git keeps them), the new ones untracked
+    status = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert "D  results/ed32-minilm/summary.md" in status
+    assert "D  results/in-progress/ed32-minilm/runs/ce1.0/seed0/metrics.json" in status
+    assert "?? results/ed32-minilm/runs/ce0.15_triplet0.4_arcface0.45/seed1/metrics.json" in status
