@@ -65,6 +65,25 @@ def test_local_folder_loads_offline(tmp_path, minilm):
     assert model.config.hidden_size == 384 and spec.query_prefix == ""
 
 
+def test_a_bert_of_ones_own_in_a_folder_trains(tmp_path):
+    """Any BERT-like folder works, not only the two bundled encoders; tests/test_cuda.py trains this
+    tiny one on a GPU, where no encoder package is installed."""
+    import json
+
+    from lib.training.config import ExperimentConfig
+    from lib.training.train import run_experiment
+    from tests.tiny_encoder import make_tiny_bert
+
+    folder = make_tiny_bert(tmp_path / "tiny", ["I felt so happy today!", "Why would they do that?"])
+    spec, tok, model = encoders.load(str(folder))
+    assert model.config.hidden_size == 32 and tok.unk_token_id not in tok("so happy")["input_ids"]
+    cfg = ExperimentConfig(dataset="ed6", encoder=str(folder), epochs=1, batch_size=16, max_length=32,
+                           max_train_samples=48, max_eval_samples=48, loss="combined", device="cpu")
+    metrics = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["encoder"] == str(folder)
+    assert np.isfinite(metrics["test_macro_f1"]) and metrics["test"]["centroid"]["macro_f1"] >= 0
+
+
 def test_hub_id_without_internet_says_so_plainly(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(encoders.EncoderError, match="no internet access"):
