@@ -153,8 +153,9 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
 
 
 STUB_PUBLISH_PYTHON = """#!/usr/bin/env bash
-# stands in for the checkout's python: logs its arguments; run_times and the runner write their files
-echo "$*" >> "$CALLS"
+# stands in for the checkout's python: logs its arguments, each in brackets (so word boundaries show);
+# run_times and the runner write their files
+printf '[%s]' "$@" >> "$CALLS"; echo >> "$CALLS"
 if [[ "$2" == lib.study.run_times ]]; then echo "run,metrics_json_mtime_utc" > "$3/run_times.csv"; fi
 if [[ "$2" == lib.runner ]]; then echo "summary" > results/ed32-minilm/summary.md; fi
 """
@@ -192,9 +193,13 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     assert not (published / "runs" / "ce1.0" / "seed2.partial").exists()
     assert not saved.exists()
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    assert calls == ["-m lib.study.run_times results/ed32-minilm",
-                     "-m lib.runner --profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,"
-                     '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"] --publish']
+    runner = ["-m", "lib.runner", "--profile", "paper-secondary", "--by-seed", "--dataset", "ed32", "--notebooks",
+              "00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary", "--set",
+              'LOSSES=["combined"]', "--publish"]
+    assert calls == ["[-m][lib.study.run_times][results/ed32-minilm]", "".join(f"[{a}]" for a in runner)]
+    # run_times.csv is written from the files' times: the copies keep them
+    for seed in range(2):
+        assert (published / f"runs/ce1.0/seed{seed}/metrics.json").stat().st_mtime == 1_700_000_000 + seed
     # the legacy files and the saved copy are staged for deletion (git keeps them), the new ones untracked
     status = _git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
     assert "D  results/ed32-minilm/summary.md" in status

@@ -26,5 +26,6 @@ def make_tiny_bert(folder: Path, texts, seed: int = 0, hidden: int = 32, layers:
         model = BertModel(config, add_pooling_layer=False)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
-    BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(folder)
+    # no accent stripping: it would split Hangul syllables into jamo, which are not in the vocabulary
+    BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, strip_accents=False).save_pretrained(folder)
     return folder
