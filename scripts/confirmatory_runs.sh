@@ -131,8 +131,12 @@ save() {
   done
   if (( ${#new[@]} )); then
     cd "$ROOT"
-    git add -f "$SAVED"
-    git commit -q -m "in-progress: finished confirmatory runs ${new[*]} (clean worktree at $COMMIT)" -- "$SAVED"
+    # only what this save wrote: other changes under results/ (a study being published beside a
+    # running study) stay out of this commit
+    local paths=() entry
+    for entry in "${new[@]}"; do paths+=("$SAVED/$entry" "$SAVED/${entry%%/*}/run_times.csv"); done
+    git add -f -- "${paths[@]}"
+    git commit -q -m "in-progress: finished confirmatory runs ${new[*]} (clean worktree at $COMMIT)" -- "${paths[@]}"
     echo "committed ${new[*]}"
   fi
 }

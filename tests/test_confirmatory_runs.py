@@ -205,3 +205,20 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     assert "D  results/ed32-minilm/summary.md" in status
     assert "D  results/in-progress/ed32-minilm/runs/ce1.0/seed0/metrics.json" in status
     assert "?? results/ed32-minilm/runs/ce0.15_triplet0.4_arcface0.45/seed1/metrics.json" in status
+
+
+def test_save_commits_only_what_it_saved(checkout):
+    """A study being published beside a running one: its staged changes under results/ stay out of
+    the saver's commit."""
+    repo, worktree = checkout
+    other = repo / "results" / "in-progress" / "ed6-minilm" / "runs" / "ce1.0" / "seed0"
+    _run(other, finished_at=1_700_000_000, embeddings=False)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "saved runs of another study")
+    _git(repo, "rm", "-rq", "results/in-progress/ed6-minilm")  # as publish does
+    saved = _script(repo, worktree, "save")
+    assert saved.returncode == 0, saved.stderr
+    changed = _git(repo, "show", "--name-status", "--format=", "HEAD").split("\n")
+    assert all(line.startswith("A\t") and "/ko6-me5-small/" in line for line in changed if line), changed
+    status = _git(repo, "status", "--porcelain").splitlines()
+    assert "D  results/in-progress/ed6-minilm/runs/ce1.0/seed0/metrics.json" in status
