@@ -1,8 +1,8 @@
 """The GPU path: every loss gives the CPU's value and gradients on CUDA, a run trains on the GPU (fp32,
 bf16, frozen encoder) and says so in environment.json, and a GPU run follows the CPU run of the same
 seed. Skipped where torch sees no CUDA device (CI); run on a GPU machine with
-``STUDY_DATA_DIR=... python -m pytest tests/test_cuda.py`` (it trains on a few `ed6` sentences). The encoder is a tiny random BERT (tests/tiny_encoder.py), so
-nothing needs downloading there."""
+``STUDY_DATA_DIR=... python -m pytest tests/test_cuda.py`` (it trains on a few `ed6` sentences). The
+encoder is a tiny random BERT (tests/tiny_encoder.py), so nothing needs downloading there."""
 from __future__ import annotations
 
 import copy
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def _has_bf16() -> bool:
     return torch.cuda.get_device_capability(0)[0] >= 8  # Ampere or later; older GPUs refuse bf16 runs
+
 
 LOSSES = ["ce", "triplet", "arcface", "supcon", "combined", "ce=0.5+supcon=0.5"]
 

@@ -78,7 +78,8 @@ def test_a_bert_of_ones_own_in_a_folder_trains(tmp_path):
     spec, tok, model = encoders.load(str(folder))
     assert model.config.hidden_size == 32 and tok.unk_token_id not in tok("so happy")["input_ids"]
     korean = make_tiny_bert(tmp_path / "tiny-ko", ["정말 행복해요"])  # Hangul kept whole, not split into jamo
-    assert encoders.load(str(korean))[1].unk_token_id not in encoders.load(str(korean))[1]("행복해요")["input_ids"]
+    korean_tok = encoders.load(str(korean))[1]
+    assert korean_tok.unk_token_id not in korean_tok("행복해요")["input_ids"]
     cfg = ExperimentConfig(dataset="ed6", encoder=str(folder), epochs=1, batch_size=16, max_length=32,
                            max_train_samples=48, max_eval_samples=48, loss="combined", device="cpu")
     metrics = run_experiment(cfg, tmp_path / "run", quiet=True)
