@@ -24,7 +24,7 @@ from lib.study.summary import SEED_STUDY, _markdown
 # says NOT CONFIRMATORY), until the protocol's re-run replaces it.
 STUDIES = (
     ("ed6-minilm", "ed6, MiniLM fine-tuned (pre-protocol)"),
-    ("ko6-me5-small", "ko6, me5-small fine-tuned (pre-protocol)"),
+    ("ko6-me5-small", "ko6, me5-small fine-tuned"),
     ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
     ("ed32-minilm", "ed32, MiniLM fine-tuned (pre-protocol)"),
     ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
