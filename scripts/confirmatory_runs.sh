@@ -153,8 +153,15 @@ publish() {
   mkdir -p "results/$study"
   cp -a "$src/runs" "results/$study/"
   find "results/$study/runs" -name '*.partial' -prune -exec rm -rf {} +
-  .venv/bin/python -m lib.study.run_times "results/$study"
-  .venv/bin/python -m lib.runner "${args[@]}" --publish
+  # --render-only: a run missing from the worktree fails its notebook instead of being trained here,
+  # by this checkout's code; then the study as git has it comes back (nothing was committed)
+  if ! .venv/bin/python -m lib.study.run_times "results/$study" ||
+     ! .venv/bin/python -m lib.runner "${args[@]}" --publish --render-only; then
+    rm -rf "results/$study"
+    git checkout -q HEAD -- "results/$study" 2>/dev/null || git rm -rq --cached --ignore-unmatch "results/$study"
+    echo "error: $study not published (a run missing or trained otherwise: see above); results/$study is as git has it" >&2
+    exit 1
+  fi
   if [[ -e "$SAVED/$study" ]]; then git rm -rq "$SAVED/$study"; rm -rf "$SAVED/$study"; fi
   echo "published $study: check results/$study/summary.md, then python -m lib.report and README"
 }

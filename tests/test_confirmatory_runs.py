@@ -157,7 +157,7 @@ STUB_PUBLISH_PYTHON = """#!/usr/bin/env bash
 # run_times and the runner write their files
 printf '[%s]' "$@" >> "$CALLS"; echo >> "$CALLS"
 if [[ "$2" == lib.study.run_times ]]; then echo "run,metrics_json_mtime_utc" > "$3/run_times.csv"; fi
-if [[ "$2" == lib.runner ]]; then echo "summary" > results/ed32-minilm/summary.md; fi
+if [[ "$2" == lib.runner ]]; then echo "summary" > results/ed32-minilm/summary.md; exit "${RUNNER_EXIT:-0}"; fi
 """
 
 
@@ -195,7 +195,7 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     runner = ["-m", "lib.runner", "--profile", "paper-secondary", "--by-seed", "--dataset", "ed32", "--notebooks",
               "00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary", "--set",
-              'LOSSES=["combined"]', "--publish"]
+              'LOSSES=["combined"]', "--publish", "--render-only"]
     assert calls == ["[-m][lib.study.run_times][results/ed32-minilm]", "".join(f"[{a}]" for a in runner)]
     # run_times.csv is written from the files' times: the copies keep them
     for seed in range(2):
@@ -205,6 +205,29 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     assert "D  results/ed32-minilm/summary.md" in status
     assert "D  results/in-progress/ed32-minilm/runs/ce1.0/seed0/metrics.json" in status
     assert "?? results/ed32-minilm/runs/ce0.15_triplet0.4_arcface0.45/seed1/metrics.json" in status
+
+
+def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_path):
+    repo, worktree = checkout
+    legacy = repo / "results" / "ed32-minilm"
+    _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
+    (legacy / "summary.md").write_text("legacy")
+    saved = repo / "results" / "in-progress" / "ed32-minilm"
+    _run(saved / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000, embeddings=False)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "legacy study and saved runs")
+    _run(worktree / "results" / "local" / "ed32-minilm" / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000)
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_PUBLISH_PYTHON)
+    stub.chmod(0o755)
+    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_DATA_DIR": str(tmp_path),
+           "CALLS": str(tmp_path / "calls.txt"), "RUNNER_EXIT": "1"}  # a notebook failed: a run was missing
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "ed32-minilm not published" in out.stderr
+    assert (legacy / "summary.md").read_text() == "legacy"
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all", "results") == ""  # saved copy kept, none staged
 
 
 def test_save_commits_only_what_it_saved(checkout):

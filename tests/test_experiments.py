@@ -123,3 +123,52 @@ def test_one_answer_to_whether_a_study_is_frozen():
     assert is_frozen_study([], True) and not is_frozen_study([], False)
     assert is_frozen_study(["FREEZE_ENCODER=true"], False) and not is_frozen_study(["FREEZE_ENCODER=false"], True)
     assert not is_frozen_study(["EPOCHS=3"], False)
+
+
+def _trainer_that_must_not_run(monkeypatch):
+    import lib.training.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "run_experiment", lambda cfg, out, quiet=True: calls.append(out) or {"trained": True})
+    return calls
+
+
+def test_a_published_run_trained_otherwise_is_not_replaced(tmp_path, monkeypatch):
+    import lib.study.experiments as experiments
+
+    calls = _trainer_that_must_not_run(monkeypatch)
+    monkeypatch.setattr(experiments, "is_published", lambda path: True)
+    cfg = ExperimentConfig(loss="ce", seed=0, encoder="minilm")
+    _fake_run(run_folder(tmp_path, cfg.validate()), cfg.validate())
+    assert experiments.run_or_load(cfg, tmp_path)["reused"]  # the same settings: reused
+    with pytest.raises(experiments.RunNotReusable, match=r"epochs: 3 there, 15 asked.*--force"):
+        experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", epochs=15), tmp_path)
+    assert calls == []
+    experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", epochs=15), tmp_path, force=True)
+    assert len(calls) == 1  # --force replaces it, as asked
+    monkeypatch.setattr(experiments, "is_published", lambda path: False)  # results/local: retrained, as before
+    experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", epochs=15), tmp_path)
+    assert len(calls) == 2
+
+
+def test_render_only_trains_nothing(tmp_path, monkeypatch):
+    import lib.study.experiments as experiments
+
+    calls = _trainer_that_must_not_run(monkeypatch)
+    cfg = ExperimentConfig(loss="ce", seed=0, encoder="minilm")
+    _fake_run(run_folder(tmp_path, cfg.validate()), cfg.validate())
+    monkeypatch.setenv(experiments.RENDER_ONLY_ENV, "1")
+    assert experiments.run_or_load(cfg, tmp_path)["reused"]
+    with pytest.raises(experiments.RunNotReusable, match="seed1 is missing or unfinished, and --render-only"):
+        experiments.run_or_load(ExperimentConfig(loss="ce", seed=1, encoder="minilm"), tmp_path)
+    with pytest.raises(experiments.RunNotReusable):  # other settings: not trained either, published or not
+        experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", epochs=15), tmp_path)
+    assert calls == []
+
+
+@pytest.mark.parametrize("extra", [["--force"], ["--ray"]])
+def test_render_only_takes_no_option_that_trains(extra, capsys):
+    from lib.study.runner import main
+
+    assert main(["--render-only", *extra]) == 2
+    assert "--render-only trains nothing" in capsys.readouterr().err

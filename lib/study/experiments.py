@@ -10,6 +10,7 @@ Layout of a results folder (one data set and encoder)::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,23 @@ DISPLAY = {
     "tfidf-lr": "TF-IDF + LR",
     "encoder-lr": "Frozen encoder + LR",
 }
+
+
+# Set by ``run_all.sh --render-only``: the notebooks re-render from finished runs and train nothing.
+RENDER_ONLY_ENV = "STUDY_RENDER_ONLY"
+
+
+class RunNotReusable(RuntimeError):
+    """A run would have to be trained where training is not allowed (see ``run_or_load``)."""
+
+
+def is_published(path: Path) -> bool:
+    """A folder of the published tree: results/<study>, not results/local, results/smoke or results/runs."""
+    try:
+        rel = path.resolve().relative_to((PROJECT_ROOT / "results").resolve())
+    except ValueError:
+        return False
+    return len(rel.parts) >= 1 and rel.parts[0] not in ("local", "smoke", "runs")
 
 
 def resolve_results_dir(path: str | Path) -> Path:
@@ -90,19 +108,35 @@ def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
 
 def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
                 group: str | None = None) -> dict:
-    """Reuse a complete run with the same config (resumable notebooks); otherwise train it."""
+    """Reuse a complete run with the same config (resumable notebooks); otherwise train it.
+
+    Two cases refuse instead of training (``RunNotReusable``): a published run (results/<study>,
+    tracked by git) trained with other settings is never replaced without ``force``, since a
+    re-render with the wrong command would otherwise overwrite it; and under ``--render-only``
+    (``STUDY_RENDER_ONLY``) nothing is trained at all."""
     from lib.training.train import run_experiment
 
     from lib.study.results_folder import claim_results_folder
 
     cfg = replace(cfg).validate()
     out = run_folder(claim_results_folder(resolve_results_dir(results)), cfg, group)
+    where = out.relative_to(PROJECT_ROOT) if out.is_relative_to(PROJECT_ROOT) else out
     if not force and is_complete(out):
         saved = json.loads((out / "config.json").read_text())
         if _same_config(saved, cfg):
             metrics = json.loads((out / "metrics.json").read_text())
             metrics["reused"] = True
             return metrics
+        if is_published(out):
+            have, want = experiment_fields(saved), experiment_fields(cfg.to_dict())
+            differ = ", ".join(f"{k}: {have.get(k)!r} there, {v!r} asked" for k, v in sorted(want.items())
+                               if have.get(k) != v)
+            raise RunNotReusable(
+                f"{where} is a published run trained with other settings ({differ}); it is not replaced. "
+                "Re-render it with the command that made it (README, What was run), train into results/local "
+                "(without --publish), or pass --force to replace it.")
+    if os.environ.get(RENDER_ONLY_ENV):
+        raise RunNotReusable(f"{where} is missing or unfinished, and --render-only trains nothing.")
     metrics = run_experiment(cfg, out, quiet=quiet)
     metrics["reused"] = False
     return metrics

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
+from lib.study.experiments import RENDER_ONLY_ENV, is_published
 from lib.study.fanout import add_options as add_ray_options, ray_sweep
 from lib.study.profiles import (FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters,
                                 profile_notebooks)
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
                         "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
+    p.add_argument("--render-only", action="store_true",
+                   help="train nothing: re-execute the notebooks from finished runs (figures, summary); a run that "
+                        "is missing or was trained with other settings fails its notebook instead of being trained")
     p.add_argument("--by-seed", action="store_true",
                    help="execute the training notebooks seed by seed (01-04 of seed 0, then of seed 1, ...) instead "
                         "of notebook by notebook, so a long study stopped half-way has every method for its first "
@@ -114,15 +118,6 @@ def local_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str
     if not published.startswith("results/") or published.startswith("results/smoke/"):
         return published
     return f"{LOCAL_RESULTS}/{published[len('results/'):]}"
-
-
-def is_published(path: Path) -> bool:
-    """A folder of the published tree: results/<study>, not results/local, results/smoke or results/runs."""
-    try:
-        rel = path.resolve().relative_to((PROJECT_ROOT / "results").resolve())
-    except ValueError:
-        return False
-    return len(rel.parts) >= 1 and rel.parts[0] not in ("local", "smoke", "runs")
 
 
 def finished_runs(results: Path) -> dict[str, float]:
@@ -307,6 +302,9 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render_only and (args.force or args.ray is not None):
+        print("error: --render-only trains nothing; it takes neither --force nor --ray", file=sys.stderr)
+        return 2
     prof = PROFILES[args.profile]
     dataset = absolute_if_path(args.dataset or prof["dataset"])
     encoder = absolute_if_path(args.encoder or prof["encoder"])
@@ -366,6 +364,8 @@ def main(argv=None) -> int:
         print(publish_line(results_path, before, "start"), flush=True)
     ensure_kernel()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.render_only:
+        os.environ[RENDER_ONLY_ENV] = "1"  # the notebooks' kernels inherit it (lib.study.experiments.run_or_load)
     todo = list(jobs(seeds, selected, args.by_seed))
     print(f"profile {args.profile}: {project_relative(dataset)} with {project_relative(encoder)}, seeds "
           f"{','.join(map(str, seeds))}, {len(todo)} notebook executions -> {project_relative(str(results_path))}",
