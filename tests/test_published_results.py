@@ -2,11 +2,13 @@
 and the committed results stay small and free of weights."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lib.paths import PROJECT_ROOT
@@ -76,6 +78,45 @@ def test_each_summary_recomputes_from_the_committed_runs(folder):
     assert render_summary(nice) == text
     assert runs["seed"].nunique() >= MIN_SEEDS.get(folder, 2)
     assert ("NOT CONFIRMATORY" in text) == (folder in LEGACY)
+
+
+# PROTOCOL.md §3: the seeds of each study, fixed before its runs (the protocol's studies only).
+PROTOCOL_SEEDS = {"ko6-me5-small": set(range(10)), "ed6-minilm": set(range(5)), "ed32-minilm": set(range(5)),
+                  "ko6-me5-small-frozen": set(range(5)), "ed32-minilm-frozen": set(range(5)),
+                  "goemo27-minilm-frozen": set(range(5))}
+
+
+def _run_commits(folder: str) -> set[str]:
+    envs = (RESULTS / folder / "runs").glob("*/seed*/environment.json")  # the grid's runs have none
+    return {json.loads(p.read_text(encoding="utf-8"))["git"]["commit"] for p in envs}
+
+
+def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds():
+    studies = sorted(set(PUBLISHED) - LEGACY)
+    assert studies and set(studies) <= set(PROTOCOL_SEEDS)
+    for folder in studies:
+        seeds = {int(p.name[len("seed"):]) for p in (RESULTS / folder / "runs").glob("*/seed*")}
+        assert seeds == PROTOCOL_SEEDS[folder], folder  # no seed added or dropped after the fact
+    commits = set().union(*(_run_commits(folder) for folder in studies))
+    assert len(commits) == 1, commits  # PROTOCOL.md, amendment 3: every study from one commit
+    _tracked("PROTOCOL.md")  # skips outside a git checkout
+    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "PROTOCOL.md"], cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    (commit,) = commits
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PROJECT_ROOT).returncode == 0
+    if not first or not known:
+        pytest.skip("a shallow clone: the history that orders PROTOCOL.md and the runs is not here")
+    assert subprocess.run(["git", "merge-base", "--is-ancestor", first[-1], commit], cwd=PROJECT_ROOT).returncode == 0
+
+
+def test_the_readme_states_the_primary_verdict_of_its_summary():
+    summary = pd.read_csv(RESULTS / "ko6-me5-small" / "summary.csv")
+    primary = summary[(summary["primary"]) & summary["verdict"].notna()]
+    assert len(primary) == 1  # the combined loss against CE, under the a-priori rules
+    verdict = primary["verdict"].iloc[0]
+    assert re.findall(r'\*\*Verdict: "([^"]+)"\*\*', _results_section()) == [verdict]
+    headline = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split("## Set-up")[0]
+    assert f"*{verdict}*" in headline
 
 
 def test_main_table_recomputes_from_the_summaries_and_is_in_the_readme():
