@@ -157,9 +157,14 @@ publish() {
   # by this checkout's code; then the study as git has it comes back (nothing was committed)
   if ! .venv/bin/python -m lib.study.run_times "results/$study" ||
      ! .venv/bin/python -m lib.runner "${args[@]}" --publish --render-only; then
+    # the failed notebooks (ignored by git) say why in full: keep them beside the worktree's runs
+    local kept="$WORKTREE/results/local/$study/publish-failed"
+    mkdir -p "$kept"
+    find "results/$study/notebooks" -name '*.failed.ipynb' -exec cp -a {} "$kept"/ \; 2>/dev/null || true
     rm -rf "results/$study"
     git checkout -q HEAD -- "results/$study" 2>/dev/null || git rm -rq --cached --ignore-unmatch "results/$study"
-    echo "error: $study not published (a run missing or trained otherwise: see above); results/$study is as git has it" >&2
+    echo "error: $study not published (a step failed: see above; failed notebooks kept in $kept);" \
+         "results/$study is as git has it" >&2
     exit 1
   fi
   if [[ -e "$SAVED/$study" ]]; then git rm -rq "$SAVED/$study"; rm -rf "$SAVED/$study"; fi

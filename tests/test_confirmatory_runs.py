@@ -157,7 +157,13 @@ STUB_PUBLISH_PYTHON = """#!/usr/bin/env bash
 # run_times and the runner write their files
 printf '[%s]' "$@" >> "$CALLS"; echo >> "$CALLS"
 if [[ "$2" == lib.study.run_times ]]; then echo "run,metrics_json_mtime_utc" > "$3/run_times.csv"; fi
-if [[ "$2" == lib.runner ]]; then echo "summary" > results/ed32-minilm/summary.md; exit "${RUNNER_EXIT:-0}"; fi
+if [[ "$2" == lib.runner ]]; then
+  echo "summary" > results/ed32-minilm/summary.md
+  if [[ "${RUNNER_EXIT:-0}" != 0 ]]; then
+    mkdir -p results/ed32-minilm/notebooks; echo "why" > results/ed32-minilm/notebooks/04_combined-seed1.failed.ipynb
+  fi
+  exit "${RUNNER_EXIT:-0}"
+fi
 """
 
 
@@ -207,11 +213,13 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     assert "?? results/ed32-minilm/runs/ce0.15_triplet0.4_arcface0.45/seed1/metrics.json" in status
 
 
-def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_path):
+@pytest.mark.parametrize("published_before", [True, False], ids=["replacing-a-study", "a-new-study"])
+def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_path, published_before):
     repo, worktree = checkout
     legacy = repo / "results" / "ed32-minilm"
-    _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
-    (legacy / "summary.md").write_text("legacy")
+    if published_before:
+        _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
+        (legacy / "summary.md").write_text("legacy")
     saved = repo / "results" / "in-progress" / "ed32-minilm"
     _run(saved / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000, embeddings=False)
     _git(repo, "add", ".")
@@ -226,7 +234,12 @@ def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "ed32-minilm not published" in out.stderr
-    assert (legacy / "summary.md").read_text() == "legacy"
+    if published_before:
+        assert (legacy / "summary.md").read_text() == "legacy"
+    else:
+        assert not legacy.exists()
+    kept = worktree / "results" / "local" / "ed32-minilm" / "publish-failed" / "04_combined-seed1.failed.ipynb"
+    assert kept.read_text() == "why\n" and str(kept.parent) in out.stderr
     assert _git(repo, "status", "--porcelain", "--untracked-files=all", "results") == ""  # saved copy kept, none staged
 
 

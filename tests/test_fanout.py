@@ -182,6 +182,24 @@ def test_ray_options_without_ray_are_refused(tmp_path):
     assert not (tmp_path / "r" / "runs").exists()
 
 
+def test_a_sweep_over_published_runs_trained_otherwise_stops_before_ray_starts(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import lib.study.fanout as fanout
+
+    monkeypatch.setattr(fanout, "is_published", lambda path: True)
+    plan = ("smoke", "ed6", "minilm", [0], tmp_path, ["01_baseline_ce"], {"BASELINES": []})
+    (run,) = fanout.planned_runs(*plan)
+    run.folder.mkdir(parents=True)
+    (run.folder / "config.json").write_text(json.dumps({**run.config.to_dict(), "epochs": 99}))
+    (run.folder / "metrics.json").write_text("{}")
+    monkeypatch.setattr(fanout, "_connect", lambda *a: pytest.fail("Ray was started"))
+    args = argparse.Namespace(ray=fanout.LOCAL, ray_workers=None, ray_cpus_per_run=None, force=False, by_seed=False)
+    assert fanout.ray_sweep(args, *plan).exit_code == 2
+    assert "1 published run(s) were trained with other settings" in capsys.readouterr().err
+    assert json.loads((run.folder / "config.json").read_text())["epochs"] == 99  # not replaced
+
+
 # ---- a two-node cluster on this machine ----
 
 def test_a_sweep_through_the_address_runs_on_both_nodes(cluster, tmp_path):

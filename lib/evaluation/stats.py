@@ -684,6 +684,16 @@ def n_classes_of(run_path) -> int | None:
     return len(names) if isinstance(names, list) and names else None
 
 
+def protocol_verdict(res: dict, delta: float, level: float = 0.90) -> tuple[dict, dict | None, dict]:
+    """PROTOCOL.md's decision from a ``two_level_bootstrap(..., return_replicates=True)`` result:
+    (bootstrap margin test, t margin test over the per-seed differences or None where they cannot
+    give one, the verdict on the union of their intervals)."""
+    m = margin_test(res["replicates"], delta, diff=res["diff"], level=level)
+    d = res["per_seed_diff"]
+    t = margin_test_t(d, delta, level=m["level"]) if len(d) >= 2 and np.std(d) > 1e-12 else None
+    return m, t, margin_test_both(m, t)
+
+
 def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_boot: int, random_state,
                        delta: float | None, n_classes: int | None = None) -> dict:
     nan = float("nan")
@@ -708,10 +718,7 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
     out.update({"tl_seeds": res["seeds"], "tl_diff": res["diff"], "tl_lo": res["lo"], "tl_hi": res["hi"],
                 "tl_se": res["se"], "tl_p": res["p"], "tl_p_is_bound": res["p_is_bound"]})
     if delta is not None:
-        m = margin_test(res["replicates"], delta, diff=res["diff"])
-        d = res["per_seed_diff"]
-        t = margin_test_t(d, delta, level=m["level"]) if len(d) >= 2 and np.std(d) > 1e-12 else None
-        both = margin_test_both(m, t)
+        m, t, both = protocol_verdict(res, delta)
         out.update({"tl_lo90": m["lo"], "tl_hi90": m["hi"], **{k: m[k] for k in (
             "p_below_claim", "p_below_claim_is_bound", "p_gain", "p_gain_is_bound")},
             "lo90": both["lo"], "hi90": both["hi"], "verdict": both["verdict"],

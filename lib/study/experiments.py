@@ -42,7 +42,8 @@ class RunNotReusable(RuntimeError):
 
 
 def is_published(path: Path) -> bool:
-    """A folder of the published tree: results/<study>, not results/local, results/smoke or results/runs."""
+    """A folder of the tracked tree: results/<study> (and results/in-progress, results/pilots: tracked
+    too, so guarded alike), not results/local, results/smoke or results/runs."""
     try:
         rel = path.resolve().relative_to((PROJECT_ROOT / "results").resolve())
     except ValueError:
@@ -97,13 +98,17 @@ def experiment_fields(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in skip}
 
 
-def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
+def _differences(saved: dict, cfg: ExperimentConfig) -> dict[str, tuple]:
+    """{field: (saved value, asked value)} of the fields that define the experiment and differ."""
     want = experiment_fields(cfg.to_dict())
     have = experiment_fields(saved)
     if want.get("encoder") is None:  # "the data set's default encoder" matches whatever it resolved to
         want.pop("encoder", None)
-        have.pop("encoder", None)
-    return all(have.get(k) == v for k, v in want.items())
+    return {k: (have.get(k), v) for k, v in sorted(want.items()) if have.get(k) != v}
+
+
+def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
+    return not _differences(saved, cfg)
 
 
 def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
@@ -128,14 +133,13 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
             metrics["reused"] = True
             return metrics
         if is_published(out):
-            have, want = experiment_fields(saved), experiment_fields(cfg.to_dict())
-            differ = ", ".join(f"{k}: {have.get(k)!r} there, {v!r} asked" for k, v in sorted(want.items())
-                               if have.get(k) != v)
+            differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
+                               for k, (there, asked) in _differences(saved, cfg).items())
             raise RunNotReusable(
                 f"{where} is a published run trained with other settings ({differ}); it is not replaced. "
                 "Re-render it with the command that made it (README, What was run), train into results/local "
                 "(without --publish), or pass --force to replace it.")
-    if os.environ.get(RENDER_ONLY_ENV):
+    if os.environ.get(RENDER_ONLY_ENV) == "1":
         raise RunNotReusable(f"{where} is missing or unfinished, and --render-only trains nothing.")
     metrics = run_experiment(cfg, out, quiet=quiet)
     metrics["reused"] = False

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import _same_config, method_key, run_folder
+from lib.study.experiments import _same_config, is_published, method_key, run_folder
 from lib.study.plan import notebook_defaults, notebook_runs
 from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
 from lib.training.config import ExperimentConfig
@@ -314,6 +314,10 @@ def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], 
                         by_seed=bool(getattr(args, "by_seed", False)), frozen=frozen)
     force = bool(getattr(args, "force", False))
     todo = runs if force else [r for r in runs if not finished(r)]
+    stale = [r for r in todo if not force and is_published(results) and is_complete(r.folder)]
+    if stale:  # run_or_load would refuse each one on its worker; say so before Ray starts
+        return _error(f"{len(stale)} published run(s) were trained with other settings than this command's, e.g. "
+                      f"{stale[0].folder}; they are not replaced and nothing was trained (--force replaces them)")
     sweep = Sweep(reused=len(runs) - len(todo))
     print(f"ray: {len(runs)} run(s) needed by the notebooks, {sweep.reused} finished earlier, {len(todo)} to train",
           flush=True)

@@ -366,6 +366,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.render_only:
         os.environ[RENDER_ONLY_ENV] = "1"  # the notebooks' kernels inherit it (lib.study.experiments.run_or_load)
+    else:
+        os.environ.pop(RENDER_ONLY_ENV, None)  # one left in the shell must not stop an ordinary run
     todo = list(jobs(seeds, selected, args.by_seed))
     print(f"profile {args.profile}: {project_relative(dataset)} with {project_relative(encoder)}, seeds "
           f"{','.join(map(str, seeds))}, {len(todo)} notebook executions -> {project_relative(str(results_path))}",
