@@ -167,28 +167,40 @@ fi
 """
 
 
-def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_saved_copy(checkout, tmp_path):
-    repo, worktree = checkout
+def _commit_legacy_and_saved(repo: Path, legacy_too: bool = True) -> tuple[Path, Path]:
+    """results/ed32-minilm (a legacy study) and its saved runs in results/in-progress, committed."""
     legacy = repo / "results" / "ed32-minilm"
-    _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
-    (legacy / "summary.md").write_text("legacy")
+    if legacy_too:
+        _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
+        (legacy / "summary.md").write_text("legacy")
     saved = repo / "results" / "in-progress" / "ed32-minilm"
     _run(saved / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000, embeddings=False)
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "legacy study and saved runs")
-    local = worktree / "results" / "local" / "ed32-minilm" / "runs"
-    for seed in range(2):
-        _run(local / "ce1.0" / f"seed{seed}", finished_at=1_700_000_000 + seed)
-        _run(local / "ce0.15_triplet0.4_arcface0.45" / f"seed{seed}", finished_at=1_700_000_100 + seed)
-    _run(local / "ce1.0" / "seed2.partial")  # an unfinished run is not published
+    return legacy, saved
+
+
+def _publish(repo: Path, worktree: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """scripts/confirmatory_runs.sh publish ed32-minilm with STUB_PUBLISH_PYTHON as the checkout's python."""
     stub = repo / ".venv" / "bin" / "python"
     stub.parent.mkdir(parents=True)
     stub.write_text(STUB_PUBLISH_PYTHON)
     stub.chmod(0o755)
     env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_DATA_DIR": str(tmp_path),
-           "CALLS": str(tmp_path / "calls.txt")}
-    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=60)
+           "CALLS": str(tmp_path / "calls.txt"), **env}
+    return subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_saved_copy(checkout, tmp_path):
+    repo, worktree = checkout
+    _, saved = _commit_legacy_and_saved(repo)
+    local = worktree / "results" / "local" / "ed32-minilm" / "runs"
+    for seed in range(2):
+        _run(local / "ce1.0" / f"seed{seed}", finished_at=1_700_000_000 + seed)
+        _run(local / "ce0.15_triplet0.4_arcface0.45" / f"seed{seed}", finished_at=1_700_000_100 + seed)
+    _run(local / "ce1.0" / "seed2.partial")  # an unfinished run is not published
+    out = _publish(repo, worktree, tmp_path)
     assert out.returncode == 0, out.stderr
     published = repo / "results" / "ed32-minilm"
     assert sorted(str(p.relative_to(published)) for p in published.rglob("metrics.json")) == [
@@ -216,23 +228,9 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
 @pytest.mark.parametrize("published_before", [True, False], ids=["replacing-a-study", "a-new-study"])
 def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_path, published_before):
     repo, worktree = checkout
-    legacy = repo / "results" / "ed32-minilm"
-    if published_before:
-        _run(legacy / "runs" / "ce1.0" / "seed0", finished_at=1_600_000_000, embeddings=False)
-        (legacy / "summary.md").write_text("legacy")
-    saved = repo / "results" / "in-progress" / "ed32-minilm"
-    _run(saved / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000, embeddings=False)
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "legacy study and saved runs")
+    legacy, _ = _commit_legacy_and_saved(repo, legacy_too=published_before)
     _run(worktree / "results" / "local" / "ed32-minilm" / "runs" / "ce1.0" / "seed0", finished_at=1_700_000_000)
-    stub = repo / ".venv" / "bin" / "python"
-    stub.parent.mkdir(parents=True)
-    stub.write_text(STUB_PUBLISH_PYTHON)
-    stub.chmod(0o755)
-    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_DATA_DIR": str(tmp_path),
-           "CALLS": str(tmp_path / "calls.txt"), "RUNNER_EXIT": "1"}  # a notebook failed: a run was missing
-    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed32-minilm"], cwd=repo, env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = _publish(repo, worktree, tmp_path, RUNNER_EXIT="1")  # a notebook failed: a run was missing
     assert out.returncode == 1 and "ed32-minilm not published" in out.stderr
     if published_before:
         assert (legacy / "summary.md").read_text() == "legacy"
