@@ -115,6 +115,15 @@ def test_selected_epochs_and_last_epoch_gain(tmp_path):
     assert ep.loc["ce=1.0", "last_epoch_valid_gain"] == pytest.approx(0.1 / 3)
 
 
+def test_runs_of_one_epoch_report_no_last_epoch_gain(tmp_path):
+    """The smoke profile trains one epoch: there is no gain of a last epoch (was printed as "+nan")."""
+    for loss in ("ce", "combined"):
+        _run(tmp_path, loss, 0, {"head": Y, "centroid": Y}, {"head": 0.7, "centroid": 0.6}, best_epoch=1, epochs_run=1)
+    text = render_summary(build_summary(tmp_path, n_boot=200)[1])
+    assert "Training budget: 2 of 2 trained runs selected the last epoch they ran; no run ran two epochs" in text
+    assert "+nan" not in text and "nan." not in text
+
+
 def test_summary_refuses_mixed_code_and_marks_dirty_runs(tmp_path):
     mixed = _study(tmp_path / "mixed", commits=("a" * 40, "b" * 40, "a" * 40))
     with pytest.raises(ValueError, match="one commit of the training code"):

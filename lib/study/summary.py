@@ -299,8 +299,10 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
         last = int(ep["runs_best_at_last_epoch"].sum())
         total = sum(len(str(s).split()) for s in ep["selected_epochs"])
         gain = ep["last_epoch_valid_gain"].mean()
-        out.append(f"Training budget: {last} of {total} trained runs selected the last epoch they ran; "
-                   f"mean validation gain of the last epoch {gain:+.3f}.")
+        # Runs of one epoch have no gain of their last epoch to report (smoke profile).
+        gain_text = (f"mean validation gain of the last epoch {gain:+.3f}" if pd.notna(gain)
+                     else "no run ran two epochs, so no validation gain of a last epoch")
+        out.append(f"Training budget: {last} of {total} trained runs selected the last epoch they ran; {gain_text}.")
     prov = table.attrs.get("provenance", {})
     if prov.get("clean"):
         out.append(f"Provenance: all {prov['runs']} runs from commit {prov['commits'][0][:10]}, clean tree.")
