@@ -131,3 +131,16 @@ def test_every_profile_sets_only_parameters_its_notebooks_declare():
         per_notebook = {**p["notebook"], **p.get("fine_tuned", {}).get("notebook", {})}
         for nb, values in per_notebook.items():
             assert set(values) <= set(notebook_defaults(nb)), (name, nb)
+
+
+def test_a_template_run_in_jupyterlab_trains_what_the_default_profile_trains():
+    """README: a template run as it stands trains seed 0 of the default profile, so its numbers sit
+    beside the published study's seed 0."""
+    from lib.study.profiles import PROFILES
+
+    p = PROFILES["default"]
+    for nb in TRAINING_NOTEBOOKS:
+        defaults = notebook_defaults(nb)
+        injected = notebook_parameters("default", nb, p["dataset"], p["encoder"], p["seeds"][0],
+                                       defaults["RESULTS_DIR"])
+        assert {k: defaults[k] for k in injected} == injected, nb

@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
                     "figures and the summary go to the results folder.")
     p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="smoke: tiny CI check (minutes); default: ed6 + minilm, 3 seeds of 2 epochs (laptop CPU, "
-                        "under an hour); paper: the primary confirmatory study of PROTOCOL.md, ko6 + me5-small, CE "
+                   help="smoke: tiny CI check (minutes); default: ed6 + minilm trained as the published ed6 "
+                        "study (up to 15 epochs, early stopping) on its first seed (laptop CPU, under an hour); paper: the primary confirmatory study of PROTOCOL.md, ko6 + me5-small, CE "
                         "and combined, 10 seeds, up to 15 epochs with early stopping (GPU recommended, resumable on "
                         "CPU); paper-secondary: PROTOCOL.md's secondary studies, the same budget, 5 seeds, every "
                         "notebook (ed6 + minilm unless --dataset/--encoder)")
