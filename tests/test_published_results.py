@@ -22,6 +22,10 @@ PUBLISHED = [folder for folder, _ in STUDIES if (RESULTS / folder / "summary.csv
 # study and re-runs with more seeds, and every run keeps its predictions.csv so each interval
 # recomputes from committed files: 21.4 MB with six studies (8.9 MB as gzip, as git stores them).
 SIZE_LIMIT = 30_000_000
+# Seed 0's test embeddings of a study still training (results/in-progress), counted apart: they
+# leave at publication. Fine-tuned ed32 holds 6.5 MB of them: 2,541 test sentences x 128 floats
+# for each of its two losses, x 384 for its frozen-encoder baseline.
+WAITING_LIMIT = 10_000_000
 MIN_SEEDS = {"ed6-minilm": 5, "ko6-me5-small": 10, "ko6-me5-small-frozen": 5, "ed32-minilm-frozen": 5, "ed32-minilm": 3,
              "goemo27-minilm-frozen": 5}
 
@@ -43,15 +47,23 @@ def test_the_studies_are_published():
     assert set(MIN_SEEDS) <= set(PUBLISHED)
 
 
+def _waiting_embeddings(f: str) -> bool:
+    # results/in-progress keeps seed 0's test embeddings of an unfinished study for its t-SNE, and
+    # only until the study is published (its README; the next test), which leaves them out.
+    return f.startswith(f"{IN_PROGRESS}/") and f.endswith("/seed0/test_embeddings.npy")
+
+
 def test_committed_results_are_small_and_hold_no_weights():
     files = _tracked("results")
     assert files, "no committed results"
-    size = sum((PROJECT_ROOT / f).stat().st_size for f in files)
+    sizes = {f: (PROJECT_ROOT / f).stat().st_size for f in files}
+    size = sum(n for f, n in sizes.items() if not _waiting_embeddings(f))
     assert size < SIZE_LIMIT, f"committed results are {size / 1e6:.1f} MB (limit {SIZE_LIMIT / 1e6:.0f} MB)"
-    # results/in-progress keeps seed 0's test embeddings of an unfinished study for its t-SNE, and
-    # only until the study is published (its README; the next test).
+    waiting = sum(n for f, n in sizes.items() if _waiting_embeddings(f))
+    assert waiting < WAITING_LIMIT, (f"seed 0's embeddings in {IN_PROGRESS} are {waiting / 1e6:.1f} MB "
+                                     f"(limit {WAITING_LIMIT / 1e6:.0f} MB)")
     heavy = [f for f in files if f.endswith((".pt", ".bin", ".safetensors", ".npy", ".ckpt", ".onnx"))
-             and not (f.startswith(f"{IN_PROGRESS}/") and f.endswith("/seed0/test_embeddings.npy"))]
+             and not _waiting_embeddings(f)]
     assert not heavy, f"weights or embeddings committed: {heavy[:5]}"
 
 

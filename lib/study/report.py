@@ -23,7 +23,7 @@ from lib.study.summary import SEED_STUDY, _markdown
 # "(pre-protocol)": a study run before PROTOCOL.md, from several commits or dirty trees (its summary
 # says NOT CONFIRMATORY), until the protocol's re-run replaces it.
 STUDIES = (
-    ("ed6-minilm", "ed6, MiniLM fine-tuned (pre-protocol)"),
+    ("ed6-minilm", "ed6, MiniLM fine-tuned"),
     ("ko6-me5-small", "ko6, me5-small fine-tuned"),
     ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
     ("ed32-minilm", "ed32, MiniLM fine-tuned (pre-protocol)"),
