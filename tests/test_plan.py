@@ -144,3 +144,20 @@ def test_a_template_run_in_jupyterlab_trains_what_the_default_profile_trains():
         injected = notebook_parameters("default", nb, p["dataset"], p["encoder"], p["seeds"][0],
                                        defaults["RESULTS_DIR"])
         assert {k: defaults[k] for k in injected} == injected, nb
+
+
+def test_the_default_profile_retrains_seed_0_of_the_published_ed6_study(tmp_path):
+    """README: ./run_all.sh trains seed 0 of the published ed6 study with its settings, so every run
+    it plans has a published twin that computed the same experiment (the fields run_or_load compares
+    before reusing a run; its comparison then names no settings that differ)."""
+    from lib.study.experiments import experiment_fields
+    from lib.study.profiles import PROFILES
+
+    p = PROFILES["default"]
+    published = PROJECT_ROOT / "results" / f"{p['dataset']}-{p['encoder']}"
+    planned = planned_runs("default", p["dataset"], p["encoder"], p["seeds"], tmp_path, list(TRAINING_NOTEBOOKS), {})
+    assert len(planned) == 15  # 8 losses, 2 baselines, 5 grid heads
+    for run in planned:
+        twin = published / run.folder.relative_to(tmp_path) / "config.json"
+        saved = json.loads(twin.read_text(encoding="utf-8"))
+        assert experiment_fields(saved) == experiment_fields(run.config.validate().to_dict()), twin
