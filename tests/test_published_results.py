@@ -71,26 +71,18 @@ def test_runs_in_progress_belong_to_no_study_published_under_the_protocol():
     # A study's finished runs wait in results/in-progress until it is published; after that they
     # would be a second, stale copy.
     waiting = {Path(f).parts[2] for f in _tracked(IN_PROGRESS) if len(Path(f).parts) > 3}
-    assert not waiting & (set(PUBLISHED) - LEGACY)
-
-
-# Studies published before PROTOCOL.md, from runs of several commits and dirty trees: summarised
-# with provenance rule "any" and marked NOT CONFIRMATORY until the protocol's re-run replaces them
-# (issue #15 F; none is left since the fine-tuned ed32 re-run was published). Every other published
-# study must come from one clean commit. The main table's
-# "(pre-protocol)" titles (lib/study/report.py) name them; the test below ties each to its summary.
-LEGACY = {folder for folder, title in STUDIES if "(pre-protocol)" in title}
+    assert not waiting & set(PUBLISHED)
 
 
 @pytest.mark.parametrize("folder", PUBLISHED)
 def test_each_summary_recomputes_from_the_committed_runs(folder):
     # build_summary reads only the run files (metrics, config, environment, history, predictions);
-    # a study not marked legacy is refused unless all its runs share one clean commit.
-    _, nice, runs = build_summary(RESULTS / folder, provenance_rule="any" if folder in LEGACY else "clean")
+    # a study is refused unless all its runs share one clean commit.
+    _, nice, runs = build_summary(RESULTS / folder, provenance_rule="clean")
     text = (RESULTS / folder / "summary.md").read_text(encoding="utf-8")
     assert render_summary(nice) == text
     assert runs["seed"].nunique() >= MIN_SEEDS.get(folder, 2)
-    assert ("NOT CONFIRMATORY" in text) == (folder in LEGACY)
+    assert "NOT CONFIRMATORY" not in text  # every study was run under PROTOCOL.md
 
 
 # PROTOCOL.md §3: the seeds of each study, fixed before its runs (the protocol's studies only).
@@ -107,7 +99,7 @@ def _run_commits(folder: str) -> set[str]:
 
 
 def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds():
-    studies = sorted(set(PUBLISHED) - LEGACY)
+    studies = sorted(PUBLISHED)
     assert studies and set(studies) <= set(PROTOCOL_SEEDS)
     for folder in studies:
         seeds = {int(p.name[len("seed"):]) for p in (RESULTS / folder / "runs").glob("*/seed*")}

@@ -20,9 +20,6 @@ from lib.study.results_folder import csv_header_has
 from lib.study.summary import SEED_STUDY, _markdown
 
 # (results folder, column title) in reading order; a folder without summary.csv is skipped.
-# A title marked "(pre-protocol)" would name a study run before PROTOCOL.md, from several commits or
-# dirty trees (its summary says NOT CONFIRMATORY), until the protocol's re-run replaced it; every
-# study published today was run under the protocol.
 STUDIES = (
     ("ed6-minilm", "ed6, MiniLM fine-tuned"),
     ("ko6-me5-small", "ko6, me5-small fine-tuned"),
