@@ -14,7 +14,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from lib.training.config import ExperimentConfig
+from lib.training.config import BASELINE_METHODS, ExperimentConfig
 from lib.model.losses import format_loss_spec, parse_loss_spec
 from lib.paths import PROJECT_ROOT
 from lib.training.results import is_complete
@@ -63,6 +63,12 @@ def method_key(cfg: ExperimentConfig) -> str:
         return cfg.method
     key = format_loss_spec(parse_loss_spec(cfg.loss))
     return key + ("|frozen" if cfg.freeze_encoder else "")
+
+
+def method_key_of(name: str) -> str:
+    """The method key of a name as a user writes it: a baseline method, or any loss spelling
+    ("ce", "combined", "ce=0.5+supcon=0.5")."""
+    return name if name in BASELINE_METHODS else format_loss_spec(parse_loss_spec(name))
 
 
 def display_name(key: str) -> str:
@@ -146,6 +152,45 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
     return metrics
 
 
+def train_or_reuse(configs: list[ExperimentConfig], results: str | Path, force: bool = False, quiet: bool = True,
+                   group: str | None = None) -> tuple[dict[str, dict], dict[str, Path]]:
+    """A training notebook's runs (``run_or_load`` each), one line printed per run:
+    ({method key: metrics}, {method key: run folder})."""
+    metrics, folders = {}, {}
+    for cfg in configs:
+        key = method_key(cfg)
+        metrics[key] = run_or_load(cfg, results, force=force, quiet=quiet, group=group)
+        folders[key] = run_folder(resolve_results_dir(results), cfg, group)
+        print(f"{key:40s} test macro-F1 {metrics[key]['test_macro_f1']:.4f}"
+              f"{'  (reused a finished run)' if metrics[key]['reused'] else ''}")
+    return metrics, folders
+
+
+def check_runs(metrics: dict[str, dict], folders: dict[str, Path]) -> None:
+    """What a training notebook asserts (so nbval fails on a broken run): every run folder is complete,
+    and a trained run kept its promises: the selected epoch is the first with the best validation
+    macro-F1 in its history, the final validation score of its a-priori rule equals that best (the best
+    epoch's weights were restored before the one test evaluation), and it stopped when early stopping
+    or the epoch budget says."""
+    import pandas as pd
+
+    for key, m in metrics.items():
+        folder = folders[key]
+        assert 0.0 <= m["test_macro_f1"] <= 1.0, key
+        assert (folder / "metrics.json").is_file() and (folder / "predictions.csv").is_file(), key
+        if "best_epoch" not in m:  # a loss-free baseline: no epochs
+            continue
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        scores = pd.read_csv(folder / "history.csv")["valid_macro_f1"]
+        assert m["epochs_run"] == len(scores), f"{key}: {m['epochs_run']} epochs run, history has {len(scores)}"
+        assert m["best_epoch"] == int(scores.idxmax()) + 1, f"{key}: best epoch {m['best_epoch']} is not the history's"
+        restored = m["valid"][m["primary_rule"]]["macro_f1"]
+        assert restored == scores.max(), f"{key}: final validation score {restored} != best epoch's {scores.max()}"
+        patience = cfg.get("patience")
+        expected = cfg["epochs"] if patience is None else min(cfg["epochs"], m["best_epoch"] + patience)
+        assert m["epochs_run"] == expected, f"{key}: ran {m['epochs_run']} epochs, early stopping says {expected}"
+
+
 def run_table(metrics: dict[str, dict]) -> "pd.DataFrame":
     """One row per (method, prediction rule) of finished runs: what a notebook shows."""
     import pandas as pd
@@ -189,6 +234,6 @@ def runs_for_seed(results: str | Path, seed: int, with_embeddings: bool = True) 
 def learning_curve_runs(runs: dict[str, Path], include_frozen: bool = False) -> dict[str, Path]:
     """The trained runs whose learning curves a figure shows: baselines (no epochs) left out, and
     frozen-encoder runs only where asked for or where the study has nothing else (a frozen study)."""
-    trained = {k: v for k, v in runs.items() if k not in ("tfidf-lr", "encoder-lr")}
+    trained = {k: v for k, v in runs.items() if k not in BASELINE_METHODS}
     only_frozen = all("|frozen" in k for k in trained)
     return {k: v for k, v in trained.items() if include_frozen or only_frozen or "|frozen" not in k}

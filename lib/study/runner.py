@@ -408,7 +408,7 @@ def main(argv=None) -> int:
     if summary.exists():
         print(f"summary: {project_relative(str(summary))}")
         published = Path(args.compare_with) if args.compare_with else PROJECT_ROOT / default_results(
-            "default" if args.profile == "smoke" else args.profile, dataset, encoder, args.freeze_encoder)
+            "default" if args.profile == "smoke" else args.profile, dataset, encoder, frozen)
         compare_with_published(results_path, resolve_results_dir(published), args.profile)
     if publishing:
         print(publish_line(results_path, before, "end", trained), flush=True)

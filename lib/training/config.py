@@ -9,6 +9,10 @@ from dataclasses import dataclass, field, fields
 from lib.model.losses.spec import format_loss_spec, parse_loss_spec
 
 
+# The loss-free reference methods (lib.training.baselines trains them): the one list of their names.
+BASELINE_METHODS = ("tfidf-lr", "encoder-lr")
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the parameter."""
     exit_status = 2  # bad input: see lib.entrypoint

@@ -4,6 +4,13 @@ from __future__ import annotations
 from lib.model.losses import parse_loss_spec
 
 
+# What apriori_rule says, in the words the training notebooks print above their run tables
+# (tests/test_notebook_promises.py holds the notebooks and this function to it).
+APRIORI_RULE_TEXT = ("the classifier head for cross-entropy alone, the nearest class centroid of the training "
+                     "embeddings for every loss with a metric part (triplet, ArcFace, SupCon; alone or summed with "
+                     "cross-entropy)")
+
+
 def apriori_rule(method: str, loss: str | None) -> str:
     """The seed study's rules: the classifier head for cross-entropy alone (and for the loss-free
     baselines, whose classifier is the logistic regression), the nearest class centroid for any
