@@ -6,6 +6,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Notebooks run in notebooks/: make relative data/cache folders absolute.
 if [[ -n "${STUDY_DATA_DIR:-}" ]]; then export STUDY_DATA_DIR="$(realpath -m "$STUDY_DATA_DIR")"; fi
 if [[ -n "${STUDY_CACHE_DIR:-}" ]]; then export STUDY_CACHE_DIR="$(realpath -m "$STUDY_CACHE_DIR")"; fi
+# --help first: it needs no environment (lib.runner's parser is standard library only), so nothing
+# is created or installed just to print it.
+for arg in "$@"; do
+    if [[ "$arg" == -h || "$arg" == --help ]]; then
+        py="$ROOT/.venv/bin/python"; [[ -x "$py" ]] || py="${PYTHON:-python3}"
+        exec env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$py" -m lib.runner --help
+    fi
+done
 "$ROOT/scripts/setup_env.sh"
 export TOKENIZERS_PARALLELISM=false
 exec "$ROOT/.venv/bin/python" -m lib.runner "$@"

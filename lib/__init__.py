@@ -4,7 +4,8 @@ Layers, bottom to top; a module imports only from its own layer or the ones belo
 (tests/test_layering.py checks this):
 
 - ``lib.paths``       project-anchored folders (data, cache, results); imported by every layer
-- ``lib.data``        named data sets and splits, downloads, leakage, exploration figures
+- ``lib.data``        named data sets and splits, downloads, leakage, exploration figures,
+                      out-of-domain sets
 - ``lib.evaluation``  metrics, prediction rules, statistics over seeds and sentences
 - ``lib.model``       encoders, the network (pooling, embedding head, classifier), ``losses/``
 - ``lib.training``    config, batching, feature cache, seeding, the training loop, baselines,

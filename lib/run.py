@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None,
                         help="run folder to write (default: results/runs/<dataset>-<encoder>-<loss>-seed<seed>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--save-model", action="store_true",
+                        help="also write model/ into the run folder: the best epoch's encoder (Hugging Face "
+                             "format), heads, centroids and class names, for python -m lib.predict RUN_DIR ...")
     parser.add_argument("--reproduce", metavar="RUN_DIR", default=None,
                         help="re-run the config.json of a finished run folder (other config options are ignored) "
                              "into --out, then check that metrics, history, predictions and embeddings are identical "
@@ -99,19 +102,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from lib.data.datasets import DataFileError, DataInputError
     from lib.model.encoders import EncoderError
+    from lib.training.out_of_domain import summary_lines
     from lib.training.train import run_experiment
 
     out = Path(args.out) if args.out else default_out(cfg)
     # SIGTERM becomes an exception, so the run folder is marked failed instead of left "running".
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        metrics = run_experiment(cfg, out, quiet=args.quiet)
+        metrics = run_experiment(cfg, out, quiet=args.quiet, save_model=args.save_model)
     except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     how = f"rule {metrics['primary_rule']}, best epoch {metrics['best_epoch']}" if "best_epoch" in metrics \
         else f"{metrics['method']}, C={metrics['chosen_C']}"
     print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  ({how})  -> {out}")
+    for line in summary_lines(metrics, out):  # out-of-domain sets (--ood), scored once like the test split
+        print(line)
     if args.reproduce:
         return _report_reproduction(Path(args.reproduce), out, args.rtol)
     return 0

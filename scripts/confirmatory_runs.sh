@@ -21,15 +21,10 @@ COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only 
 WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
 SAVED="$ROOT/results/in-progress"
 
-# The protocol's order (amendment 3): results folder, then run_all.sh arguments.
-STUDIES=(
-  "ko6-me5-small-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset ko6 --encoder me5-small"
-  "ed32-minilm-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset ed32"
-  "goemo27-minilm-frozen|--profile paper-secondary --freeze-encoder --by-seed --dataset goemo27"
-  "ko6-me5-small|--profile paper"
-  "ed6-minilm|--profile paper-secondary --by-seed"
-  "ed32-minilm|--profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set 'LOSSES=[\"combined\"]'"
-)
+# The protocol's order (amendment 3), "results folder|run_all.sh arguments" a line, from the one list
+# of the studies (lib/study/studies.py: standard library only, so any python3 reads it).
+mapfile -t STUDIES < <(PYTHONPATH="$ROOT" "${STUDIES_PYTHON:-python3}" -m lib.study.studies)
+if (( ${#STUDIES[@]} == 0 )); then echo "error: cannot read the studies from $ROOT/lib/study/studies.py" >&2; exit 2; fi
 
 data_env() {  # what training and rendering need
   if [[ -z "${STUDY_DATA_DIR:-}" ]]; then echo "error: set STUDY_DATA_DIR to the data folder" >&2; exit 2; fi

@@ -12,6 +12,7 @@ import pytest
 from lib.paths import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "scripts" / "confirmatory_runs.sh"
+STUDIES_MODULE = ("lib/__init__.py", "lib/study/__init__.py", "lib/study/studies.py")
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
 
@@ -41,6 +42,9 @@ def checkout(tmp_path):
     repo = tmp_path / "main"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(SCRIPT, repo / "scripts" / SCRIPT.name)
+    for module in STUDIES_MODULE:  # the script reads the list of studies from lib/study/studies.py
+        (repo / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PROJECT_ROOT / module, repo / module)
     (repo / ".gitignore").write_text("results/**/test_embeddings.npy\n")
     _git(repo, "init", "-q")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")

@@ -43,6 +43,7 @@ def bad_inputs(tmp_path):
     return empty, broken, notes
 
 
+@pytest.mark.slow
 def test_every_entry_point_answers_a_bad_argument_in_one_line(tmp_path, bad_inputs):
     empty, broken, notes = bad_inputs
     out = str(tmp_path / "out")

@@ -7,9 +7,9 @@ import subprocess
 import pytest
 
 from lib.training.config import ExperimentConfig
-from lib.study.experiments import _same_config, experiment_fields, method_key, run_folder
-from lib.study.runner import (absolute_if_path, declared_parameters, default_results, executed_parameters, is_published,
-                              local_results, parse_overrides)
+from lib.study.experiments import experiment_fields, is_published, method_key, run_folder, same_config
+from lib.study.parameters_cell import declared_parameters
+from lib.study.runner import absolute_if_path, default_results, executed_parameters, local_results, parse_overrides
 from lib.study.summary import collect
 
 
@@ -36,16 +36,16 @@ def test_method_keys_and_folders(tmp_path):
 def test_baseline_runs_are_reused_whatever_the_training_settings():
     saved = ExperimentConfig(method="tfidf-lr", epochs=2).to_dict()
     saved["encoder"] = None  # tfidf-lr records no encoder
-    assert _same_config(saved, ExperimentConfig(method="tfidf-lr", epochs=10, encoder="minilm", head_lr=0.1))
-    assert not _same_config(saved, ExperimentConfig(method="tfidf-lr", max_eval_samples=10))
+    assert same_config(saved, ExperimentConfig(method="tfidf-lr", epochs=10, encoder="minilm", head_lr=0.1))
+    assert not same_config(saved, ExperimentConfig(method="tfidf-lr", max_eval_samples=10))
     enc = ExperimentConfig(method="encoder-lr", encoder="minilm").to_dict()
-    assert not _same_config(enc, ExperimentConfig(method="encoder-lr", encoder="me5-small"))
+    assert not same_config(enc, ExperimentConfig(method="encoder-lr", encoder="me5-small"))
 
 
 def test_trained_runs_are_reused_only_with_the_same_experiment():
     saved = ExperimentConfig(loss="ce", encoder="minilm", device="cpu").to_dict()
-    assert _same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", device="cuda", num_threads=4))
-    assert not _same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", epochs=5))
+    assert same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", device="cuda", num_threads=4))
+    assert not same_config(saved, ExperimentConfig(loss="ce", encoder="minilm", epochs=5))
     assert "device" not in experiment_fields(saved) and "epochs" in experiment_fields(saved)
 
 

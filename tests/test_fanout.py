@@ -145,6 +145,7 @@ def _folders(results: Path) -> dict[str, Path]:
 
 # ---- a local Ray started by the command ----
 
+@pytest.mark.slow
 def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
     """Same metrics, predictions and embeddings bit for bit (same CPU, same torch threads), same summary."""
     import torch
@@ -175,6 +176,7 @@ def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
                                   b.drop(columns=[c for c in drop if c in b]))
 
 
+@pytest.mark.slow
 def test_ray_options_without_ray_are_refused(tmp_path):
     r = _runner(*SMALL, "--ray-workers", "2", "--notebooks", "01_baseline_ce", "--results", str(tmp_path / "r"),
                 timeout=300)
@@ -202,6 +204,7 @@ def test_a_sweep_over_published_runs_trained_otherwise_stops_before_ray_starts(t
 
 # ---- a two-node cluster on this machine ----
 
+@pytest.mark.slow
 def test_a_sweep_through_the_address_runs_on_both_nodes(cluster, tmp_path):
     results = tmp_path / "r"
     r = _runner(*SMALL, "--seeds", "0", "--notebooks", "02_triplet", "--results", str(results),
@@ -216,6 +219,7 @@ def test_a_sweep_through_the_address_runs_on_both_nodes(cluster, tmp_path):
     assert not list(results.glob(".ray-shared-check*")), "the shared-folder markers are removed"
 
 
+@pytest.mark.slow
 def test_more_cpus_per_run_than_any_node_has_is_refused(cluster, tmp_path):
     r = _runner(*SMALL, "--seeds", "0", "--notebooks", "02_triplet", "--results", str(tmp_path / "r"),
                 "--ray", cluster.address, "--ray-cpus-per-run", "2", timeout=300)
@@ -237,6 +241,7 @@ def _ray_task_pids(cluster: Cluster, name: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_never_leaves_a_complete_looking_run(cluster, tmp_path):
     results = tmp_path / "r"
     run = results / "runs" / "ce1.0" / "seed0"
@@ -264,6 +269,7 @@ def test_a_killed_worker_is_retried_and_never_leaves_a_complete_looking_run(clus
     assert not run.with_name("seed0.partial").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(cluster, tmp_path):
     results = tmp_path / "r"
     ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
@@ -298,6 +304,7 @@ def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(clu
     assert (ce / "metrics.json").exists() and not ce.with_name("seed0.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_raises_is_reported_and_the_others_go_on(cluster, tmp_path):
     """HEAD_LR=1e38 overflows the optimizer step: the CE run raises (FAILED.json), TF-IDF (no heads) trains."""
     results = tmp_path / "r"
@@ -315,6 +322,7 @@ def test_a_run_that_raises_is_reported_and_the_others_go_on(cluster, tmp_path):
     assert "FAILED 01_baseline_ce-seed0 at Ray run runs/ce1.0/seed0" in r.stdout
 
 
+@pytest.mark.slow
 def test_a_results_folder_a_node_cannot_see_is_refused(cluster, tmp_path):
     """A third node in its own mount namespace, with an empty tmpfs over the results' parent folder."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or \

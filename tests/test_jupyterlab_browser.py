@@ -21,6 +21,8 @@ import pytest
 
 from lib.paths import PROJECT_ROOT, cache_dir, data_dir
 
+pytestmark = pytest.mark.slow  # kernels, browsers or whole studies: minutes (docs/tests.md)
+
 NOTEBOOK = "00_data_exploration"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

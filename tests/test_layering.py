@@ -14,7 +14,7 @@ from lib.paths import PROJECT_ROOT
 
 LIB = PROJECT_ROOT / "lib"
 RANK = {"paths": 0, "ownership": 0, "entrypoint": 0, "data": 1, "evaluation": 1, "model": 2, "training": 3,
-        "study": 4, "run": 5, "report": 5, "runner": 5, "__init__": 5}
+        "study": 4, "run": 5, "report": 5, "runner": 5, "predict": 5, "__init__": 5}
 
 
 def layer_of(module: str) -> str:

@@ -8,7 +8,11 @@ import json
 import pytest
 
 from lib.paths import PROJECT_ROOT
-from lib.study.profiles import NOTEBOOKS
+from lib.study.profiles import NOTEBOOKS as STUDY_NOTEBOOKS, TUNING_NOTEBOOK
+
+NOTEBOOKS = STUDY_NOTEBOOKS + (TUNING_NOTEBOOK,)  # 00-06 run by every profile, 07 by --profile tune
+
+pytestmark = pytest.mark.slow  # kernels, browsers or whole studies: minutes (docs/tests.md)
 
 NB_DIR = PROJECT_ROOT / "notebooks"
 

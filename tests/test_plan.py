@@ -16,7 +16,8 @@ import pytest
 from lib.paths import PROJECT_ROOT
 from lib.study.experiments import run_folder
 from lib.study.fanout import planned_runs
-from lib.study.plan import notebook_configs, notebook_defaults, notebook_runs
+from lib.study.parameters_cell import notebook_defaults
+from lib.study.plan import notebook_configs, notebook_runs
 from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
 
 
@@ -152,7 +153,7 @@ def test_the_default_profile_retrains_seed_0_of_the_published_ed6_study(tmp_path
     """README: ./run_all.sh trains seed 0 of the published ed6 study with its settings, so every run
     it plans has a published twin that computed the same experiment (the fields run_or_load compares
     before reusing a run; its comparison then names no settings that differ)."""
-    from lib.study.experiments import experiment_fields
+    from lib.study.experiments import same_config
     from lib.study.profiles import PROFILES
 
     p = PROFILES["default"]
@@ -162,4 +163,4 @@ def test_the_default_profile_retrains_seed_0_of_the_published_ed6_study(tmp_path
     for run in planned:
         twin = published / run.folder.relative_to(tmp_path) / "config.json"
         saved = json.loads(twin.read_text(encoding="utf-8"))
-        assert experiment_fields(saved) == experiment_fields(run.config.validate().to_dict()), twin
+        assert same_config(saved, run.config.validate()), twin  # run_or_load's own comparison

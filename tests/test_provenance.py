@@ -38,7 +38,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lib.study.experiments import run_folder  # noqa: E402
-from lib.evaluation.stats import holm, load_primary_predictions, two_level_bootstrap  # noqa: E402
+from lib.evaluation.bootstrap import two_level_bootstrap  # noqa: E402
+from lib.evaluation.pvalues import holm  # noqa: E402
+from lib.study.run_files import load_primary_predictions  # noqa: E402
 from lib.study.summary import build_summary, collect, epoch_report, render_summary, rule_choice  # noqa: E402
 from lib.training.config import ExperimentConfig  # noqa: E402
 

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lib.study.reproduce import compare_runs
 from lib.run import main
@@ -14,6 +15,7 @@ TINY_ARGS = ["--dataset", "ed6", "--encoder", "minilm", "--loss", "combined", "-
              "--max-length", "32", "--max-train-samples", "64", "--max-eval-samples", "32", "--quiet"]
 
 
+@pytest.mark.slow
 def test_reproduce_a_run_then_detect_tampering(tmp_path, capsys):
     first, again = tmp_path / "first", tmp_path / "again"
     assert main([*TINY_ARGS, "--seed", "3", "--out", str(first)]) == 0

@@ -19,6 +19,7 @@ TINY_ARGS = ["--dataset", "ed6", "--encoder", "minilm", "--epochs", "3", "--batc
              "--max-train-samples", "96", "--max-eval-samples", "48", "--quiet"]
 
 
+@pytest.mark.slow
 def test_killed_run_leaves_nothing_complete_and_the_rerun_completes(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")

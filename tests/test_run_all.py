@@ -14,6 +14,8 @@ import pytest
 from lib.paths import PROJECT_ROOT
 from lib.study.profiles import NOTEBOOKS, TRAINING_NOTEBOOKS, notebook_parameters
 
+pytestmark = pytest.mark.slow  # kernels, browsers or whole studies: minutes (docs/tests.md)
+
 SEEDS = (0, 1)
 LOSSES = {"ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
           "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0"}

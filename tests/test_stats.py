@@ -8,11 +8,13 @@ from scipy import stats as st
 from scipy.optimize import brentq
 from sklearn.metrics import f1_score
 
-from lib.evaluation.stats import (_count_matrix, _metric_per_seed, accuracy_counts, compare_to_baseline,
-                                  fixed_vs_seeds_bootstrap, format_p, holm, macro_f1_counts, margin_test, margin_test_both,
-                                  margin_test_t,
-                                  mde_paired_t, mde_two_level, mean_ci, paired_bootstrap, paired_seed_test,
-                                  power_paired_t, protocol_verdict, seeds_needed, summarize, two_level_bootstrap)
+from lib.evaluation.bootstrap import (_count_matrix, _metric_per_seed, accuracy_counts, fixed_vs_seeds_bootstrap,
+                                      macro_f1_counts, two_level_bootstrap)
+from lib.evaluation.margin import margin_test, margin_test_both, margin_test_t, protocol_verdict
+from lib.evaluation.power import minimum_detectable_effect
+from lib.evaluation.pvalues import format_p, holm
+from lib.evaluation.seed_tests import mean_ci, paired_seed_test, summarize
+from lib.study.baseline_comparison import compare_to_baseline
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -23,15 +25,16 @@ def test_mean_ci_is_the_student_t_interval():
     assert np.isnan(mean_ci([0.5])[1])
 
 
-def test_paired_bootstrap_identical_methods_and_a_clearly_better_one():
+def test_sentence_bootstrap_identical_methods_and_a_clearly_better_one():
+    """The sentence-only view (these trained models, seeds fixed)."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
     noisy = [np.where(rng.random(300) < 0.5, y, rng.integers(0, 3, 300)) for _ in range(3)]
-    same = paired_bootstrap(noisy, noisy, y, n_boot=200)
-    assert same["diff"] == 0 and same["p_bootstrap"] == 1.0
+    same = two_level_bootstrap(noisy, noisy, y, n_boot=200, resample="sentences")
+    assert same["diff"] == 0 and same["p"] == 1.0 and same["lo"] == same["hi"] == 0
     better = [np.where(rng.random(300) < 0.9, y, rng.integers(0, 3, 300)) for _ in range(3)]
-    res = paired_bootstrap(better, noisy, y, n_boot=200)
-    assert res["diff"] > 0.2 and res["p_bootstrap"] < 0.01 and res["boot_lo"] > 0
+    res = two_level_bootstrap(better, noisy, y, n_boot=200, resample="sentences")
+    assert res["diff"] > 0.2 and res["lo"] > 0 and res["p_is_bound"] and res["p"] == 2 / 200  # p < 2/B
 
 
 def _runs(tmp_path, methods, ids_for=None):
@@ -57,7 +60,7 @@ def test_paired_seed_test_and_summary(tmp_path):
     s = summarize(runs)
     assert list(s["method"]) == ["ce", "new"] and (s["seeds"] == 2).all()
     comp = compare_to_baseline(runs, "ce", n_boot=50)
-    assert list(comp["method"]) == ["new"] and comp["diff"].iloc[0] > 0
+    assert list(comp["method"]) == ["new"] and comp["diff"].iloc[0] > 0 and comp["tl_diff"].iloc[0] > 0
 
 
 def test_comparison_refuses_different_test_sets(tmp_path):
@@ -354,34 +357,33 @@ def test_margin_verdict_is_tost_at_five_percent():
     assert seen == {"reproduces", "does not reproduce", "inconclusive"}
 
 
-def test_mde_and_seeds_needed_round_trip_and_power():
-    sd = 0.02
-    for n in (3, 5, 10, 20):
-        mde = mde_paired_t(sd, n)
-        assert power_paired_t(mde, sd, n) == pytest.approx(0.8, abs=1e-8)
-        assert seeds_needed(mde * (1 + 1e-9), sd) == n  # the smallest n with power >= 0.8
-        assert power_paired_t(mde, sd, n - 1 if n > 2 else 2) <= 0.8 + 1e-9
-    n17 = seeds_needed(0.017, sd)
-    assert power_paired_t(0.017, sd, n17) >= 0.8 > power_paired_t(0.017, sd, n17 - 1)
-    # large n: the normal approximation (z_.975 + z_.8) sd / sqrt(n)
-    assert mde_paired_t(sd, 2000) == pytest.approx((st.norm.ppf(.975) + st.norm.ppf(.8)) * sd / np.sqrt(2000), rel=2e-3)
-    # the power at the MDE by simulation: 4000 paired t-tests of 5 normal differences, SE 0.0063
-    rng = np.random.default_rng(8)
-    mde = mde_paired_t(sd, 5)
-    d = rng.normal(mde, sd, (4000, 5))
-    rejected = st.ttest_1samp(d, 0, axis=1).pvalue < 0.05
-    assert abs(rejected.mean() - 0.8) < 0.025
-    assert mde_two_level(sd, 0.0, 5) == pytest.approx((st.norm.ppf(.975) + st.norm.ppf(.8)) * sd / np.sqrt(5))
-    assert mde_two_level(sd, 0.01, 5) > mde_two_level(sd, 0.0, 5)
+def test_minimum_detectable_effect_has_its_power_and_gives_protocol_s_seeds():
+    se = 0.0061
+    mde = minimum_detectable_effect(se)
+    assert mde == pytest.approx(2.8016 * se, rel=1e-4)  # z_.975 + z_.8 = 1.95996 + 0.84162
+    # an estimate ~ N(mde, se) is rejected by the two-sided z-test at 0.05 with probability 0.8
+    z = st.norm.ppf(0.975)
+    power = st.norm.sf(z - mde / se) + st.norm.cdf(-z - mde / se)
+    assert power == pytest.approx(0.8, abs=1e-5)
+    rejected = np.abs(np.random.default_rng(8).normal(mde, se, 20_000) / se) > z
+    assert abs(rejected.mean() - 0.8) < 0.01  # SE of the simulated share 0.003
+    assert minimum_detectable_effect(se, alpha=0.01, power=0.9) > mde > minimum_detectable_effect(se, power=0.5)
+    # PROTOCOL.md §3: Var = 0.0045^2 + (0.0071^2 + 0.0092^2) / n; 0.017 becomes detectable at n = 9
+    detectable = [n for n in range(2, 30)
+                  if minimum_detectable_effect(np.sqrt(0.0045 ** 2 + (0.0071 ** 2 + 0.0092 ** 2) / n)) <= 0.017]
+    assert detectable[0] == 9
+    assert np.isnan(minimum_detectable_effect(float("nan")))
+    with pytest.raises(ValueError, match="power"):
+        minimum_detectable_effect(se, power=1.0)
 
 
 def test_compare_to_baseline_two_level_columns(tmp_path):
     runs = _runs(tmp_path, {"ce": [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]],
                             "new": [[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], [0, 1, 2, 0, 0, 2]],
                             "tfidf-lr": [[0, 1, 2, 0, 1, 2]]})
-    plain = compare_to_baseline(runs, "ce", n_boot=50)
-    assert "tl_p" not in plain.columns  # opt-in: the published tables are untouched
-    comp = compare_to_baseline(runs, "ce", n_boot=50, n_boot_two_level=500, delta=0.017).set_index("method")
+    plain = compare_to_baseline(runs, "ce")
+    assert "tl_p" not in plain.columns  # opt-in: the t view alone without n_boot
+    comp = compare_to_baseline(runs, "ce", n_boot=500, delta=0.017).set_index("method")
     y = np.array([0, 1, 2, 0, 1, 2])
     f1 = lambda p: f1_score(y, p, average="macro")  # noqa: E731
     ce_mean = np.mean([f1(p) for p in [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]]])
@@ -404,8 +406,6 @@ def test_compare_to_baseline_two_level_columns(tmp_path):
     again = two_level_bootstrap([[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], [0, 1, 2, 0, 0, 2]],
                                 [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 0, 2, 0, 1, 1]], y, n_boot=500)
     assert new["tl_se"] == again["se"] > 0 and (new["tl_lo"], new["tl_hi"]) == (again["lo"], again["hi"])
-    fast = compare_to_baseline(runs, "ce", n_boot_two_level=500, delta=0.017, sentence_bootstrap=False)
-    assert "boot_lo" not in fast.columns and fast.set_index("method").loc["new", "tl_se"] == new["tl_se"]
 
 
 def test_holm_matches_the_step_down_definition_and_keeps_nan():

@@ -18,6 +18,7 @@ from lib.training.config import BASELINE_METHODS, ExperimentConfig
 from lib.model.losses import format_loss_spec, parse_loss_spec
 from lib.paths import PROJECT_ROOT
 from lib.training.results import is_complete
+from lib.training.saved_model import has_saved_model
 
 DISPLAY = {
     "ce=1.0": "CE",
@@ -113,13 +114,18 @@ def _differences(saved: dict, cfg: ExperimentConfig) -> dict[str, tuple]:
     return {k: (have.get(k), v) for k, v in sorted(want.items()) if have.get(k) != v}
 
 
-def _same_config(saved: dict, cfg: ExperimentConfig) -> bool:
+def same_config(saved: dict, cfg: ExperimentConfig) -> bool:
     return not _differences(saved, cfg)
 
 
 def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
-                group: str | None = None) -> dict:
+                group: str | None = None, save_model: bool = False) -> dict:
     """Reuse a complete run with the same config (resumable notebooks); otherwise train it.
+
+    ``save_model`` (fine-tuned methods only; baselines ignore it) also keeps the trained model in the
+    run folder (``model/``, lib.training.saved_model). A finished run without one is retrained where
+    it may be (results/local), and refused (``RunNotReusable``) where it is published or under
+    ``--render-only``: a run without its model is never returned as if it had one.
 
     Two cases refuse instead of training (``RunNotReusable``): a published run (results/<study>,
     tracked by git) trained with other settings is never replaced without ``force``, since a
@@ -130,14 +136,18 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
     from lib.study.results_folder import claim_results_folder
 
     cfg = replace(cfg).validate()
+    save_model = save_model and cfg.method == "finetune"
     out = run_folder(claim_results_folder(resolve_results_dir(results)), cfg, group)
     where = out.relative_to(PROJECT_ROOT) if out.is_relative_to(PROJECT_ROOT) else out
     if not force and is_complete(out):
         saved = json.loads((out / "config.json").read_text())
-        if _same_config(saved, cfg):
+        if same_config(saved, cfg) and not (save_model and not has_saved_model(out)):
             metrics = json.loads((out / "metrics.json").read_text())
             metrics["reused"] = True
             return metrics
+        if same_config(saved, cfg) and (is_published(out) or os.environ.get(RENDER_ONLY_ENV) == "1"):
+            raise RunNotReusable(f"{where} has no saved model (model/) and is not retrained here; train into "
+                                 "results/local (without --publish) to keep a model, or pass --force to replace it.")
         if is_published(out):
             differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
                                for k, (there, asked) in _differences(saved, cfg).items())
@@ -147,19 +157,21 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
                 "(without --publish), or pass --force to replace it.")
     if os.environ.get(RENDER_ONLY_ENV) == "1":
         raise RunNotReusable(f"{where} is missing or unfinished, and --render-only trains nothing.")
-    metrics = run_experiment(cfg, out, quiet=quiet)
+    keep = {"save_model": True} if save_model else {}  # the keyword only when used: stand-ins need not know it
+    metrics = run_experiment(cfg, out, quiet=quiet, **keep)
     metrics["reused"] = False
     return metrics
 
 
 def train_or_reuse(configs: list[ExperimentConfig], results: str | Path, force: bool = False, quiet: bool = True,
-                   group: str | None = None) -> tuple[dict[str, dict], dict[str, Path]]:
+                   group: str | None = None, save_model: bool = False) -> tuple[dict[str, dict], dict[str, Path]]:
     """A training notebook's runs (``run_or_load`` each), one line printed per run:
     ({method key: metrics}, {method key: run folder})."""
     metrics, folders = {}, {}
+    keep = {"save_model": True} if save_model else {}  # the keyword only when used, as in run_or_load
     for cfg in configs:
         key = method_key(cfg)
-        metrics[key] = run_or_load(cfg, results, force=force, quiet=quiet, group=group)
+        metrics[key] = run_or_load(cfg, results, force=force, quiet=quiet, group=group, **keep)
         folders[key] = run_folder(resolve_results_dir(results), cfg, group)
         print(f"{key:40s} test macro-F1 {metrics[key]['test_macro_f1']:.4f}"
               f"{'  (reused a finished run)' if metrics[key]['reused'] else ''}")
@@ -210,7 +222,7 @@ def run_table(metrics: dict[str, dict]) -> "pd.DataFrame":
 
 
 ORDER = ["ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
-         "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", "encoder-lr", "tfidf-lr"]
+         "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", *reversed(BASELINE_METHODS)]
 
 
 def sort_methods(keys) -> list[str]:

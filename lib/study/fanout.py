@@ -28,52 +28,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import _same_config, is_published, method_key, run_folder
-from lib.study.plan import notebook_defaults, notebook_runs
+from lib.study.experiments import is_published, method_key, run_folder, same_config
+from lib.study.parameters_cell import notebook_defaults
+from lib.study.plan import notebook_runs
 from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
+from lib.study.ray_options import LOCAL  # the --ray options themselves: standard library only, for --help
 from lib.training.config import ExperimentConfig
 from lib.training.results import PARTIAL_SUFFIX, is_complete
 
-LOCAL = "local"  # --ray without an address: start a Ray on this machine for the sweep
 MARKER = ".ray-shared-check"
 # Passed on to every worker: where the project, data and encoders are, and offline switches.
 FORWARDED_ENV = ("STUDY_DATA_DIR", "STUDY_CACHE_DIR", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """The runner's --ray options."""
-    g = parser.add_argument_group("on a Ray cluster (see README, 'On a cluster')")
-    g.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
-                   help="train the runs as Ray tasks first, on the cluster at ADDRESS (host:port, or 'auto' for the "
-                        "cluster this machine belongs to) or, without ADDRESS, on a Ray started here; the notebooks "
-                        "then only read and plot")
-    g.add_argument("--ray-workers", type=_positive_int, metavar="N",
-                   help="runs at once on the local Ray (default: the GPUs here, else half the cores)")
-    g.add_argument("--ray-cpus-per-run", type=_positive_int, metavar="N",
-                   help="CPUs (and torch threads) per run when the cluster has no GPUs (default: the cores here "
-                        "divided by --ray-workers; on a cluster at ADDRESS the smallest node's CPUs, at most 4)")
-    g.add_argument("--ray-retries", type=_nonnegative_int, default=3, metavar="N",
-                   help="times a run is restarted when its worker dies (default: 3)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"takes a non-negative integer, got {text!r}")
-    return value
 
 
 @dataclass
@@ -132,7 +97,7 @@ def finished(run: SweepRun) -> bool:
     if not is_complete(run.folder):
         return False
     try:
-        return _same_config(json.loads((run.folder / "config.json").read_text()), run.config.validate())
+        return same_config(json.loads((run.folder / "config.json").read_text()), run.config.validate())
     except (OSError, ValueError):
         return False
 

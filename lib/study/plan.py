@@ -4,15 +4,16 @@ A training notebook (01-04) calls ``notebook_configs(<its name>, globals())``: t
 come from its UPPERCASE parameters. ``run_all.sh --ray`` calls ``notebook_runs`` with the same
 parameters (the parameters cell's values with the runner's injected ones on top), trains them
 on Ray, and the notebook then finds every run finished. There is no second list to keep in sync.
+
+A loss's parameters come from the notebook parameter named like the registered parameter, upper-cased
+(TRIPLET_MARGIN for triplet_margin; lib/model/losses/), and reach the runs whose loss uses them.
 """
 from __future__ import annotations
 
-import ast
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
-from lib.paths import PROJECT_ROOT
+from lib.model.losses import loss_parameters, parse_loss_spec
 from lib.training.config import ExperimentConfig
 
 GRID = "grid"  # notebook 04's weight grid: run folders under runs/grid/, kept out of the summary
@@ -34,6 +35,21 @@ def _base(p: Mapping) -> ExperimentConfig:
                             text_column=p["TEXT_COLUMN"], label_column=p["LABEL_COLUMN"])
 
 
+def _with_loss(base: ExperimentConfig, loss: str, p: Mapping, **changes) -> ExperimentConfig:
+    """``base`` training ``loss``, with each parameter of the losses it uses that the notebook sets (the
+    parameter's name upper-cased): a built-in's into its config field, any other's into ``loss_options``.
+    Only runs that use a loss get its parameters, so a run (``ce`` in 01 and 02) is one configuration
+    wherever it is planned."""
+    try:
+        used = loss_parameters(parse_loss_spec(loss))
+    except ValueError:  # a bad spec: validate() names it as the loss parameter
+        return replace(base, loss=loss, **changes)
+    own = {f.name for f in fields(ExperimentConfig)}
+    settings = {name: p[name.upper()] for name in used if name in own and name.upper() in p}
+    options = {name: p[name.upper()] for name in used if name not in own and name.upper() in p}
+    return replace(base, loss=loss, loss_options=options or None, **settings, **changes)
+
+
 def notebook_runs(notebook: str, params: Mapping) -> list[PlannedRun]:
     """Every run one execution of ``notebook`` trains, in the order it trains them.
 
@@ -43,27 +59,20 @@ def notebook_runs(notebook: str, params: Mapping) -> list[PlannedRun]:
     p = {k: v for k, v in params.items() if isinstance(k, str) and k.isupper()}
     base = _base(p)
     if notebook == "01_baseline_ce":
-        configs = [replace(base, loss="ce")]
+        configs = [_with_loss(base, "ce", p)]
         # The baselines have no random parts: run once (as seed 0) and reused by the other seeds.
         configs += [replace(base, method=m, seed=0) for m in p["BASELINES"]]
         return [PlannedRun(notebook, c) for c in configs]
     if notebook == "02_triplet":
-        return [PlannedRun(notebook, replace(base, loss=loss, triplet_margin=p["TRIPLET_MARGIN"],
-                                             triplet_mining=p["TRIPLET_MINING"],
-                                             triplet_distance=p["TRIPLET_DISTANCE"], sampler=p["SAMPLER"]))
-                for loss in p["LOSSES"]]
+        return [PlannedRun(notebook, _with_loss(base, loss, p, sampler=p["SAMPLER"])) for loss in p["LOSSES"]]
     if notebook == "03_arcface":
-        return [PlannedRun(notebook, replace(base, loss=loss, arcface_margin=p["ARCFACE_MARGIN"],
-                                             arcface_scale=p["ARCFACE_SCALE"]))
-                for loss in p["LOSSES"]]
+        return [PlannedRun(notebook, _with_loss(base, loss, p)) for loss in p["LOSSES"]]
     if notebook == "04_combined":
-        options = dict(triplet_margin=p["TRIPLET_MARGIN"], arcface_margin=p["ARCFACE_MARGIN"],
-                       arcface_scale=p["ARCFACE_SCALE"], supcon_temperature=p["SUPCON_TEMPERATURE"])
-        runs = [PlannedRun(notebook, replace(base, loss=loss, **options)) for loss in p["LOSSES"]]
+        runs = [PlannedRun(notebook, _with_loss(base, loss, p)) for loss in p["LOSSES"]]
         frozen = p["GRID_FREEZE_ENCODER"]
-        runs += [PlannedRun(notebook, replace(base, loss=f"ce={w_ce}+triplet={w_triplet}+arcface={w_arcface}",
-                                              freeze_encoder=frozen, epochs=p["GRID_EPOCHS"] if frozen else p["EPOCHS"],
-                                              **options), GRID)
+        runs += [PlannedRun(notebook, _with_loss(base, f"ce={w_ce}+triplet={w_triplet}+arcface={w_arcface}", p,
+                                                 freeze_encoder=frozen,
+                                                 epochs=p["GRID_EPOCHS"] if frozen else p["EPOCHS"]), GRID)
                  for w_ce, w_triplet, w_arcface in p["GRID"]]
         return runs
     raise ValueError(f"{notebook!r} trains no runs; training notebooks are 01_baseline_ce, 02_triplet, 03_arcface, "
@@ -73,18 +82,3 @@ def notebook_runs(notebook: str, params: Mapping) -> list[PlannedRun]:
 def notebook_configs(notebook: str, params: Mapping, group: str | None = None) -> list[ExperimentConfig]:
     """The configurations of one group (default: the runs the summary reads) that ``notebook`` trains."""
     return [r.config for r in notebook_runs(notebook, params) if r.group == group]
-
-
-def notebook_defaults(notebook: str) -> dict:
-    """The values of a notebook's cell tagged 'parameters' (flat literal assignments)."""
-    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
-    for cell in cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            out = {}
-            for node in ast.parse("".join(cell["source"])).body:
-                if isinstance(node, ast.Assign):
-                    for target in node.targets:
-                        if isinstance(target, ast.Name):
-                            out[target.id] = ast.literal_eval(node.value)
-            return out
-    return {}

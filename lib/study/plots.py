@@ -23,16 +23,20 @@ def save(fig, path: str | Path | None):
     return fig
 
 
-def _palette(source) -> bytes:
-    """PNG bytes of ``source`` (a path or a file object) with a 256-colour palette."""
+def _palette(source, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of ``source`` (a path or a file object) with a 256-colour palette; ``text`` becomes
+    tEXt chunks (PIL writes no other metadata: no time, no software version)."""
     import io
 
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     with Image.open(source) as image:
         small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG", optimize=True)
+    small.save(buffer, format="PNG", optimize=True, pnginfo=info)
     return buffer.getvalue()
 
 
@@ -157,3 +161,57 @@ def centre_distances(emb: np.ndarray, labels: np.ndarray, class_names: list[str]
     cent = np.stack([z[labels == c].mean(0) for c in range(len(class_names))])
     cent /= np.linalg.norm(cent, axis=1, keepdims=True).clip(min=1e-12)
     return pd.DataFrame(1 - cent @ cent.T, index=class_names, columns=class_names).round(3)
+
+
+# The tEXt key of the main figure (python -m lib.report): it holds the plotted numbers as JSON, so a
+# test compares them with the summaries whatever the renderer, and lib.report knows its own file.
+VERDICT_FIGURE_KEY = "lib.report verdict intervals"
+
+
+def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
+    """PNG bytes: one line per study, combined - CE with its 90% verdict interval and verdict, beside
+    0 and the claimed ``margin``. ``rows``: title, seeds, primary, diff, lo90, hi90, verdict, top to
+    bottom. The same rows give the same bytes: matplotlib's default style (no matplotlibrc, no
+    seaborn theme), its own fonts, no timestamp or version in the file."""
+    import io
+
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(7.6, 0.42 * len(rows) + 1.3))
+        ax = fig.add_subplot()
+        y = np.arange(len(rows))[::-1]  # first row on top
+        ax.axvline(0, color="0.5", lw=1, label="no difference")
+        ax.axvline(margin, color="tab:red", lw=1, ls="--", label=f"claimed gain {margin:+.3f}")
+        ax.hlines(y, rows["lo90"], rows["hi90"], color="tab:blue", lw=2)
+        ax.plot(rows["diff"], y, "o", color="tab:blue")
+        ax.plot([], [], "o-", color="tab:blue", lw=2, label="combined − CE, 90% verdict interval")  # legend only
+        labels = [f"{r.title} ({int(r.seeds)} seeds)" + (", primary" if r.primary else "") for r in rows.itertuples()]
+        ax.set_yticks(y, labels)
+        for tick, r in zip(ax.get_yticklabels(), rows.itertuples()):
+            tick.set_fontweight("bold" if r.primary else "normal")
+        for yy, r in zip(y, rows.itertuples()):  # the verdict, right of the plot
+            ax.text(1.02, yy, r.verdict, transform=ax.get_yaxis_transform(), va="center",
+                    fontweight="bold" if r.primary else "normal")
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel("test macro-F1, combined loss − cross-entropy (a-priori rules)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plotted = rows[["title", "seeds", "primary", "diff", "lo90", "hi90", "verdict"]].to_dict("records")
+    text = json.dumps({"margin": margin, "rows": plotted}, sort_keys=True, ensure_ascii=False)
+    buffer.seek(0)
+    return _palette(buffer, {VERDICT_FIGURE_KEY: text})
+
+
+def png_text(path: str | Path, key: str) -> str | None:
+    """The tEXt chunk ``key`` of a PNG file, or None (not a PNG, no such chunk, unreadable)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.text.get(key) if image.format == "PNG" else None
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None

@@ -59,6 +59,27 @@ PROFILES: dict[str, dict] = {
 }
 
 
+# run_all.sh --profile tune (lib/study/tuning.py): named search settings. Every method of a setting gets
+# the same budget: trials, maximum epochs (ASHA's horizon; each trial samples its own epochs up to it),
+# seeds per trial. "training": the fixed notebook parameters every trial starts from (the Study 1 recipe);
+# "smoke" is CI's: a frozen encoder on 64 training sentences, seconds per trial, numbers meaningless.
+# Its notebook is not one of NOTEBOOKS: run_all.sh's profiles never execute it.
+TUNING_NOTEBOOK = "07_tuning"
+TUNING: dict[str, dict] = {
+    "finetune": {"trials": 24, "max_epochs": 15, "grace_epochs": 2, "startup_trials": 8, "seeds": [100, 101],
+                 "confirm_seeds": [200, 201], "training": dict(PROTOCOL_TRAINING),
+                 "results": "results/tuning/{dataset}-{encoder}"},
+    "frozen": {"trials": 40, "max_epochs": 30, "grace_epochs": 2, "startup_trials": 10, "seeds": [100, 101],
+               "confirm_seeds": [200, 201], "training": {**PROTOCOL_TRAINING, **FROZEN_TRAINING},
+               "results": "results/tuning/{dataset}-{encoder}-frozen"},
+    "smoke": {"trials": 3, "max_epochs": 3, "grace_epochs": 2, "startup_trials": 2, "seeds": [100, 101],
+              "confirm_seeds": [200, 201],
+              "training": {**FROZEN_TRAINING, "EPOCHS": 3, "PATIENCE": 2, "BATCH_SIZE": 16, "MAX_LENGTH": 32,
+                           "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48, "BF16": False},
+              "results": "results/smoke/tuning/{dataset}-{encoder}-frozen"},
+}
+
+
 def profile_notebooks(profile: str, frozen: bool = False) -> tuple[str, ...]:
     """The notebooks a profile runs by default (a frozen-encoder study: all of them)."""
     p = PROFILES[profile]

@@ -2,12 +2,15 @@
 
 Reads only the committed ``summary.csv`` files, so every number in the table traces to one of
 them. ``python -m lib.report`` writes ``results/main_table.csv`` (long, one row per study and
-method) and ``results/main_table.md`` (wide, what the README shows).
+method), ``results/main_table.md`` (wide, what the README shows) and ``results/main_figure.png``
+(combined - CE in every study, with its verdict interval: the figure atop the README).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,19 +18,15 @@ import pandas as pd
 from lib.ownership import NotOursError, check_owned
 from lib.study.experiments import display_name, resolve_results_dir, sort_methods
 from lib.training.results import write_csv, write_text
-from lib.evaluation.stats import format_p
+from lib.evaluation.pvalues import format_p
 from lib.study.results_folder import csv_header_has
-from lib.study.summary import SEED_STUDY, _markdown
+from lib.study.studies import report_columns
+from lib.study.plots import VERDICT_FIGURE_KEY, png_text, verdict_intervals_png
+from lib.study.summary import MARGIN, PRIMARY_METHOD, PRIMARY_STUDY, SEED_STUDY, markdown_table
 
-# (results folder, column title) in reading order; a folder without summary.csv is skipped.
-STUDIES = (
-    ("ed6-minilm", "ed6, MiniLM fine-tuned"),
-    ("ko6-me5-small", "ko6, me5-small fine-tuned"),
-    ("ko6-me5-small-frozen", "ko6, me5-small frozen"),
-    ("ed32-minilm", "ed32, MiniLM fine-tuned"),
-    ("ed32-minilm-frozen", "ed32, MiniLM frozen"),
-    ("goemo27-minilm-frozen", "goemo27, MiniLM frozen"),
-)
+# (results folder, column title) in reading order (lib/study/studies.py); a folder without
+# summary.csv is skipped.
+STUDIES = report_columns()
 SEED_STUDY_TITLE = "seed study (KoBERT, ko6, 1 seed, epoch picked on test)"
 COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi",
            "tl_diff", "tl_lo", "tl_hi", "p_holm", "tl_p_is_bound", "tl_n_boot", "p_ttest", "p_ttest_holm"]
@@ -94,6 +93,58 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The primary study's folder (results/<dataset>-<encoder>[-frozen]), bold in the figure.
+PRIMARY_FOLDER = "-".join(PRIMARY_STUDY[:2]) + ("-frozen" if PRIMARY_STUDY[2] else "")
+FIGURE_COLUMNS = ["study", "title", "seeds", "primary", "diff", "lo90", "hi90", "verdict"]
+
+
+def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
+    """Per study, in the main table's order: the combined loss against CE under the a-priori rules
+    (summary.csv's row with a verdict), its difference, 90% verdict interval (PROTOCOL.md: the union
+    of the two-level bootstrap's and the t interval) and verdict. A summary without a verdict column
+    (written before the protocol) adds no row."""
+    studies = STUDIES if studies is None else studies
+    root = resolve_results_dir(results_root)
+    rows = []
+    for folder, title in studies:
+        path = root / folder / "summary.csv"
+        if not path.exists():
+            continue
+        table = pd.read_csv(path)
+        if not {"verdict", "lo90", "hi90", "tl_diff"} <= set(table.columns):
+            continue
+        method = table["method"].str.replace("|frozen", "", regex=False)
+        hit = table[(method == PRIMARY_METHOD) & table["primary"].astype(bool) & table["verdict"].notna()]
+        if len(hit) != 1:
+            raise ValueError(f"{path}: expected one verdict row for {PRIMARY_METHOD} under its a-priori rule, "
+                             f"found {len(hit)}")
+        r = hit.iloc[0]
+        rows.append({"study": folder, "title": title, "seeds": int(r["seeds"]), "primary": folder == PRIMARY_FOLDER,
+                     "diff": float(r["tl_diff"]), "lo90": float(r["lo90"]), "hi90": float(r["hi90"]),
+                     "verdict": str(r["verdict"])})
+    return pd.DataFrame(rows, columns=FIGURE_COLUMNS)
+
+
+def main_figure_png(rows: pd.DataFrame) -> bytes:
+    """The README's figure: combined - CE per study with its verdict interval, 0 and the claimed margin."""
+    return verdict_intervals_png(rows, MARGIN)
+
+
+def _is_main_figure(path: Path) -> bool:
+    return path.is_file() and png_text(path, VERDICT_FIGURE_KEY) is not None
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _is_main_table_md(path: Path) -> bool:
     try:
         return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
@@ -109,13 +160,19 @@ def main(argv=None) -> int:
     root = resolve_results_dir(args.results)
     try:
         long = collect_studies(args.results)
-        for name, ours in (("main_table.csv", lambda p: csv_header_has(p, IDENTITY_COLUMNS)),
-                           ("main_table.md", _is_main_table_md)):
-            check_owned(root / name, ours, "a main table written by python -m lib.report")
+        verdicts = verdict_rows(args.results)
+        for name, ours, what in (
+                ("main_table.csv", lambda p: csv_header_has(p, IDENTITY_COLUMNS), "a main table"),
+                ("main_table.md", _is_main_table_md, "a main table"),
+                ("main_figure.png", _is_main_figure, "the main figure")):
+            check_owned(root / name, ours, f"{what} written by python -m lib.report")
     except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_csv(root / "main_table.csv", long.round(6))
-    write_text(root / "main_table.md", _markdown(wide_table(long)))
+    write_text(root / "main_table.md", markdown_table(wide_table(long)))
     print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")
+    if len(verdicts):  # studies summarised before the protocol have no verdict to draw
+        _write_bytes(root / "main_figure.png", main_figure_png(verdicts))
+        print(f"combined - CE in {len(verdicts)} studies -> {root / 'main_figure.png'}")
     return 0

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import RENDER_ONLY_ENV, is_published
-from lib.study.fanout import add_options as add_ray_options, ray_sweep
+# Only standard-library modules at the top: ./run_all.sh --help runs before any environment exists
+# (tests/test_command_lines.py). The rest is imported where it is used.
+from lib.study.parameters_cell import declared_parameters
 from lib.study.profiles import (FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters,
                                 profile_notebooks)
+from lib.study.ray_options import add_options as add_ray_options
 
 KERNEL = "emotion-study"
 # The kernel's own log stays out of the run log: ipykernel's three-line "running over TCP without
@@ -56,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the study's notebooks headless with papermill: 00 once, 01-04 once per seed, then the "
                     "t-SNE (first seed) and summary notebooks over what exists. Executed notebooks, run folders, "
                     "figures and the summary go to the results folder.")
-    p.add_argument("--profile", default="default", choices=sorted(PROFILES),
-                   help="smoke: tiny CI check (minutes); default: ed6 + minilm trained as the published ed6 "
+    p.add_argument("--profile", default="default", choices=sorted(PROFILES) + ["tune"],
+                   help="tune: the hyperparameter search of notebook 07 on Ray Tune (its own options: "
+                        "./run_all.sh --profile tune --help); smoke: tiny CI check (minutes); default: ed6 + minilm trained as the published ed6 "
                         "study (up to 15 epochs, early stopping) on its first seed (laptop CPU, under an hour); paper: the primary confirmatory study of PROTOCOL.md, ko6 + me5-small, CE "
                         "and combined, 10 seeds, up to 15 epochs with early stopping (GPU recommended, resumable on "
                         "CPU); paper-secondary: PROTOCOL.md's secondary studies, the same budget, 5 seeds, every "
@@ -135,19 +138,6 @@ def project_relative(value: str) -> str:
         except ValueError:
             return value
     return value
-
-
-def declared_parameters(nb: str) -> set[str]:
-    """Names assigned in a notebook's cell tagged 'parameters'."""
-    import ast
-
-    cells = json.loads((PROJECT_ROOT / "notebooks" / f"{nb}.ipynb").read_text())["cells"]
-    for cell in cells:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            tree = ast.parse("".join(cell["source"]))
-            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                    if isinstance(t, ast.Name)}
-    return set()
 
 
 def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
@@ -301,7 +291,15 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
 
 
 def main(argv=None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    if "--profile=tune" in words or any(w == "--profile" and v == "tune" for w, v in zip(words, words[1:])):
+        from lib.study.tuning import main as tune  # --profile tune: the hyperparameter search
+
+        return tune(words)
     args = build_parser().parse_args(argv)
+    from lib.study.experiments import RENDER_ONLY_ENV, is_published
+    from lib.study.fanout import ray_sweep
+
     if args.render_only and (args.force or args.ray is not None):
         print("error: --render-only trains nothing; it takes neither --force nor --ray", file=sys.stderr)
         return 2

@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.evaluation.power import minimum_detectable_effect
+from lib.evaluation.pvalues import format_p, holm
+from lib.evaluation.seed_tests import summarize
+from lib.evaluation.verdict_sensitivity import spread
+from lib.study.baseline_comparison import compare_to_baseline, compare_under_rules, verdict_sensitivity
 from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
-                          sort_methods)
-from scipy import stats as st
-
+                                   sort_methods)
 from lib.training.results import collect_runs, git, write_csv, write_text
-from lib.evaluation.stats import compare_to_baseline, compare_under_rules, format_p, holm, summarize
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
 SEED_STUDY = pd.DataFrame([
@@ -138,7 +140,7 @@ PROVENANCE_RULES = ("clean", "one-commit", "any")
 
 
 def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 10_000, random_state: int = 0,
-                  provenance_rule: str = "one-commit"):
+                  provenance_rule: str = "one-commit", rng_repeats: int = 10):
     """(numeric table, readable table, runs). The numeric table has one row per method and rule.
 
     Differences to the baseline come from the two-level bootstrap (seeds and test sentences,
@@ -146,9 +148,15 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     the paired t over seeds is a second view. ``provenance_rule``: "clean" (published studies: one
     clean commit), "one-commit" (the default: one commit of the training code, a dirty tree allowed
     and marked as not confirmatory), or "any" (re-rendering runs of mixed code, marked likewise).
+    Beside each margin verdict (primary rules, and rules chosen on validation): the verdict with the
+    bootstrap re-drawn under ``rng_repeats`` other RNG seeds (0: none) and with each seed left out
+    (``SENSITIVITY_COLUMNS``; descriptions, the verdict stays the ``random_state`` draw's).
     """
     if provenance_rule not in PROVENANCE_RULES:
         raise ValueError(f"provenance_rule must be one of {', '.join(PROVENANCE_RULES)}, got {provenance_rule!r}")
+    if isinstance(rng_repeats, bool) or not isinstance(rng_repeats, (int, np.integer)) or rng_repeats < 0:
+        raise ValueError(f"rng_repeats (bootstrap re-draws of a verdict) must be a whole number >= 0, got "
+                         f"{rng_repeats!r}")
     runs = collect(results)
     if runs.empty:
         raise FileNotFoundError(f"no complete runs under {resolve_results_dir(results) / 'runs'}")
@@ -166,8 +174,7 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
         baseline = f"{baseline}|frozen"  # a study run entirely on a frozen encoder
     summary = summarize(runs)
     primary_key = PRIMARY_METHOD + ("|frozen" if baseline.endswith("|frozen") else "")
-    comparison = compare_to_baseline(runs, baseline, random_state=random_state, n_boot_two_level=n_boot,
-                                     delta=MARGIN, sentence_bootstrap=False)
+    comparison = compare_to_baseline(runs, baseline, random_state=random_state, n_boot=n_boot, delta=MARGIN)
     table = summary.copy()
     if not comparison.empty:
         comparison = comparison.assign(p_holm=holm(comparison["tl_p"].to_numpy()),
@@ -188,16 +195,19 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     rules = rule_choice(runs)
     table = table.merge(rules, on="method", how="left")
     table["valid_chosen"] = table["rule"] == table["valid_chosen_rule"]
-    table = _with_chosen_rule_comparison(table, runs, rules, primary_key, baseline, n_boot, random_state)
+    table, vc = _with_chosen_rule_comparison(table, runs, rules, primary_key, baseline, n_boot, random_state)
     table = table.drop(columns=["apriori_rule", "valid_chosen_rule"])
     table = table.merge(epoch_report(runs).assign(primary=True), on=["method", "primary"], how="left")
     table = table.merge(SEED_STUDY, on="method", how="left")
     table.loc[~table["primary"], "seed_study_test_macro_f1"] = np.nan
+    # Added last, so that the columns published before them keep their places.
+    table, sensitivity = _with_verdict_sensitivity(table, runs, comparison, vc, primary_key, baseline, n_boot,
+                                                   random_state, rng_repeats)
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
-    table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot,
-                       primary_study=is_primary_study(runs), primary_method=primary_key)
+    table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot, random_state=random_state,
+                       primary_study=is_primary_study(runs), primary_method=primary_key, sensitivity=sensitivity)
     return table, readable(table, baseline), runs
 
 
@@ -206,30 +216,83 @@ VC_COLUMNS = {"baseline_rule": "vc_baseline_rule", "tl_diff": "vc_diff", "tl_lo"
               "hi90": "vc_hi90", "verdict": "vc_verdict"}
 
 
-def _with_chosen_rule_comparison(table, runs, rules, method, baseline, n_boot, random_state) -> pd.DataFrame:
+def _with_chosen_rule_comparison(table, runs, rules, method, baseline, n_boot, random_state) -> tuple:
     """PROTOCOL.md section 1, secondary: ``method`` against ``baseline``, each scored by its rule chosen
     on validation; columns vc_* on ``method``'s row of that rule (the a-priori rules' comparison is
-    in the tl_* columns)."""
+    in the tl_* columns). Returns (table, the comparison, or None where there is none)."""
     chosen = rules.set_index("method")["valid_chosen_rule"]
     if method not in chosen.index or baseline not in chosen.index:
-        return table
+        return table, None
     res = compare_under_rules(runs, method, chosen[method], baseline, chosen[baseline], n_boot=n_boot,
                               random_state=random_state, delta=MARGIN)
     if res.get("tl_design") != "paired seeds":
-        return table
+        return table, None
     at = (table["method"] == method) & (table["rule"] == chosen[method])
     table = table.copy()
     for key, col in VC_COLUMNS.items():
         table[col] = pd.Series([np.nan] * len(table), dtype=object)
         table.loc[at, col] = res[key]
-    return table
+    return table, res
+
+
+# How firmly a margin verdict stands, on its row (prefixed vc_ for the rules chosen on validation):
+# rng_*: the verdict's bootstrap re-drawn with other RNG seeds (lo90/hi90: the union bounds that
+# decide it); within_bootstrap_noise: some re-draw gives another verdict; loso_*: each seed left out
+# in turn (loso_changed_by: the seeds whose omission changes the verdict).
+SENSITIVITY_COLUMNS = (["rng_redraws", "rng_same_verdict", "within_bootstrap_noise"]
+                       + [f"rng_{b}90_{s}" for b in ("lo", "hi") for s in ("mean", "sd", "min", "max")]
+                       + ["loso_same_verdict", "loso_changed_by"]
+                       + [f"loso_{b}90_{s}" for b in ("lo", "hi") for s in ("min", "max")])
+
+
+def _sensitivity_columns(redraws: pd.DataFrame, loso: pd.DataFrame, verdict: str) -> dict:
+    r, s = spread(redraws, verdict), spread(loso, verdict)
+    cols = {"rng_redraws": r["n"], "rng_same_verdict": r["same"], "within_bootstrap_noise": bool(r["same"] < 1),
+            **{f"rng_{b}90_{x}": r[f"{b}_{x}"] for b in ("lo", "hi") for x in ("mean", "sd", "min", "max")},
+            "loso_same_verdict": s["same"],
+            "loso_changed_by": " ".join(str(loso.loc[i, "left_out"]) for i in s["changed"]),
+            **{f"loso_{b}90_{x}": s[f"{b}_{x}"] for b in ("lo", "hi") for x in ("min", "max")}}
+    return {k: cols[k] for k in SENSITIVITY_COLUMNS}
+
+
+def _with_verdict_sensitivity(table, runs, comparison, vc, method, baseline, n_boot, random_state, repeats):
+    """SENSITIVITY_COLUMNS on the rows of the margin verdicts (primary rules; vc_* on the row of the
+    rules chosen on validation), and the re-computed verdicts themselves, for the notes:
+    {"primary" / "vc": {"verdict", "redraws": [rows], "loso": [rows]}; "vc" also "same_as_primary"}."""
+    found, rows, done = {}, {}, {}
+    kw = {"delta": MARGIN, "n_boot": n_boot, "random_state": random_state, "repeats": repeats}
+    apriori = table[table["primary"]].set_index("method")["rule"]
+    if not comparison.empty and "verdict" in comparison.columns:
+        prim = comparison[comparison["method"] == method]
+        if len(prim) and prim.iloc[0]["tl_design"] == "paired seeds" and isinstance(prim.iloc[0]["verdict"], str):
+            verdict = prim.iloc[0]["verdict"]
+            redraws, loso = verdict_sensitivity(runs, method, baseline, **kw)
+            done[apriori[method], apriori[baseline]] = redraws, loso
+            found["primary"] = {"verdict": verdict, "redraws": redraws.to_dict("records"),
+                                "loso": loso.to_dict("records")}
+            rows.setdefault(apriori[method], {}).update(_sensitivity_columns(redraws, loso, verdict))
+    if vc is not None:
+        # where validation chose the a-priori rules, the comparison (and so its sensitivity) is the primary one
+        same = (vc["rule"], vc["baseline_rule"]) in done
+        redraws, loso = done[vc["rule"], vc["baseline_rule"]] if same else verdict_sensitivity(
+            runs, method, baseline, rule=vc["rule"], baseline_rule=vc["baseline_rule"], **kw)
+        found["vc"] = {"verdict": vc["verdict"], "redraws": redraws.to_dict("records"),
+                       "loso": loso.to_dict("records"), "same_as_primary": same}
+        rows.setdefault(vc["rule"], {}).update(
+            {f"vc_{k}": v for k, v in _sensitivity_columns(redraws, loso, vc["verdict"]).items()})
+    if not rows:
+        return table, found
+    extra = pd.DataFrame([{"method": method, "rule": rule, **cols} for rule, cols in rows.items()])
+    names = [c for c in [*SENSITIVITY_COLUMNS, *(f"vc_{c}" for c in SENSITIVITY_COLUMNS)] if c in extra.columns]
+    extra = extra.astype({c: object for c in names})  # blank, not NaN-as-float or False, off these rows
+    return table.merge(extra[["method", "rule", *names]], on=["method", "rule"], how="left"), found
 
 
 def _mde(r) -> float:
-    """Minimum detectable effect of the two-level comparison (80% power, two-sided 0.05): (z_0.975 +
-    z_0.8) times the SE of the two-level bootstrap replicates, the same replicates as its interval."""
+    """Minimum detectable effect of the two-level comparison (80% power, two-sided 0.05) from the SE of
+    its bootstrap replicates, the same replicates as its interval (PROTOCOL.md §3, amendment 2(a))."""
     se = r.get("tl_se", np.nan)
-    return float("nan") if pd.isna(se) else float((st.norm.ppf(0.975) + st.norm.ppf(0.8)) * se)
+    return float("nan") if pd.isna(se) else minimum_detectable_effect(se)
 
 
 def _p(value, n_boot, bound=False) -> str:
@@ -276,24 +339,27 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
         else:
             which = "The protocol's comparison on this secondary study"
         nb = table.attrs["n_boot"]
+        # Four decimals wherever a verdict turns on the sign of a bound (-0.00005 is not "-0.000").
         t_part = "" if pd.isna(r.get("t_lo90", np.nan)) else (
-            f"; t over seeds (test set fixed) [{r['t_lo90']:+.3f}, {r['t_hi90']:+.3f}], {r['verdict_t']}")
-        out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.3f} against the "
-                   f"claimed +{MARGIN}: **{r['verdict']}** (90% interval [{r['lo90']:+.3f}, {r['hi90']:+.3f}], the "
+            f"; t over seeds (test set fixed) {_iv(r['t_lo90'], r['t_hi90'])}, {r['verdict_t']}")
+        out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.4f} against the "
+                   f"claimed +{MARGIN}: **{r['verdict']}** (90% interval {_iv(r['lo90'], r['hi90'])}, the "
                    f"union of the two views, PROTOCOL.md amendment 4: two-level bootstrap over seeds and sentences "
-                   f"[{r['tl_lo90']:+.3f}, {r['tl_hi90']:+.3f}], {r['verdict_bootstrap']}{t_part}. Bootstrap "
+                   f"{_iv(r['tl_lo90'], r['tl_hi90'])}, {r['verdict_bootstrap']}{t_part}. Bootstrap "
                    f"one-sided p of no gain {_p(r['p_gain'], nb, r.get('p_gain_is_bound'))}, of the claimed gain "
                    f"{_p(r['p_below_claim'], nb, r.get('p_below_claim_is_bound'))}; minimum detectable effect "
                    f"{r['mde']:.3f} at {int(r['seeds'])} seeds).")
+        out += _sensitivity_notes(table.attrs.get("sensitivity", {}).get("primary"), table.attrs)
     vc = table[table["vc_verdict"].notna() & (table["vc_verdict"] != "")] if "vc_verdict" in table.columns else []
     if len(vc):
         r = vc.iloc[0]
         out.append(f"Secondary (PROTOCOL.md §1), each method scored by its rule chosen on validation: "
                    f"{display_name(r['method'])} ({r['rule']}) − {display_name(baseline)} ({r['vc_baseline_rule']}) "
-                   f"= {r['vc_diff']:+.3f}, 95% interval over seeds and sentences [{r['vc_lo']:+.3f}, {r['vc_hi']:+.3f}], "
+                   f"= {r['vc_diff']:+.4f}, 95% interval over seeds and sentences [{r['vc_lo']:+.3f}, {r['vc_hi']:+.3f}], "
                    f"p {_p(r['vc_p'], table.attrs['n_boot'], r['vc_p_is_bound'])} (t over seeds "
                    f"{_p(r['vc_p_ttest'], None)}); against the claimed +{MARGIN}: {r['vc_verdict']} (90% interval "
-                   f"[{r['vc_lo90']:+.3f}, {r['vc_hi90']:+.3f}], both views).")
+                   f"{_iv(r['vc_lo90'], r['vc_hi90'])}, both views).")
+        out += _sensitivity_notes(table.attrs.get("sensitivity", {}).get("vc"), table.attrs)
     ep = table[table["primary"] & table["selected_epochs"].notna()]
     if len(ep):
         last = int(ep["runs_best_at_last_epoch"].sum())
@@ -315,6 +381,43 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
                    f"{prov['dirty_runs']} from a dirty tree.")
     if prov.get("hardware"):
         out.append(hardware_line(prov))
+    return out
+
+
+def _iv(lo, hi) -> str:
+    return f"[{lo:+.4f}, {hi:+.4f}]"
+
+
+def _sensitivity_notes(found: dict | None, attrs: dict) -> list[str]:
+    """The lines under a verdict saying how firmly it stands: against re-drawn bootstraps and against
+    leaving each seed out (``_with_verdict_sensitivity``)."""
+    if not found:
+        return []
+    if found.get("same_as_primary"):
+        return ["Validation chose the a-priori rules: its bootstrap noise and leave-one-seed-out are the primary "
+                "comparison's, above."]
+    verdict, out = found["verdict"], []
+    redraws, loso = pd.DataFrame(found["redraws"]), pd.DataFrame(found["loso"])
+    if len(redraws):
+        s, n = spread(redraws, verdict), len(redraws)
+        same = int(round(s["same"] * n))
+        first, last = int(redraws["random_state"].min()), int(redraws["random_state"].max())
+        sd = lambda b: "" if np.isnan(s[f"{b}_sd"]) else f" ± {s[f'{b}_sd']:.4f}"  # noqa: E731
+        line = (f"Bootstrap noise of this verdict: the same bootstrap re-drawn with {n} other RNG seeds "
+                f"(random_state {first}–{last}; the verdict above is random_state {attrs.get('random_state', 0)}'s) "
+                f"puts the 90% interval's lower bound at {s['lo_mean']:+.4f}{sd('lo')} (mean ± SD; range "
+                f"{_iv(s['lo_min'], s['lo_max'])}) and its upper bound at {s['hi_mean']:+.4f}{sd('hi')} (range "
+                f"{_iv(s['hi_min'], s['hi_max'])}); the same verdict in {same} of {n}")
+        line += (": **within bootstrap noise** (another draw of the bootstrap alone can change it)."
+                 if same < n else ".")
+        out.append(line)
+    if len(loso):
+        same = int((loso["verdict"] == verdict).sum())
+        each = "; ".join(f"without seed {r['left_out']}: {r['verdict']} {_iv(r['lo'], r['hi'])}"
+                         for r in loso.to_dict("records"))
+        out.append(f"Leave one seed out (a description of how much this verdict rests on single seeds, not a rule of "
+                   f"the protocol; the same bootstrap RNG seed, 90% union intervals): {each}. The same verdict as "
+                   f"with all {len(loso)} seeds in {same} of {len(loso)}.")
     return out
 
 
@@ -354,12 +457,12 @@ def write_summary(results: str | Path, table: pd.DataFrame, nice: pd.DataFrame) 
 
 def render_summary(nice: pd.DataFrame) -> str:
     """summary.md: the table, then its notes (verdict, training budget, provenance)."""
-    text = _markdown(nice)
+    text = markdown_table(nice)
     lines = nice.attrs.get("notes", [])
     return text + ("\n" + "\n\n".join(lines) + "\n" if lines else "")
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]

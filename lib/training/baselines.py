@@ -23,7 +23,6 @@ from lib.evaluation.evaluate import classification_metrics, expected_calibration
 from lib.training.features import pooled_features
 from lib.model.network import EmotionModel
 
-METHODS = ("tfidf-lr", "encoder-lr")
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 

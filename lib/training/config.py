@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field, fields
 
+from lib.model.losses import get_loss, loss_names, loss_parameters, parameter_owner
 from lib.model.losses.spec import format_loss_spec, parse_loss_spec
 
 
@@ -22,6 +24,14 @@ def _f(default, help: str, choices=None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+def _loss_field(name: str):
+    """A built-in loss's parameter, kept as a config field of its own (published configs and command lines
+    have it): default, help, choices and check come from its registration in lib/model/losses/. A loss
+    added later needs no field: its parameters are ``loss_options``."""
+    p = loss_parameters()[name]
+    return field(default=p.default, metadata={"help": p.help, "choices": p.choices, "loss_parameter": True})
+
+
 @dataclass
 class ExperimentConfig:
     dataset: str = _f("ed6", "data set name (ko6, ed6, ed32, goemo27) or a path to a CSV file")
@@ -29,8 +39,8 @@ class ExperimentConfig:
                                    "(default: me5-small for Korean data, minilm otherwise)")
     method: str = _f("finetune", "finetune (train the model with --loss), or a loss-free baseline: tfidf-lr "
                                  "(TF-IDF + logistic regression) or encoder-lr (frozen encoder + logistic regression)",
-                     ("finetune", "tfidf-lr", "encoder-lr"))
-    loss: str = _f("ce", "loss: ce, triplet, arcface, supcon, combined (= ce=0.15+triplet=0.4+arcface=0.45) "
+                     ("finetune",) + BASELINE_METHODS)
+    loss: str = _f("ce", f"loss: {', '.join(loss_names())}, combined (= ce=0.15+triplet=0.4+arcface=0.45) "
                          "or a weighted sum such as ce=0.5+supcon=0.5")
     seed: int = _f(0, "random seed for weights of the heads, data order and dropout")
     epochs: int = _f(3, "training epochs")
@@ -48,15 +58,16 @@ class ExperimentConfig:
                                                    "whose 250k-token matrix doubles step time)")
     embed_dim: int = _f(128, "size of the embedding head's output")
     dropout: float = _f(0.3, "dropout after the embedding head")
-    triplet_margin: float = _f(0.3, "triplet loss margin")
-    triplet_mining: str = _f("all", "triplet mining: all valid triplets, semihard, or hard (batch-hard: each "
-                                    "anchor's farthest positive and nearest negative)", ("all", "semihard", "hard"))
-    triplet_distance: str = _f("euclidean", "distance used by the triplet loss (euclidean works on the "
-                                            "un-normalised embeddings; the centroid/kNN rules use cosine)",
-                               ("euclidean", "cosine"))
-    arcface_margin: float = _f(0.5, "ArcFace additive angular margin in radians (0.5 rad = 28.6 degrees)")
-    arcface_scale: float = _f(8.0, "ArcFace scale s (the seed study used 8)")
-    supcon_temperature: float = _f(0.1, "supervised contrastive loss temperature")
+    triplet_margin: float = _loss_field("triplet_margin")
+    triplet_mining: str = _loss_field("triplet_mining")
+    triplet_distance: str = _loss_field("triplet_distance")
+    arcface_margin: float = _loss_field("arcface_margin")
+    arcface_scale: float = _loss_field("arcface_scale")
+    supcon_temperature: float = _loss_field("supcon_temperature")
+    # None, not {}: a config.json saved before this field existed reads as None (lib.study.experiments).
+    loss_options: dict | None = _f(None, "a parameter of a loss that has no option of its own (one added in "
+                                         "lib/model/losses/), as NAME=VALUE; repeat for several. Unset ones take "
+                                         "the registered default; the run's config.json lists every value used")
     sampler: str = _f("random", "batch sampler: random (length-grouped) or balanced (P classes x K examples)",
                       ("random", "balanced"))
     samples_per_class: int = _f(4, "K of the balanced sampler (P = batch_size // K classes per batch)")
@@ -72,9 +83,23 @@ class ExperimentConfig:
     label_column: str = _f("label", "label column of a CSV data set")
     empty_texts: str = _f("drop", "empty texts in a CSV data set: drop them (counted) or refuse the file",
                           ("drop", "error"))
+    ood: str | None = _f(None, "out-of-domain test sets, scored once after training with every prediction rule "
+                               "into ood/<name>/ of the run folder (fine-tuned runs only): a comma list of auto (the "
+                               "data set's named pair: ko_single_turn7 for ko6, goemotions6 for ed6), a pair name, or "
+                               "CSV=MAPPING.json (a CSV with the text and label columns and a JSON object {\"their "
+                               "label\": \"our class\"}; CSV@cp949=MAPPING.json for a cp949 file). Scored by macro-F1 "
+                               "over the shared classes; a prediction of a class without counterpart is an error")
 
     def loss_weights(self) -> dict[str, float]:
         return parse_loss_spec(self.loss)
+
+    def loss_parameter_values(self) -> dict:
+        """The parameters of this run's losses by name (build_loss's keywords): a built-in's from its config
+        field, any other's from ``loss_options``."""
+        own = {f.name for f in fields(self)}
+        values = {name: getattr(self, name) for name in loss_parameters(self.loss_weights()) if name in own}
+        values.update(self.loss_options or {})
+        return values
 
     def validate(self) -> "ExperimentConfig":
         """Raise ConfigError naming the first bad parameter; normalise the loss spelling."""
@@ -90,7 +115,7 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ConfigError(f"{name} must be a positive integer or unset, got {v!r}")
-        for name in ("encoder_lr", "head_lr", "triplet_margin", "arcface_scale", "supcon_temperature"):
+        for name in ("encoder_lr", "head_lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
@@ -100,9 +125,12 @@ class ExperimentConfig:
                 raise ConfigError(f"{name} must be in [{lo}, {hi}), got {v!r}")
         if self.grad_clip < 0:
             raise ConfigError(f"grad_clip must be >= 0, got {self.grad_clip!r}")
-        if not 0 <= self.arcface_margin < math.pi / 2:
-            raise ConfigError(f"arcface_margin is in radians and must be in [0, pi/2), got {self.arcface_margin!r}"
-                              + (" (did you give degrees?)" if self.arcface_margin >= math.pi / 2 else ""))
+        for f in fields(self):
+            if f.metadata.get("loss_parameter"):  # checked as registered, whether or not the loss uses it
+                try:
+                    setattr(self, f.name, loss_parameters()[f.name].value(getattr(self, f.name)))
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
@@ -112,7 +140,8 @@ class ExperimentConfig:
         except ValueError as e:
             raise ConfigError(f"loss: {e}") from None
         self.loss = format_loss_spec(weights)
-        needs_pairs = any(k in weights for k in ("triplet", "supcon"))
+        self.loss_options = self._checked_loss_options(weights)
+        needs_pairs = any(get_loss(k).needs_pairs for k in weights)
         if needs_pairs and self.batch_size < 3:
             raise ConfigError(f"batch_size {self.batch_size} cannot form a triplet or a positive pair; use at least 3 "
                               "(better: 16 or more, or --sampler balanced)")
@@ -121,7 +150,54 @@ class ExperimentConfig:
                               f"({self.batch_size} < 2 * {self.samples_per_class})")
         if self.sampler == "balanced" and self.samples_per_class < 2 and needs_pairs:
             raise ConfigError("samples_per_class must be >= 2 for triplet or supcon losses (a positive pair)")
+        if self.ood is not None:  # out-of-domain sets: their spelling here; prepare() reads their files
+            from lib.data.out_of_domain import parse_ood_spec
+
+            if not isinstance(self.ood, str):
+                raise ConfigError(f"ood must be text such as auto or a comma list of sets, got {self.ood!r}")
+            try:
+                sets = parse_ood_spec(self.ood, self.dataset)
+            except ValueError as e:
+                raise ConfigError(f"ood: {e}") from None
+            self.ood = self.ood.strip() if sets else None  # "none" (the command line's way to unset it)
+            if sets and self.method != "finetune":
+                raise ConfigError(f"ood: out-of-domain sets are scored for fine-tuned runs only, not {self.method}")
         return self
+
+    def _checked_loss_options(self, weights: dict) -> dict | None:
+        """Every parameter of this run's losses that has no config field, checked, by name (sorted; the
+        registered default where none is given); None where there is none (any built-in loss alone)."""
+        given = self.loss_options
+        bad = ConfigError(f"loss_options must be a mapping of parameter names to values (a JSON object as text; "
+                          f"NAME=VALUE on the command line), got {self.loss_options!r}")
+        if isinstance(given, str):
+            try:
+                given = json.loads(given) if given.strip() else None
+            except json.JSONDecodeError:
+                raise bad from None
+        if given is not None and (not isinstance(given, dict) or not all(isinstance(k, str) for k in given)):
+            raise bad
+        own = {f.name for f in fields(self)}
+        used = {name: p for name, p in loss_parameters(weights).items() if name not in own}
+        for name in given or {}:
+            owner = parameter_owner(name)
+            if name in own:
+                raise ConfigError(f"loss option {name}: set it with its own option, --{name.replace('_', '-')} "
+                                  f"(notebooks: {name.upper()})")
+            if owner is None:
+                registered = [n for n in loss_parameters() if n not in own]
+                raise ConfigError(f"loss option {name}: no registered loss has this parameter (loss options: "
+                                  f"{', '.join(registered) or 'none'})")
+            if name not in used:
+                raise ConfigError(f"loss option {name}: a parameter of loss {owner!r}, which loss {self.loss} "
+                                  "does not use")
+        out = {}
+        for name, p in sorted(used.items()):
+            try:
+                out[name] = p.value((given or {}).get(name, p.default))
+            except ValueError as e:
+                raise ConfigError(f"loss option {e}") from None
+        return out or None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,6 +227,16 @@ def _optional(kind):
     return parse
 
 
+class _LossOption(argparse.Action):
+    """``--loss-option NAME=VALUE``, repeatable: {NAME: "VALUE"} (the registered check reads the text)."""
+
+    def __call__(self, parser, namespace, text, option_string=None):
+        name, sep, value = (part.strip() for part in text.partition("="))
+        if not sep or not name:
+            parser.error(f"{option_string} {text!r}: expected NAME=VALUE, e.g. {option_string} focal_gamma=2")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), name: value})
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--option`` per config field, its help taken from the field."""
     defaults = ExperimentConfig()
@@ -158,7 +244,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         kind = f.type if isinstance(f.type, type) else str(f.type)
-        help_text = f"{f.metadata['help']} (default: {default})"
+        # a help that explains its own default (e.g. "default: all cores") is not given a second one
+        help_text = f.metadata["help"] if "(default:" in f.metadata["help"] else f"{f.metadata['help']} (default: {default})"
+        if f.name == "loss_options":  # one NAME=VALUE per use, gathered into a dict
+            registered = [n for n in loss_parameters() if n not in {g.name for g in fields(ExperimentConfig)}]
+            parser.add_argument("--loss-option", flag, dest=f.name, action=_LossOption, default=None,
+                                metavar="NAME=VALUE", help=f"{f.metadata['help']} (registered: {', '.join(registered) or 'none'})")
+            continue
         if "bool" in str(kind):
             parse = _optional(_parse_bool) if "None" in str(kind) else _parse_bool
             parser.add_argument(flag, dest=f.name, type=parse, nargs="?", const=True, default=default,

@@ -1,7 +1,7 @@
 """The a-priori prediction rule of a run (PROTOCOL.md), fixed before any result is seen."""
 from __future__ import annotations
 
-from lib.model.losses import parse_loss_spec
+from lib.model.losses import get_loss, parse_loss_spec
 
 
 # What apriori_rule says, in the words the training notebooks print above their run tables
@@ -17,4 +17,5 @@ def apriori_rule(method: str, loss: str | None) -> str:
     loss with a metric part. A fine-tuned run also selects its epoch with this rule."""
     if method != "finetune":
         return "head"
-    return "head" if set(parse_loss_spec(loss)) == {"ce"} else "centroid"
+    # A metric part is a loss on embeddings (registry.py): cross-entropy is the only built-in on logits.
+    return "head" if all(get_loss(n).consumes == "logits" for n in parse_loss_spec(loss)) else "centroid"

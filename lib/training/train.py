@@ -21,8 +21,9 @@ from lib.data.datasets import LANGUAGE, NAMED, DataBundle, load_dataset, subsamp
 from lib.evaluation.evaluate import (RULES, class_centroids, centroid_predict, classification_metrics, expected_calibration_error,
                        knn_predict, retrieval_metrics, silhouette_cosine)
 from lib.training.features import pooled_features
+from lib.training import out_of_domain  # the out-of-domain test sets of config ood
 from lib.data.leakage import drop_cross_split_duplicates, leakage_report
-from lib.model.losses import build_loss
+from lib.model.losses import build_loss, enabled_rules, loss_rules
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
 from lib.training.rules import apriori_rule
 from lib.training.results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
@@ -46,12 +47,14 @@ def default_encoder(cfg: ExperimentConfig) -> str:
     return cfg.encoder or encoders.DEFAULT_FOR_LANGUAGE.get(LANGUAGE.get(cfg.dataset, "en"), "minilm")
 
 
-def prepare_data(cfg: ExperimentConfig) -> DataBundle:
+def prepare_data(cfg: ExperimentConfig, validation_only: bool = False) -> DataBundle:
     if cfg.dataset in NAMED:
         bundle = load_dataset(cfg.dataset)
     else:  # a user's file: one fixed split for every seed, so seeds and methods stay comparable
         bundle = load_dataset(cfg.dataset, seed=0, text_column=cfg.text_column, label_column=cfg.label_column,
                               empty_texts=cfg.empty_texts)
+    if validation_only:  # tuning (lib.study.tuning): the test split is replaced, unread, before anything uses it
+        bundle.test = bundle.train.iloc[:0]
     if cfg.drop_cross_split_duplicates:
         bundle = drop_cross_split_duplicates(bundle)
     # Fixed subsamples (random_state 0), so every seed and method sees the same sentences and
@@ -108,10 +111,13 @@ def predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, num_classe
         preds["centroid"] = centroid_predict(class_centroids(train_emb, train_y, num_classes), emb)
     if "knn" in rules:
         preds["knn"] = knn_predict(train_emb, train_y, emb, cfg.knn_k, num_classes)
-    if "arcface" in rules:
-        with torch.no_grad():
-            arc = loss_fn.parts["arcface"]  # embeddings come back on the CPU; the centres may be on a GPU
-            preds["arcface"] = arc.logits(emb.to(arc.centres.device)).argmax(1).cpu().numpy()
+    parts = enabled_rules(loss_fn.weights)  # rule -> the loss part whose logits(embeddings) predicts it
+    for r in rules:
+        if r in parts and r != "head":  # e.g. ArcFace's nearest centre
+            with torch.no_grad():
+                part = loss_fn.parts[parts[r]]  # embeddings come back on the CPU; its centres may be on a GPU
+                device = next(part.parameters(), emb).device
+                preds[r] = part.logits(emb.to(device)).argmax(1).cpu().numpy()
     return preds
 
 
@@ -142,11 +148,14 @@ class Prepared:
     encoder: torch.nn.Module | None
     tokens: dict
     load_seconds: float
+    tokenizer: object = None  # kept for a saved model (--save-model)
+    ood: tuple = ()  # out-of-domain sets (config ood); their tokens are tokens['ood:<name>']
 
 
-def prepare(cfg: ExperimentConfig) -> Prepared:
+def prepare(cfg: ExperimentConfig, validation_only: bool = False) -> Prepared:
     t0 = time.perf_counter()
-    bundle = prepare_data(cfg)
+    bundle = prepare_data(cfg, validation_only)
+    ood = out_of_domain.load_sets(cfg, bundle)  # a bad out-of-domain file fails here, before the encoder loads
     if cfg.method == "tfidf-lr":  # needs no encoder
         return Prepared(bundle, None, None, None, {}, time.perf_counter() - t0)
     encoder_name = default_encoder(cfg)
@@ -156,23 +165,33 @@ def prepare(cfg: ExperimentConfig) -> Prepared:
         from lib.training.config import ConfigError
         raise ConfigError(f"max_length {cfg.max_length} exceeds what encoder {encoder_name!r} accepts ({limit})")
     tokens = {s: tokenize(tokenizer, bundle.split(s)["text"].tolist(), bundle.split(s)["label"].to_numpy(),
-                          cfg.max_length, spec.query_prefix) for s in ("train", "valid", "test")}
-    return Prepared(bundle, encoder_name, spec, encoder, tokens, time.perf_counter() - t0)
+                          cfg.max_length, spec.query_prefix)
+              for s in ("train", "valid") + (() if validation_only else ("test",))}
+    tokens.update(out_of_domain.tokenize_sets(ood, tokenizer, cfg, spec.query_prefix))
+    return Prepared(bundle, encoder_name, spec, encoder, tokens, time.perf_counter() - t0, tokenizer, ood=tuple(ood))
 
 
-def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) -> dict:
-    """Train and evaluate one configuration; write a complete run folder at ``out``.
+def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, save_model: bool = False, *,
+                   on_epoch=None, validation_only: bool = False) -> dict:
+    """Train and evaluate one configuration; write a complete run folder at ``out`` (with ``save_model``,
+    also ``model/``: the trained model, lib.training.saved_model).
 
     Order matters for users: the config is validated, the results folder checked for
     writing, data and encoder loaded, and only then is anything written.
     """
     cfg = copy.deepcopy(cfg).validate()
+    if save_model and cfg.method != "finetune":
+        raise ConfigError(f"--save-model keeps a fine-tuned model; method {cfg.method} trains none")
+    # lib.study.tuning: on_epoch(epoch, valid macro-F1, best so far) after each epoch; validation_only:
+    # the test split is dropped before tokenising, never scored, and the run folder has no predictions
+    if validation_only and cfg.method != "finetune":
+        raise ConfigError(f"validation_only runs train a model; method {cfg.method} trains none")
     check_writable(Path(out))
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, validation_only)
     run = RunDir(out)
     try:
         if cfg.method == "finetune":
-            metrics = _run(cfg, prepared, run, quiet)
+            metrics = _run(cfg, prepared, run, quiet, save_model, on_epoch)
         else:
             metrics, test_emb, predictions = run_baseline(cfg, prepared)
             metrics.update(encoder=prepared.encoder_name, data=_data_info(prepared))
@@ -184,7 +203,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False) 
     return metrics
 
 
-def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dict:
+def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_model: bool = False,
+         on_epoch=None) -> dict:
     timings = {"load_seconds": prep.load_seconds}
     t0 = time.perf_counter() - prep.load_seconds
     if cfg.num_threads:
@@ -199,10 +219,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
 
     hidden = encoder.config.hidden_size
     model = EmotionModel(encoder, hidden, C, cfg.embed_dim, cfg.dropout)
-    loss_fn = build_loss(weights, C, cfg.embed_dim, triplet_margin=cfg.triplet_margin,
-                         triplet_mining=cfg.triplet_mining, triplet_distance=cfg.triplet_distance,
-                         arcface_margin=cfg.arcface_margin, arcface_scale=cfg.arcface_scale,
-                         supcon_temperature=cfg.supcon_temperature)
+    loss_fn = build_loss(weights, C, cfg.embed_dim, **cfg.loss_parameter_values())
     model.to(device)
     loss_fn.to(device)
     inputs = {s: Inputs(tokens[s]) for s in tokens}
@@ -276,13 +293,25 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool) -> dic
         run.status(epoch=epoch, epochs=cfg.epochs, patience=cfg.patience, rule=rule, valid_macro_f1=val,
                    best_epoch=best["epoch"], best_valid_macro_f1=best["score"],
                    elapsed_seconds=round(time.perf_counter() - t_train, 1))
+        if on_epoch is not None:
+            on_epoch(epoch, val, best["score"])
         if cfg.patience is not None and stale >= cfg.patience:
             break
     timings["train_seconds"] = time.perf_counter() - t_train
 
     _restore(model, loss_fn, best["state"])
+    if save_model:  # the best epoch's model, into the .partial run folder: published whole or not at all
+        from lib.training.saved_model import save_run_model
+
+        t_save = time.perf_counter()
+        save_run_model(run.path("model"), cfg, prep, model, loss_fn, embed(model, inputs["train"], cfg, device)[0],
+                       run_rules(weights), rule, best["epoch"])
+        timings["save_model_seconds"] = time.perf_counter() - t_save
     t_eval = time.perf_counter()
     metrics, test_emb, predictions = _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule)
+    if prep.ood:  # once, with the best epoch's model, into ood/<name>/ of the run folder under construction
+        metrics["out_of_domain"] = out_of_domain.score_sets(prep.ood, run, model, loss_fn, inputs, cfg, device,
+                                                            weights, rule)
     timings["eval_seconds"] = time.perf_counter() - t_eval
     timings["total_seconds"] = time.perf_counter() - t0
     metrics.update({
@@ -307,8 +336,9 @@ def _write_run(run: RunDir, cfg: ExperimentConfig, prep: Prepared, metrics: dict
     write_json(run.path("environment.json"), environment_info(device))
     if history is not None:
         write_csv(run.path("history.csv"), pd.DataFrame(history))
-    order = np.argsort(predictions["id"].to_numpy(), kind="stable")  # rows sorted by id, embeddings alike
-    write_csv(run.path("predictions.csv"), predictions.iloc[order].reset_index(drop=True))
+    if predictions is not None:  # None: a validation_only run
+        order = np.argsort(predictions["id"].to_numpy(), kind="stable")  # rows sorted by id, embeddings alike
+        write_csv(run.path("predictions.csv"), predictions.iloc[order].reset_index(drop=True))
     if test_emb is not None:
         write_npy(run.path("test_embeddings.npy"), test_emb.numpy()[order].astype(np.float32))
     write_json(run.path("leakage.json"), leakage_report(prep.bundle))
@@ -330,10 +360,12 @@ def _restore(model, loss_fn, state) -> None:
     loss_fn.load_state_dict(state["loss"])
 
 
-def _rules(weights: dict) -> list[str]:
-    """Every prediction rule the run trained for: the head only where cross-entropy trained the
-    classifier (an untrained head is no rule), the ArcFace rule only where ArcFace trained centres."""
-    return [r for r in RULES if (r != "arcface" or "arcface" in weights) and (r != "head" or "ce" in weights)]
+def run_rules(weights: dict) -> list[str]:
+    """Every prediction rule the run trained for: the head only where a loss on logits (cross-entropy)
+    trained the classifier (an untrained head is no rule), a loss's own rule (ArcFace's nearest centre)
+    only where that loss trained."""
+    enabled = enabled_rules(weights)  # the rules a loss part makes possible (lib/model/losses/registry.py)
+    return [r for r in RULES if r not in loss_rules() or r in enabled] + [r for r in enabled if r not in RULES]
 
 
 def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
@@ -349,10 +381,10 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
     C, names = bundle.num_classes, bundle.class_names
     train_emb, _ = embed(model, inputs["train"], cfg, device)
     train_y = inputs["train"].labels
-    rules = _rules(weights)
+    rules = run_rules(weights)
     metrics = {"primary_rule": rule, "rules": rules, "loss": cfg.loss, "method": cfg.loss}
-    test_emb = None
-    for split in ("valid", "test"):
+    test_emb = predictions = None
+    for split in [s for s in ("valid", "test") if s in inputs]:  # a validation_only run has no test split
         emb, logits = embed(model, inputs[split], cfg, device)
         y = inputs[split].labels
         preds = predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, C, rules)
@@ -371,7 +403,8 @@ def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule
             if "head" in preds:
                 frame["head_confidence"] = probs.max(1)
             predictions = frame
-    metrics["test_macro_f1"] = metrics["test"][rule]["macro_f1"]
-    metrics["test_accuracy"] = metrics["test"][rule]["accuracy"]
+    if "test" in metrics:
+        metrics["test_macro_f1"] = metrics["test"][rule]["macro_f1"]
+        metrics["test_accuracy"] = metrics["test"][rule]["accuracy"]
     metrics["valid_macro_f1"] = metrics["valid"][rule]["macro_f1"]
     return metrics, test_emb, predictions

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_inputs, no_autocast, positive_float, positive_int, to_float, zero_like_graph
+from .registry import Loss, LossParameter, positive_number, register
 
 # Floor for sin^2(theta): sqrt has an infinite slope at 0 (embedding exactly on its centre).
 _SIN2_EPS = 1e-7
@@ -81,3 +82,27 @@ class ArcFaceLoss(nn.Module):
             cos_y_margin = torch.where(past_limit, cos_y - self.margin * math.sin(self.margin), cos_y_margin)
             logits = cos.scatter(1, labels[:, None], cos_y_margin)
             return F.cross_entropy(self.scale * logits, labels)
+
+
+def _radians(name: str, value) -> float:
+    """A margin in [0, pi/2) radians; a value past pi/2 is most likely degrees (the seed study's)."""
+    try:
+        out = to_float(value, name)
+    except ValueError:
+        out = float("nan")
+    if not 0 <= out < math.pi / 2:
+        raise ValueError(f"{name} is in radians and must be in [0, pi/2), got {value!r}"
+                         + (" (did you give degrees?)" if out >= math.pi / 2 else ""))
+    return out
+
+
+register(Loss(
+    "arcface", consumes="embeddings", rule="arcface",
+    build=lambda p, num_classes, embedding_dim: ArcFaceLoss(num_classes, embedding_dim, p["arcface_margin"],
+                                                            p["arcface_scale"]),
+    parameters=(
+        LossParameter("arcface_margin", 0.5, "ArcFace additive angular margin in radians (0.5 rad = 28.6 degrees)",
+                      _radians),
+        LossParameter("arcface_scale", 8.0, "ArcFace scale s (the seed study used 8)", positive_number),
+    ),
+))

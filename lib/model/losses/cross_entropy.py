@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import check_inputs, zero_like_graph
+from .registry import Loss, register
 
 
 class CrossEntropyLoss(nn.Module):
@@ -20,3 +21,7 @@ class CrossEntropyLoss(nn.Module):
         if logits.shape[0] == 0:  # mean over nothing would be NaN
             return zero_like_graph(logits)
         return F.cross_entropy(logits, labels.long())
+
+
+register(Loss("ce", build=lambda params, num_classes, embedding_dim: CrossEntropyLoss(), consumes="logits",
+              rule="head"))

@@ -5,13 +5,9 @@ import math
 import re
 from collections.abc import Mapping
 
-from .arcface import ArcFaceLoss
-from .cross_entropy import CrossEntropyLoss
-from .supcon import SupConLoss
-from .triplet import TripletLoss
+from .registry import get_loss, loss_names, loss_parameters
 from .weighted_sum import WeightedSumLoss
 
-LOSS_NAMES = ("ce", "triplet", "arcface", "supcon")
 NAMED_SPECS: dict[str, dict[str, float]] = {
     "ce": {"ce": 1.0},
     "triplet": {"triplet": 1.0},
@@ -31,16 +27,23 @@ _TERM_SPLIT = re.compile(r"(?<!\d[eE])\+")
 def _spec_error(text: str, problem: str) -> ValueError:
     return ValueError(
         f"invalid loss spec {text!r}: {problem}. Use a named spec ({', '.join(NAMED_SPECS)}) or a "
-        f"'+'-separated sum of name[=weight] with names from {', '.join(LOSS_NAMES)}, "
+        f"'+'-separated sum of name[=weight] with names from {', '.join(loss_names())}, "
         f"e.g. 'ce=0.15+triplet=0.4+arcface=0.45'"
     )
 
 
+def __getattr__(name: str):
+    if name == "LOSS_NAMES":  # the registered names, canonical order first to last (registry.py)
+        return loss_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _canonical(weights: Mapping[str, float], text: str) -> dict[str, float]:
-    """Check names and weights, drop zero weights, order by LOSS_NAMES."""
+    """Check names and weights, drop zero weights, order by registration (the canonical order)."""
+    names = loss_names()
     out: dict[str, float] = {}
     for name, weight in weights.items():
-        if name not in LOSS_NAMES:
+        if name not in names:
             raise _spec_error(text, f"unknown loss name {name!r}")
         try:
             weight = float(weight)
@@ -53,13 +56,13 @@ def _canonical(weights: Mapping[str, float], text: str) -> dict[str, float]:
         out[name] = weight
     if not any(out.values()):
         raise _spec_error(text, "all weights are zero")
-    return {name: out[name] for name in LOSS_NAMES if out.get(name, 0.0) != 0.0}
+    return {name: out[name] for name in names if out.get(name, 0.0) != 0.0}
 
 
 def parse_loss_spec(text: str) -> dict[str, float]:
     """Parse "combined", "ce+triplet" (weight 1) or "ce=0.15 + triplet=0.4" into {name: weight}.
 
-    Names come back in LOSS_NAMES order; parts with weight 0 are dropped.
+    Names come back in canonical (registration) order; parts with weight 0 are dropped.
     """
     if not isinstance(text, str):
         raise ValueError(f"loss spec must be a string, got {type(text).__name__} {text!r}")
@@ -73,7 +76,7 @@ def parse_loss_spec(text: str) -> dict[str, float]:
         name, sep, weight_text = (part.strip() for part in term.partition("="))
         if not name:
             raise _spec_error(text, f"empty loss name in term {term.strip()!r}")
-        if name not in LOSS_NAMES:
+        if name not in loss_names():
             hint = " (named specs cannot be summed)" if name in NAMED_SPECS else ""
             raise _spec_error(text, f"unknown loss name {name!r}{hint}")
         if name in weights:
@@ -88,33 +91,30 @@ def parse_loss_spec(text: str) -> dict[str, float]:
 
 
 def format_loss_spec(weights: Mapping[str, float]) -> str:
-    """Canonical text, e.g. "ce=0.15+triplet=0.4+arcface=0.45" (LOSS_NAMES order, repr floats,
+    """Canonical text, e.g. "ce=0.15+triplet=0.4+arcface=0.45" (canonical order, repr floats,
     zero weights dropped), so ``parse_loss_spec(format_loss_spec(w)) == w`` for parsed ``w``."""
     clean = _canonical(weights, repr(dict(weights)))
     return "+".join(f"{name}={weight!r}" for name, weight in clean.items())
 
 
-def build_loss(
-    weights: Mapping[str, float],
-    num_classes: int,
-    embedding_dim: int,
-    triplet_margin: float = 0.3,
-    triplet_mining: str = "all",
-    triplet_distance: str = "euclidean",
-    arcface_margin: float = 0.5,
-    arcface_scale: float = 8.0,
-    supcon_temperature: float = 0.1,
-) -> WeightedSumLoss:
+def build_loss(weights: Mapping[str, float], num_classes: int, embedding_dim: int, **params) -> WeightedSumLoss:
     """Build the WeightedSumLoss for ``weights`` (e.g. from parse_loss_spec).
 
-    Only the parts with non-zero weight are built (and validate their own settings); the
-    ArcFace centres draw from torch's global RNG, so seed before calling.
+    ``params``: loss parameters by name (``triplet_margin=0.2``); a part's parameters not given take
+    their registered defaults. Only the parts with non-zero weight are built (and check their settings);
+    the ArcFace centres draw from torch's global RNG, so seed before calling.
     """
     weights = _canonical(weights, repr(dict(weights)))
-    factories = {
-        "ce": lambda: CrossEntropyLoss(),
-        "triplet": lambda: TripletLoss(triplet_margin, triplet_mining, triplet_distance),
-        "arcface": lambda: ArcFaceLoss(num_classes, embedding_dim, arcface_margin, arcface_scale),
-        "supcon": lambda: SupConLoss(supcon_temperature),
-    }
-    return WeightedSumLoss({name: (w, factories[name]()) for name, w in weights.items()})
+    known = loss_parameters()
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown loss parameter(s) {', '.join(unknown)}; registered: {', '.join(known) or 'none'}")
+    parts = {}
+    for name, weight in weights.items():
+        loss = get_loss(name)
+        values = {p.name: p.value(params.get(p.name, p.default)) for p in loss.parameters}
+        module = loss.build(values, num_classes, embedding_dim)
+        if loss.rule not in (None, "head") and not callable(getattr(module, "logits", None)):
+            raise ValueError(f"loss {name!r} enables rule {loss.rule!r} but its module has no logits(embeddings)")
+        parts[name] = (weight, module)
+    return WeightedSumLoss(parts)

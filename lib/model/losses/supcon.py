@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._common import at_least_float32, check_inputs, no_autocast, positive_float
+from .registry import Loss, LossParameter, positive_number, register
 
 
 class SupConLoss(nn.Module):
@@ -40,3 +41,11 @@ class SupConLoss(nn.Module):
             has_pos = n_pos > 0
             total = torch.where(has_pos, per_anchor, torch.zeros_like(per_anchor)).sum()
             return total / has_pos.sum().clamp(min=1).to(sim.dtype)
+
+
+register(Loss(
+    "supcon", consumes="embeddings", needs_pairs=True,
+    build=lambda p, num_classes, embedding_dim: SupConLoss(p["supcon_temperature"]),
+    parameters=(LossParameter("supcon_temperature", 0.1, "supervised contrastive loss temperature",
+                              positive_number),),
+))

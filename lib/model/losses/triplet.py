@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ._common import at_least_float32, check_inputs, no_autocast, positive_float
+from .registry import Loss, LossParameter, one_of, positive_number, register
 
 TRIPLET_MINING = ("all", "semihard", "hard")
 TRIPLET_DISTANCES = ("euclidean", "cosine")
@@ -121,3 +122,17 @@ class TripletLoss(nn.Module):
         # active coef is all zero: a graph-connected zero without a host sync.
         total = (coef * dist).sum() + self.margin * count.to(dist.dtype)
         return total / count.clamp(min=1).to(dist.dtype)
+
+
+register(Loss(
+    "triplet", consumes="embeddings", needs_pairs=True,
+    build=lambda p, num_classes, embedding_dim: TripletLoss(p["triplet_margin"], p["triplet_mining"],
+                                                            p["triplet_distance"]),
+    parameters=(
+        LossParameter("triplet_margin", 0.3, "triplet loss margin", positive_number),
+        LossParameter("triplet_mining", "all", "triplet mining: all valid triplets, semihard, or hard (batch-hard: "
+                      "each anchor's farthest positive and nearest negative)", one_of(*TRIPLET_MINING)),
+        LossParameter("triplet_distance", "euclidean", "distance used by the triplet loss (euclidean works on the "
+                      "un-normalised embeddings; the centroid/kNN rules use cosine)", one_of(*TRIPLET_DISTANCES)),
+    ),
+))

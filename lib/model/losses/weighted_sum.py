@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 from ._common import to_float
+from .registry import get_loss
 
 
 class WeightedSumLoss(nn.Module):
-    """``total = sum_k w_k * part_k``; part "ce" is called on (logits, labels), every other
-    part on (embeddings, labels).
+    """``total = sum_k w_k * part_k``; each part is called on (logits, labels) or (embeddings, labels),
+    as its registration says (``consumes``; registry.py).
 
     Parts live in an ``nn.ModuleDict`` so their parameters (the ArcFace centres) show up in
     ``.parameters()`` and ``.to(device)``: the optimizer must be given them (the original
@@ -23,6 +24,7 @@ class WeightedSumLoss(nn.Module):
         if not parts:
             raise ValueError("WeightedSumLoss needs at least one part")
         self.weights: dict[str, float] = {}
+        self.consumes: dict[str, str] = {}
         self.parts = nn.ModuleDict()
         for name, (weight, module) in parts.items():
             weight = to_float(weight, f"weight of loss part {name!r}")
@@ -31,6 +33,7 @@ class WeightedSumLoss(nn.Module):
             if not isinstance(module, nn.Module):
                 raise ValueError(f"loss part {name!r} must be an nn.Module, got {type(module).__name__}")
             self.weights[name] = weight
+            self.consumes[name] = get_loss(name).consumes
             self.parts[name] = module
 
     def extra_repr(self) -> str:
@@ -43,9 +46,9 @@ class WeightedSumLoss(nn.Module):
         total = None
         values: dict[str, torch.Tensor] = {}
         for name, module in self.parts.items():
-            if name == "ce":
+            if self.consumes[name] == "logits":
                 if logits is None:
-                    raise ValueError("loss part 'ce' needs logits, got None")
+                    raise ValueError(f"loss part {name!r} needs logits, got None")
                 value = module(logits, labels)
             else:
                 value = module(embeddings, labels)

@@ -1,0 +1,36 @@
+"""A notebook's cell tagged 'parameters': the one reader of it (flat literal assignments).
+
+papermill injects values after this cell; the runner checks ``--set`` names against it, the plan
+and the Ray fan-out start from its values.
+"""
+from __future__ import annotations
+
+import ast
+import json
+
+from lib.paths import PROJECT_ROOT
+
+
+def notebook_defaults(notebook: str) -> dict:
+    """{NAME: value} of ``notebooks/<notebook>.ipynb``'s parameters cell ({} if it has none)."""
+    path = PROJECT_ROOT / "notebooks" / f"{notebook}.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            out = {}
+            for node in ast.parse("".join(cell["source"])).body:
+                if not isinstance(node, ast.Assign):
+                    continue
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        try:
+                            out[target.id] = ast.literal_eval(node.value)
+                        except ValueError:  # the design asks for literals: say which one is not
+                            raise ValueError(f"{path}: parameter {target.id} is not a literal value") from None
+            return out
+    return {}
+
+
+def declared_parameters(notebook: str) -> set[str]:
+    """The names a notebook's parameters cell assigns."""
+    return set(notebook_defaults(notebook))

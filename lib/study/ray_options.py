@@ -1,0 +1,45 @@
+"""The ``--ray`` options of run_all.sh (lib.study.fanout runs the sweep they ask for).
+
+Standard library only: ``./run_all.sh --help`` prints them before any environment exists.
+"""
+from __future__ import annotations
+
+import argparse
+
+LOCAL = "local"  # --ray without an address: start a Ray on this machine for the sweep
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The runner's --ray options."""
+    g = parser.add_argument_group("on a Ray cluster (see README, 'On a cluster')")
+    g.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
+                   help="train the runs as Ray tasks first, on the cluster at ADDRESS (host:port, or 'auto' for the "
+                        "cluster this machine belongs to) or, without ADDRESS, on a Ray started here; the notebooks "
+                        "then only read and plot")
+    g.add_argument("--ray-workers", type=_positive_int, metavar="N",
+                   help="runs at once on the local Ray (default: the GPUs here, else half the cores)")
+    g.add_argument("--ray-cpus-per-run", type=_positive_int, metavar="N",
+                   help="CPUs (and torch threads) per run when the cluster has no GPUs (default: the cores here "
+                        "divided by --ray-workers; on a cluster at ADDRESS the smallest node's CPUs, at most 4)")
+    g.add_argument("--ray-retries", type=_nonnegative_int, default=3, metavar="N",
+                   help="times a run is restarted when its worker dies (default: 3)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes a non-negative integer, got {text!r}")
+    return value

@@ -1,0 +1,735 @@
+"""Hyperparameter search per (data set, encoder, method) on Ray Tune, so that every method is compared
+at its best recipe under an equal tuning budget.
+
+    python -m lib.study.tuning --dataset ko6 --encoder me5-small --method ce --method combined
+    ./run_all.sh --profile tune --setting frozen --dataset ed32 --method ce --ray auto --gpus-per-trial 0.25
+
+The search. One search per method (a loss spec: its parts name it, its weights are the Study 1
+recipe's), with the space of lib/study/search_spaces.py and a named setting of lib/study/profiles.py
+(TUNING): every method of a setting gets the same trials, the same maximum epochs and the same seeds
+per trial. Optuna's TPE sampler proposes (Ray Tune's OptunaSearch; the first trial is the Study 1
+recipe, so each search starts where Study 1 stood) and ASHA ends trials that trail at its rungs
+(from the setting's grace period, at least 2 epochs). A trial is one ExperimentConfig per seed, each
+trained into an ordinary run folder (``<method>/trials/<trial id>/seed<k>/``); trial.json beside them
+gives the ``python -m lib.run`` command that re-runs it to the same validation score.
+
+The objective is the validation macro-F1 of the method's a-priori rule (lib/training/rules.py) at the
+epoch the run selects, averaged over the trial's seeds: tuning seeds 100 and up, never the
+confirmatory seeds 0-9. After the search the winner is re-run on fresh seeds (200, 201): the drop of
+its score measures how much being the maximum of many trials flatters it (best.json). The test split
+is never read: runs train with ``validation_only`` (lib.training.train drops the test split before
+tokenising and scores none), and no record holds a test score.
+
+Seeds in lockstep. ASHA needs one number per epoch, and that number must average the seeds. A trial
+starts one thread per seed, but only the thread holding the turn runs: seed 100 trains its epoch 1,
+saves its random-number state (Python, NumPy, torch CPU and CUDA) in ``on_epoch`` and passes the turn;
+seed 101 trains its epoch 1 and passes it back; then the trial reports the mean over seeds of the
+best validation score so far (a seed stopped early keeps its final best) and, unless ASHA ends the
+trial, the next round begins. Since only one seed runs at a time and each resumes with its own
+random state, every seed computes exactly what ``python -m lib.run`` computes for it alone; a seed's
+last epoch keeps the turn until its run folder is written, so a trial that reaches the maximum
+epochs is complete before its last report.
+
+Resuming. A trial writes trial.json once it has ended, and the records are the search's state (Ray
+Tune's own, written a little behind, can miss the last trials before a kill): the same command
+starts Ray Tune again for the trials left, with the ended ones in the sampler's history (TPE goes
+on from them; its seed moves on, so no random draw repeats). Finished trials are never run again,
+a trial killed mid-way runs anew, and the total is the budget.
+
+Where it runs: a Ray started here (all cores and GPUs), or a cluster (``--ray ADDRESS``, joined and
+given the project's environment as lib/study/fanout.py does); a trial asks for ``--cpus-per-trial``
+CPUs and ``--gpus-per-trial`` of a GPU (0.25: four small fine-tunes share one GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import random
+import shlex
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from lib.study import search_spaces
+from lib.study.profiles import TUNING
+from lib.training.config import ConfigError, ExperimentConfig
+from lib.training.results import is_complete, write_json
+
+METRIC = "valid_macro_f1"
+RECORD = "trial.json"
+SEARCH = "search.json"
+BEST = "best.json"
+RAY_STATE = ".ray"  # Ray Tune's working folder of a search's current run: machine-local, not a result
+
+
+class TuningError(ValueError):
+    """Bad input to a search (a setting, a results folder of another search): one message, exit status 2."""
+    exit_status = 2
+
+
+@dataclass(frozen=True)
+class Search:
+    """One method's search: what every trial needs, and what a resumed search must agree with."""
+    dataset: str
+    encoder: str
+    method: str  # the loss spec as given: its parts name the method, its weights are the recipe's
+    setting: str
+    trials: int
+    max_epochs: int
+    grace_epochs: int
+    startup_trials: int
+    seeds: tuple
+    confirm_seeds: tuple
+    frozen: bool
+    base: dict  # the Study 1 recipe as ExperimentConfig fields: what a trial's sampled values replace
+    folder: str  # <study>/<method>/, absolute
+
+    @property
+    def name(self) -> str:
+        return search_spaces.method_name(self.method)
+
+    def budget(self) -> dict:
+        """What a resumed search must share with the one it resumes."""
+        keep = ("dataset", "encoder", "method", "setting", "trials", "max_epochs", "grace_epochs", "startup_trials",
+                "seeds", "confirm_seeds", "frozen", "base")
+        out = {k: v for k, v in asdict(self).items() if k in keep}
+        out.update(seeds=list(self.seeds), confirm_seeds=list(self.confirm_seeds),
+                   space={k: list(v) for k, v in search_spaces.declared(self.method, self.frozen,
+                                                                        self.max_epochs).items()})
+        return json.loads(json.dumps(out))  # as it reads back from search.json
+
+
+# ---- settings, folders, configurations ----
+
+def setting(name: str) -> dict:
+    if name not in TUNING:
+        raise TuningError(f"--setting {name!r}: not a search setting; choose from {', '.join(TUNING)} "
+                          "(lib/study/profiles.py TUNING)")
+    return TUNING[name]
+
+
+def study_folder(dataset: str, encoder: str, setting_name: str, results: str | None = None) -> Path:
+    """results/tuning/<dataset>-<encoder>[-frozen] (the setting's pattern), or ``results``."""
+    from lib.study.experiments import resolve_results_dir
+
+    if results is None:
+        results = setting(setting_name)["results"].format(dataset=Path(dataset).stem,
+                                                          encoder=Path(encoder).name.replace("/", "_"))
+    return resolve_results_dir(results)
+
+
+def method_folder(study: Path, method: str) -> Path:
+    return study / search_spaces.method_name(method).replace("+", "_")
+
+
+def recipe_config(dataset: str, encoder: str, method: str, setting_name: str) -> ExperimentConfig:
+    """The Study 1 recipe of a method: the run notebook 04 trains for this loss with the setting's
+    training parameters (lib/study/profiles.py: PROTOCOL_TRAINING, FROZEN_TRAINING)."""
+    from lib.study.parameters_cell import notebook_defaults
+    from lib.study.plan import notebook_runs
+
+    s = setting(setting_name)
+    params = {**notebook_defaults("04_combined"), **s["training"], "DATASET": dataset, "ENCODER": encoder,
+              "SEED": s["seeds"][0], "LOSSES": [method], "GRID": []}
+    try:
+        return notebook_runs("04_combined", params)[0].config.validate()
+    except ConfigError as e:
+        raise TuningError(f"--method {method!r}: {e}") from None
+
+
+def make_search(dataset: str, encoder: str, method: str, setting_name: str, study: Path,
+                trials: int | None = None) -> Search:
+    s = setting(setting_name)
+    base = recipe_config(dataset, encoder, method, setting_name)
+    if base.epochs > s["max_epochs"]:
+        raise TuningError(f"setting {setting_name}: the recipe's {base.epochs} epochs exceed max_epochs "
+                          f"{s['max_epochs']}")
+    return Search(dataset=dataset, encoder=encoder, method=method, setting=setting_name,
+                  trials=trials or s["trials"], max_epochs=s["max_epochs"], grace_epochs=s["grace_epochs"],
+                  startup_trials=s["startup_trials"], seeds=tuple(s["seeds"]), confirm_seeds=tuple(s["confirm_seeds"]),
+                  frozen=base.freeze_encoder, base=base.to_dict(), folder=str(method_folder(study, method)))
+
+
+def trial_configs(search: Search, params: dict, seeds, num_threads: int | None = None) -> list[ExperimentConfig]:
+    """A trial's sampled values over the recipe, one validated ExperimentConfig per seed."""
+    known = {f.name for f in fields(ExperimentConfig)}
+    base = replace(ExperimentConfig.from_dict(search.base), **{k: v for k, v in params.items() if k in known})
+    if num_threads:
+        base = replace(base, num_threads=num_threads)  # a runtime field: the same experiment
+    return [replace(base, seed=seed).validate() for seed in seeds]
+
+
+def run_command(cfg: ExperimentConfig, out: str) -> str:
+    """The ``python -m lib.run`` command that trains ``cfg`` (every field that differs from the default)."""
+    default = ExperimentConfig()
+    words = ["python", "-m", "lib.run"]
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, dict):
+            for k, v in sorted(value.items()):
+                words += [flag, f"{k}={v}"]
+        else:
+            words += [flag, "none" if value is None else str(value).lower() if isinstance(value, bool) else
+                      repr(value) if isinstance(value, float) else str(value)]
+    return shlex.join(words + ["--out", out])
+
+
+# ---- one trial: its seeds in lockstep ----
+
+class _Stopped(BaseException):
+    """The search ended this trial (ASHA) or a sibling seed failed: a seed's run ends here, marked failed."""
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _SeedRun:
+    """One seed of a trial: a thread that trains only while it holds the turn (module docstring)."""
+
+    def __init__(self, cfg: ExperimentConfig, out: Path):
+        self.cfg, self.out = cfg, out
+        self.valid, self.best = [], []  # per epoch: validation macro-F1, best so far
+        self.metrics, self.error, self.done, self.stop = None, None, False, False
+        self._stale, self._rng = 0, None
+        self._turn, self._paused = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"seed{cfg.seed}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        from lib.training.train import run_experiment
+
+        try:
+            self._wait_for_turn()
+            self.metrics = run_experiment(self.cfg, self.out, quiet=True, on_epoch=self._on_epoch,
+                                          validation_only=True)
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the trial, which reports it
+            self.error = e
+        finally:
+            self.done = True
+            self._paused.set()
+
+    def _wait_for_turn(self) -> None:
+        self._turn.wait()
+        self._turn.clear()
+        if self.stop:
+            raise _Stopped()
+
+    def _on_epoch(self, epoch: int, valid: float, best: float) -> None:
+        self._stale = 0 if valid > (self.best[-1] if self.best else -1.0) else self._stale + 1  # as train.py counts
+        self.valid.append(valid)
+        self.best.append(best)
+        patience = self.cfg.patience
+        if epoch >= self.cfg.epochs or (patience is not None and self._stale >= patience):
+            return  # the last epoch keeps the turn: the run restores its best epoch and writes its folder first
+        self._rng = _rng_state()
+        self._paused.set()
+        self._wait_for_turn()
+        _set_rng_state(self._rng)
+
+    def step(self) -> None:
+        """Give this seed the turn; return once it has trained its next epoch (or ended)."""
+        self._paused.clear()
+        self._turn.set()
+        self._paused.wait()
+
+    def halt(self) -> None:
+        self.stop = True
+        self._turn.set()
+        self._thread.join(timeout=60)
+
+
+def run_trial(search: Search, trial_id: str, number: int, params: dict, report, num_threads: int | None = None,
+              recipe: bool = False) -> dict:
+    """Train one trial's seeds in lockstep; ``report(epoch, mean best validation macro-F1 so far)`` after
+    every epoch (it raises SystemExit when the search ends the trial: ASHA). Returns the trial record, also
+    written to ``<method>/trials/<trial id>/trial.json`` once the trial has ended (complete, stopped or
+    error; never a test score); an interrupted trial writes none."""
+    folder = Path(search.folder) / "trials" / trial_id
+    record = {"trial_id": trial_id, "number": number, "method": search.name, "status": "running", "recipe": recipe,
+              "params": {k: v for k, v in sorted(params.items()) if k != "loss"},  # as sampled: loss is in config
+              "seeds": list(search.seeds), "epochs": []}
+    t0, runs = time.perf_counter(), []
+    try:
+        configs = trial_configs(search, params, search.seeds, num_threads)
+        record.update(config=configs[0].to_dict(),
+                      commands={str(c.seed): run_command(c, str(folder / f"again-seed{c.seed}")) for c in configs})
+        runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}") for cfg in configs]
+        for epoch in range(1, max(c.epochs for c in configs) + 1):
+            for run in runs:
+                if not run.done:
+                    run.step()
+                if run.error is not None:
+                    raise run.error
+            if not any(len(r.best) >= epoch for r in runs):
+                break  # every seed ended before this epoch (early stopping); its last score was reported
+            _add_epoch(record, runs, epoch, time.perf_counter() - t0)
+            if all(r.done for r in runs):
+                _finish(record, folder, runs, "complete")
+            report(epoch, record["epochs"][-1]["best_valid_macro_f1"])
+            if record["status"] == "complete":
+                return record
+        _finish(record, folder, runs, "complete")
+        return record
+    except BaseException as e:
+        if record["status"] != "complete":
+            for run in runs:
+                run.halt()
+            if not isinstance(e, KeyboardInterrupt):  # SystemExit: Ray Tune ended the trial (the driver checks why)
+                record["error"] = None if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
+                _finish(record, folder, runs, "stopped" if isinstance(e, SystemExit) else "error")
+        raise
+
+
+def _add_epoch(record: dict, runs: list[_SeedRun], epoch: int, seconds: float) -> None:
+    ran = [r for r in runs if len(r.best) >= epoch]
+    record["epochs"].append({
+        "epoch": epoch,
+        "valid_macro_f1": sum(r.valid[epoch - 1] for r in ran) / len(ran),  # mean over the seeds that ran it
+        "best_valid_macro_f1": sum(r.best[min(epoch, len(r.best)) - 1] for r in runs) / len(runs),
+        "seconds": round(seconds, 2)})
+    record["seconds"] = round(seconds, 2)
+
+
+def _finish(record: dict, folder: Path, runs: list[_SeedRun], status: str) -> None:
+    """Fill in the trial's score and write trial.json (a stopped trial: its mean best so far)."""
+    record["status"] = status
+    per_seed = {str(r.cfg.seed): (r.metrics["valid_macro_f1"] if r.metrics else (r.best[-1] if r.best else None))
+                for r in runs}
+    record["valid_macro_f1_per_seed"] = per_seed
+    known = [v for v in per_seed.values() if v is not None]
+    record[METRIC] = sum(known) / len(known) if known and len(known) == len(runs) else None
+    record["epochs_run"] = {str(r.cfg.seed): len(r.best) for r in runs}
+    write_json(folder / RECORD, record)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---- on Ray Tune ----
+
+def _space(trial, method: str, frozen: bool, max_epochs: int, offset: int) -> dict:
+    """OptunaSearch's define-by-run space: the sampled config fields, and the trial's number (Optuna's,
+    after the finished trials of an interrupted search: ``offset`` keeps the numbers unique)."""
+    return {**search_spaces.suggest(trial, method, frozen, max_epochs), "trial_number": trial.number + offset}
+
+
+def _trainable(config: dict, search: dict, num_threads: int | None) -> None:
+    """A Ray Tune trial (runs on a worker)."""
+    from ray import tune
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    spec = Search(**search)
+    params = {k: v for k, v in config.items() if k != "trial_number"}
+    recipe = search_spaces.recipe_point(spec.base, spec.method, spec.frozen, spec.max_epochs)
+    is_recipe = all(math.isclose(params[k], v) if isinstance(v, float) else params[k] == v for k, v in recipe.items())
+    run_trial(spec, tune.get_context().get_trial_id(), config["trial_number"], params,
+              lambda epoch, best: tune.report({METRIC: best, "epoch": epoch}), num_threads, is_recipe)
+
+
+def _dirname(trial) -> str:
+    return trial.trial_id
+
+
+# Trials whose end the driver saw (completed, ended by ASHA, failed), by search folder: a trial Ray stopped
+# because the search itself was interrupted (Ctrl-C) wrote "stopped" too, and its record is set aside.
+_ENDED: dict[str, set] = {}
+
+
+def _progress_callback(search: Search):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per finished trial; which trials ended (``_ENDED``)."""
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._line(trials, trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._line(trials, trial)
+
+        def _line(self, trials, trial):
+            _ENDED.setdefault(search.folder, set()).add(trial.trial_id)
+            record = _read_json(Path(search.folder) / "trials" / trial.trial_id / RECORD) or {}
+            result = trial.last_result or {}
+            records = _records(search)
+            status = record.get("status") or ("error" if trial.status == "ERROR" else "stopped")
+            score = record.get(METRIC, result.get(METRIC))
+            epochs = len(record["epochs"]) if record.get("epochs") else result.get("training_iteration", 0)
+            best = max((r[METRIC] for r in records if r.get("status") == "complete" and r.get(METRIC) is not None),
+                       default=float("nan"))
+            print(f"tune {search.name}: trial {len(_ENDED[search.folder])}/{search.trials} {status}, validation macro-F1 "
+                  f"{'-' if score is None else f'{score:.4f}'} after {epochs} epoch(s); best complete {best:.4f}",
+                  flush=True)
+
+    return Progress()
+
+
+def _records(search: Search) -> list[dict]:
+    """The trial records of a search (a record exists once its trial has ended), in trial order."""
+    out = []
+    for path in sorted((Path(search.folder) / "trials").glob(f"*/{RECORD}")):
+        record = _read_json(path)
+        if record:
+            out.append(record)
+    return sorted(out, key=lambda r: r["number"])
+
+
+def connect(address: str | None) -> bool:
+    """Join the Ray at ``address`` or start one here (lib/study/fanout.py's way: the project's environment
+    on every worker). False when this process is connected already (a notebook, a test): left as is."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    from lib.study import fanout
+
+    problem = fanout._connect(ray, argparse.Namespace(ray=address or fanout.LOCAL, ray_workers=None,
+                                                      ray_cpus_per_run=None))
+    if problem:
+        raise TuningError(problem)
+    return True
+
+
+def trial_resources(cpus: int, gpus: float) -> dict:
+    """Ray resources of one trial; refused at once where no node could ever give them (Ray would wait)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if not any(n.get("CPU", 0) >= cpus for n in nodes):
+        raise TuningError(f"--cpus-per-trial {cpus}: no Ray node has that many CPUs "
+                          f"(the largest has {max((int(n.get('CPU', 0)) for n in nodes), default=0)})")
+    if gpus and not any(n.get("GPU", 0) >= gpus for n in nodes):
+        raise TuningError(f"--gpus-per-trial {gpus:g}: no Ray node has a GPU to give")
+    return {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
+
+
+def _seeded_study(search: Search, finished: list[dict]):
+    """An Optuna study holding the finished trials of an interrupted search (none for a new one), so TPE
+    goes on from what they found. A trial ASHA stopped counts with its score when stopped, as Ray's
+    OptunaSearch counts it in an uninterrupted search."""
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name=search.name, direction="maximize")
+    dists = search_spaces.distributions(search.method, search.frozen, search.max_epochs)
+    for r in finished:
+        ok = r["status"] != "error" and r.get(METRIC) is not None
+        study.add_trial(optuna.trial.create_trial(
+            params={k: r["params"][k] for k in dists}, distributions=dists, value=r[METRIC] if ok else None,
+            state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL))
+    return storage
+
+
+def run_search(search: Search, resources: dict, concurrent: int | None = None) -> list[str]:
+    """Run one method's search, or what is left of it, on the connected Ray; returns its trial ids in order.
+
+    A search goes on from its trial records: the trials that ended count towards the budget and seed
+    the sampler; only the rest are run (a trial killed mid-way left no record and is run anew)."""
+    import shutil
+    import warnings
+
+    import optuna
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our records are the results, and
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial (the callback): no tables
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    finished = _records(search)
+    left = search.trials - len(finished)
+    if finished:
+        print(f"tune {search.name}: resuming the search: {len(finished)} of {search.trials} trials ended earlier, "
+              f"{max(left, 0)} to run", flush=True)
+    if left > 0:
+        threads = int(resources["cpu"])
+        trainable = tune.with_resources(tune.with_parameters(_trainable, search=asdict(search), num_threads=threads),
+                                        resources)
+        offset = max((r["number"] for r in finished), default=-1) + 1 - len(finished)
+        space = functools.partial(_space, method=search.method, frozen=search.frozen, max_epochs=search.max_epochs,
+                                  offset=offset)
+        recipe = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
+        sampler = optuna.samplers.TPESampler(seed=len(finished), n_startup_trials=search.startup_trials,
+                                             multivariate=True, constant_liar=True)  # seed: no repeated draws
+        searcher = OptunaSearch(space, metric=METRIC, mode="max", sampler=sampler, study_name=search.name,
+                                storage=_seeded_study(search, finished),
+                                points_to_evaluate=[] if any(r.get("recipe") for r in finished) else [recipe])
+        scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="max", max_t=search.max_epochs,
+                                  grace_period=search.grace_epochs, reduction_factor=3)
+        storage = Path(search.folder) / RAY_STATE
+        shutil.rmtree(storage, ignore_errors=True)  # Ray's state of an interrupted run: the records replace it
+        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=left, max_concurrent_trials=concurrent,
+            reuse_actors=True, trial_dirname_creator=_dirname),
+            run_config=tune.RunConfig(name="search", storage_path=str(storage), verbose=0,
+                                      callbacks=[_progress_callback(search), JsonLoggerCallback()],
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+        before = {r["trial_id"] for r in finished}
+        _ENDED[search.folder] = set(before)  # the progress lines count ended trials from here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate TPE, constant liar
+            tuner.fit()
+        ended = _ENDED.pop(search.folder, set())
+        for r in _records(search):  # stopped by an interrupted search, not by ASHA: not an ended trial
+            if r["trial_id"] not in before and r["trial_id"] not in ended:
+                path = Path(search.folder) / "trials" / r["trial_id"] / RECORD
+                path.replace(path.with_name("trial.interrupted.json"))
+    records = _records(search)
+    if len(records) < search.trials:  # Ray Tune was interrupted (Ctrl-C) and stopped its trials
+        print(f"tune {search.name}: interrupted with {len(records)} of {search.trials} trials ended; the same "
+              "command resumes the search", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+    if len(records) > search.trials:
+        raise TuningError(f"{search.folder}: {len(records)} trial records for a budget of {search.trials}")
+    return [r["trial_id"] for r in records]
+
+
+def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | None) -> dict:
+    """The winner's configuration on fresh seeds (on a worker): {seed: validation macro-F1}."""
+    from lib.study.experiments import same_config
+    from lib.training.train import run_experiment
+
+    spec = Search(**search)
+    scores = {}
+    for cfg in trial_configs(spec, config, seeds, num_threads):
+        out = Path(spec.folder) / "confirm" / f"seed{cfg.seed}"
+        if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
+            metrics = _read_json(out / "metrics.json")
+        else:
+            metrics = run_experiment(cfg, out, quiet=True, validation_only=True)
+        scores[str(cfg.seed)] = metrics["valid_macro_f1"]
+    return scores
+
+
+def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
+    """Re-run the best complete trial on the setting's fresh seeds; write and return best.json."""
+    import ray
+
+    records = {r["trial_id"]: r for r in _records(search) if r["trial_id"] in set(trial_ids)}
+    complete = [r for r in records.values() if r["status"] == "complete" and r.get(METRIC) is not None]
+    if not complete:
+        raise TuningError(f"{search.folder}: no trial of the search completed; nothing to confirm")
+    best = max(complete, key=lambda r: (r[METRIC], -r["number"]))
+    rank = 1 + [r["trial_id"] for r in _records(search) if r["trial_id"] in records].index(best["trial_id"])
+    fields_ = {f.name for f in fields(ExperimentConfig)}
+    config = {k: v for k, v in best["config"].items() if k in fields_ and k not in ("seed", "num_threads")}
+    threads = int(resources["cpu"])
+    task = ray.remote(_confirm_task).options(num_cpus=resources["cpu"], num_gpus=resources.get("gpu", 0),
+                                             max_retries=0)
+    scores = ray.get(task.remote(asdict(search), config, list(search.confirm_seeds), threads))
+    confirm = sum(scores.values()) / len(scores)
+    recipe = next((r for r in records.values() if r.get("recipe")), None)
+    configs = trial_configs(search, config, search.confirm_seeds, threads)
+    out = {"method": search.name, "trial_id": best["trial_id"], "number": best["number"], "trial": rank,
+           "params": best["params"],
+           "config": best["config"], "search_seeds": list(search.seeds), "search_valid_macro_f1": best[METRIC],
+           "confirm_seeds": list(search.confirm_seeds), "confirm_valid_macro_f1_per_seed": scores,
+           "confirm_valid_macro_f1": confirm, "drop": best[METRIC] - confirm,
+           "confirm_commands": {str(c.seed): run_command(c, str(Path(search.folder) / "confirm" / f"again-seed{c.seed}"))
+                                for c in configs},
+           "recipe": {"config": search.base, "trial_id": recipe["trial_id"] if recipe else None,
+                      "status": recipe["status"] if recipe else None,
+                      "search_valid_macro_f1": recipe.get(METRIC) if recipe else None}}
+    write_json(Path(search.folder) / BEST, out)
+    return out
+
+
+def _search_state(search: Search) -> dict | None:
+    """search.json of an earlier search in the same folder; refused when it was another search."""
+    state = _read_json(Path(search.folder) / SEARCH)
+    if state is not None and state.get("budget") != search.budget():
+        differ = sorted(k for k in set(state.get("budget", {})) | set(search.budget())
+                        if state.get("budget", {}).get(k) != search.budget().get(k))
+        raise TuningError(f"{Path(search.folder) / SEARCH} belongs to a search with other settings ({', '.join(differ)}"
+                          "); pass --results another folder, or remove that method's folder to start over")
+    return state
+
+
+def run_searches(dataset: str, encoder: str, methods: list[str], setting_name: str, results: str | None = None, *,
+                 ray_address: str | None = None, cpus_per_trial: int | None = None, gpus_per_trial: float = 0.0,
+                 concurrent: int | None = None, trials: int | None = None, run: bool = True) -> Path:
+    """Every method's search (resumed where one was interrupted; skipped where finished), each winner
+    confirmed on fresh seeds (``run=False``: nothing is run). Returns the study folder, whose report
+    lib.study.tuning_report writes."""
+    if not methods:
+        raise TuningError("name at least one --method (a loss spec such as ce, combined or ce=0.5+supcon=0.5)")
+    study = study_folder(dataset, encoder, setting_name, results)
+    from lib.ownership import NotOursError, check_owned
+
+    try:  # never write into a user's folder
+        check_owned(study, _is_tuning_study, "a tuning study folder (<method>/search.json)",
+                    "Give --results a new or empty folder, or one this program wrote.")
+    except NotOursError as e:
+        raise TuningError(str(e)) from None
+    searches = [make_search(dataset, encoder, m, setting_name, study, trials) for m in methods]
+    names = [s.name for s in searches]
+    if len(set(names)) < len(names):
+        raise TuningError(f"--method: two methods with the same parts ({', '.join(names)}); a sum's weights are "
+                          "tuned, so name each set of parts once")
+    todo = [s for s in searches if not ((_search_state(s) or {}).get("finished") and (Path(s.folder) / BEST).is_file())]
+    for s in searches:
+        if s not in todo:
+            print(f"tune {s.name}: finished earlier ({s.trials} trials) in {s.folder}", flush=True)
+    if todo and run:
+        _run_on_ray(todo, study, ray_address, cpus_per_trial, gpus_per_trial, concurrent)
+    elif todo:
+        print(f"tune: not run here (report only): {', '.join(s.name for s in todo)}", flush=True)
+    return study
+
+
+def _is_tuning_study(folder: Path) -> bool:
+    """A study folder this program filled: a method's search.json, or the study's report.json."""
+    from lib.ownership import json_object
+
+    return (any(json_object(p, "budget", "finished") for p in folder.glob(f"*/{SEARCH}"))
+            or json_object(folder / "report.json", "equal_budget", "methods") is not None)
+
+
+def _run_on_ray(todo: list[Search], study: Path, address, cpus_per_trial, gpus_per_trial, concurrent) -> None:
+    import ray
+
+    from lib.study import fanout
+
+    study.mkdir(parents=True, exist_ok=True)
+    started = connect(address)
+    try:
+        if address not in (None, fanout.LOCAL):
+            problem = fanout.check_shared_folder(ray, study)
+            if problem:
+                raise TuningError(problem)
+        cpus = cpus_per_trial or (1 if gpus_per_trial or todo[0].frozen else min(4, os.cpu_count() or 1))
+        resources = trial_resources(cpus, gpus_per_trial)
+        for search in todo:
+            state = _search_state(search) or {}
+            write_json(Path(search.folder) / SEARCH, {"budget": search.budget(), "finished": False,
+                                                      "trials": state.get("trials", [])})
+            print(f"tune {search.name}: {search.trials} trials of at most {search.max_epochs} epochs, seeds "
+                  f"{','.join(map(str, search.seeds))}, {resources} per trial -> {search.folder}", flush=True)
+            ids = run_search(search, resources, concurrent)
+            if len(ids) != search.trials:
+                raise TuningError(f"{search.folder}: Ray Tune ran {len(ids)} trials, not the budget of {search.trials}")
+            write_json(Path(search.folder) / SEARCH, {"budget": search.budget(), "finished": True, "trials": ids})
+            best = confirm_best(search, ids, resources)
+            print(f"tune {search.name}: best trial {best['trial']} validation macro-F1 "
+                  f"{best['search_valid_macro_f1']:.4f} on seeds {','.join(map(str, search.seeds))}, "
+                  f"{best['confirm_valid_macro_f1']:.4f} on fresh seeds {','.join(map(str, search.confirm_seeds))} "
+                  f"(drop {best['drop']:+.4f})", flush=True)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---- command line ----
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lib.study.tuning (or run_all.sh --profile tune)",
+        description="Hyperparameter search per method (Optuna TPE through Ray Tune, ASHA early termination) "
+                    "under an equal budget: the same trials, maximum epochs and seeds for every method; objective "
+                    "the validation macro-F1 of the method's a-priori rule; the test split is never read. "
+                    "Resumable: the same command continues an interrupted search.")
+    p.add_argument("--profile", choices=["tune"], help=argparse.SUPPRESS)
+    p.add_argument("--dataset", default="ed6", help="data set name or CSV path (default: ed6)")
+    p.add_argument("--encoder", default=None, help="encoder (default: me5-small for ko6, minilm otherwise)")
+    p.add_argument("--method", action="append", default=[], metavar="LOSS",
+                   help="a method to tune, as a loss spec (ce, triplet, combined, ce=0.5+supcon=0.5, ...); repeatable "
+                        "or comma-separated; a sum's weights are tuned on the simplex from the given ones")
+    p.add_argument("--setting", default=None, choices=sorted(TUNING),
+                   help="named search setting (lib/study/profiles.py TUNING): finetune (24 trials, at most 15 "
+                        "epochs), frozen (40 trials, at most 30 epochs, frozen encoder), smoke (CI); default: "
+                        "frozen with --freeze-encoder, else finetune")
+    p.add_argument("--freeze-encoder", action="store_true", help="the frozen setting (the default setting otherwise)")
+    p.add_argument("--trials", type=_positive_int, default=None,
+                   help="trials per method instead of the setting's (keep it equal across the methods you compare)")
+    p.add_argument("--results", default=None,
+                   help="study folder (default: results/tuning/<dataset>-<encoder>[-frozen]; smoke: results/smoke/...)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="the Ray cluster at ADDRESS (host:port or auto); without it a Ray is started here")
+    p.add_argument("--cpus-per-trial", type=_positive_int, default=None,
+                   help="CPUs (and torch threads) per trial (default: 1 for a frozen encoder or with a GPU share, else "
+                        "up to 4)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="FRACTION",
+                   help="GPU share per trial, e.g. 0.25: four trials on one GPU (default: 0, CPU only)")
+    p.add_argument("--concurrent", type=_positive_int, default=None,
+                   help="trials at once at most (default: as many as the resources allow)")
+    p.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report of what exists")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    methods = [m.strip() for item in args.method for m in item.split(",") if m.strip()]
+    name = args.setting or ("frozen" if args.freeze_encoder else "finetune")
+    try:
+        if args.freeze_encoder and not setting(name)["training"].get("FREEZE_ENCODER"):
+            raise TuningError(f"--freeze-encoder: setting {name} fine-tunes the encoder; use --setting frozen")
+        if not 0 <= args.gpus_per_trial <= 64 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
+            raise TuningError(f"--gpus-per-trial {args.gpus_per_trial:g}: a fraction in (0, 1] or a whole number")
+        from lib.study.runner import check_inputs
+        from lib.training.train import default_encoder
+
+        encoder = args.encoder or default_encoder(ExperimentConfig(dataset=args.dataset))
+        problem = check_inputs(args.dataset, encoder)
+        if problem:
+            raise TuningError(problem)
+        study = run_searches(args.dataset, encoder, methods, name, args.results, ray_address=args.ray,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             concurrent=args.concurrent, trials=args.trials, run=not args.report_only)
+        from lib.study import tuning_report
+
+        report = tuning_report.write_report(study)
+    except (TuningError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report["budget"].to_string(index=False))
+    print(f"tune: report (trials.csv, best_configs.csv, importance.csv, report.json, figures/) in {study}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from lib.entrypoint import run_main
+    from lib.study import tuning  # this file by its module name: Ray pickles the search's functions by it
+
+    sys.exit(run_main(tuning.main))

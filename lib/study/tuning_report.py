@@ -1,0 +1,253 @@
+"""Tables and figures of a tuning study (lib.study.tuning): what notebooks/07_tuning.ipynb shows.
+
+Files written under the study folder (CSV and JSON, UTF-8, sorted columns and keys):
+
+    trials.csv         one row per trial: method, number, status, score, seconds, validation score per
+                       epoch, the sampled configuration
+    best_so_far.csv    the best complete trial's validation score after each trial, per method (the
+                       equal-budget picture: every method gets the same number of trials)
+    best_configs.csv   per method and hyperparameter: the Study 1 recipe's value beside the best trial's
+    importance.csv     per method and hyperparameter: Optuna's fANOVA importance over the complete trials
+    report.json        per method: budget, trials by status, best trial, its drop on fresh seeds
+    figures/best_so_far.png, figures/importance.png
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lib.study import search_spaces
+from lib.training.results import write_csv, write_json
+
+SCORE = "valid_macro_f1"
+# trials.csv's columns a reader wants first (the sampled values follow)
+TRIAL_COLUMNS = ["method", "trial", "status", SCORE, "seconds", "epochs_run", "valid_by_epoch", "loss"]
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def searches(study: str | Path) -> dict[str, dict]:
+    """{method: {"folder", "state" (search.json), "best" (best.json or None), "records": [trial.json, ...]}}: a
+    finished search's trials are those Ray Tune ran (search.json), any other folder's records are ignored."""
+    out = {}
+    for state_path in sorted(Path(study).glob("*/search.json")):
+        folder, state = state_path.parent, _read(state_path) or {}
+        budget = state.get("budget", {})
+        if not budget.get("method"):
+            continue
+        keep = set(state.get("trials") or [])
+        records = [r for r in (_read(p) for p in sorted(folder.glob("trials/*/trial.json"))) if r]
+        if state.get("finished"):
+            records = [r for r in records if r["trial_id"] in keep]
+        out[search_spaces.method_name(budget["method"])] = {
+            "folder": folder, "state": state, "budget": budget, "best": _read(folder / "best.json"),
+            "records": sorted(records, key=lambda r: r["number"])}
+    return out
+
+
+def trials_table(found: dict[str, dict]) -> pd.DataFrame:
+    """One row per trial, the sampled values as columns (a method's own hyperparameters only)."""
+    rows = []
+    for method, s in found.items():
+        for rank, r in enumerate(s["records"], 1):  # trial order: as the search proposed them
+            epochs = r.get("epochs", [])
+            row = {"method": method, "trial": rank, "trial_id": r["trial_id"], "status": r["status"],
+                   SCORE: r.get(SCORE), "seconds": r.get("seconds"), "epochs_run": len(epochs),
+                   "recipe": bool(r.get("recipe")),
+                   "valid_by_epoch": json.dumps([round(e["valid_macro_f1"], 4) for e in epochs]),
+                   "best_by_epoch": json.dumps([round(e["best_valid_macro_f1"], 4) for e in epochs]),
+                   "loss": r.get("config", {}).get("loss")}
+            row.update({f"{SCORE}_seed{k}": v for k, v in r.get("valid_macro_f1_per_seed", {}).items()})
+            row.update({k: v for k, v in r["params"].items() if not k.startswith(search_spaces.STICK)})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["method", "trial"]).reset_index(drop=True)
+
+
+def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per method and trial (in the order the search proposed them): the best validation score among the
+    complete trials so far (a trial ASHA stopped early has no final score and changes nothing)."""
+    if trials.empty:
+        return pd.DataFrame(columns=["method", "trial", SCORE, "status", "best_so_far"])
+    parts = []
+    for _, t in trials.groupby("method", sort=True):
+        t = t.sort_values("trial")[["method", "trial", SCORE, "status"]].copy()
+        complete = t[SCORE].where(t["status"] == "complete")
+        t["best_so_far"] = complete.cummax().ffill()
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
+    """Per method: each hyperparameter of its space, the Study 1 recipe's value beside the best trial's;
+    then the scores: validation macro-F1 on the tuning seeds (recipe = its trial), on fresh seeds, drop.
+    The recipe as its trial ran it (trial 1: a sum's weights normalised to sum 1)."""
+    rows = []
+    for method, s in found.items():
+        best, budget = s["best"], s["budget"]
+        if not best:
+            continue
+        space = search_spaces.declared(budget["method"], budget["frozen"], budget["max_epochs"])
+        first = next((r for r in s["records"] if r.get("recipe")), None)
+        recipe, chosen = (first["config"] if first else budget["base"]), best["config"]
+        for name in [n for n in space if not n.startswith(search_spaces.STICK)] + ["loss"]:
+            rows.append({"method": method, "parameter": name, "recipe": recipe[name], "best": chosen[name]})
+        rows += [
+            {"method": method, "parameter": f"{SCORE} (tuning seeds)",
+             "recipe": best["recipe"]["search_valid_macro_f1"], "best": best["search_valid_macro_f1"]},
+            {"method": method, "parameter": f"{SCORE} (fresh seeds)", "recipe": None,
+             "best": best["confirm_valid_macro_f1"]},
+            {"method": method, "parameter": "drop on fresh seeds", "recipe": None, "best": best["drop"]}]
+    frame = pd.DataFrame(rows, columns=["method", "parameter", "recipe", "best"])
+    for column in ("recipe", "best"):  # mixed numbers and text: one readable column
+        frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                                          else f"{v:.4g}" if isinstance(v, float) else str(v))
+    return frame
+
+
+def importance(found: dict[str, dict], min_trials: int = 4) -> pd.DataFrame:
+    """Optuna's fANOVA importance of each hyperparameter over a method's complete trials (fixed seed;
+    empty for a method with fewer than ``min_trials`` complete trials: too few to say)."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for method, s in found.items():
+        budget = s["budget"]
+        dists = search_spaces.distributions(budget["method"], budget["frozen"], budget["max_epochs"])
+        done = [r for r in s["records"] if r["status"] == "complete" and r.get(SCORE) is not None]
+        if len(done) < min_trials:
+            continue
+        study = optuna.create_study(direction="maximize")
+        for r in done:
+            study.add_trial(optuna.trial.create_trial(params={k: r["params"][k] for k in dists},
+                                                      distributions=dists, value=r[SCORE]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found_imp = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+        rows += [{"method": method, "parameter": k, "importance": float(v)} for k, v in found_imp.items()]
+    return pd.DataFrame(rows, columns=["method", "parameter", "importance"])
+
+
+def budget_table(found: dict[str, dict]) -> pd.DataFrame:
+    """Per method: the budget, the trials run by status, seconds per trial, best and fresh-seed scores."""
+    rows = []
+    for method, s in found.items():
+        b, records = s["budget"], s["records"]
+        status = pd.Series([r["status"] for r in records], dtype=object)
+        seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
+        best = s["best"] or {}
+        rows.append({"method": method, "setting": b["setting"], "budget_trials": b["trials"],
+                     "max_epochs": b["max_epochs"], "seeds": ",".join(map(str, b["seeds"])),
+                     "finished": bool(s["state"].get("finished")), "trials": len(records),
+                     "complete": int((status == "complete").sum()), "stopped": int((status == "stopped").sum()),
+                     "error": int((status == "error").sum()),
+                     "mean_seconds_per_trial": float(np.mean(seconds)) if seconds else None,
+                     "best_trial": next((i for i, r in enumerate(records, 1) if r["trial_id"] == best["trial_id"]),
+                                        None) if best else None,
+                     f"best_{SCORE}": best.get("search_valid_macro_f1"),
+                     f"fresh_seeds_{SCORE}": best.get("confirm_valid_macro_f1"), "drop": best.get("drop")})
+    return pd.DataFrame(rows)
+
+
+def equal_budget(budget: pd.DataFrame) -> bool:
+    """Every method of the study got the same trials, maximum epochs and seeds, and used them all."""
+    if budget.empty:
+        return False
+    same = budget[["budget_trials", "max_epochs", "seeds", "setting"]].nunique().max() == 1
+    return bool(same and (budget["trials"] == budget["budget_trials"]).all() and budget["finished"].all())
+
+
+def plot_best_so_far(curve: pd.DataFrame, path: str | Path | None = None):
+    import matplotlib.pyplot as plt
+
+    from lib.study.plots import save
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (method, t) in enumerate(curve.groupby("method", sort=True)):
+        color = f"C{i}"
+        ax.step(t["trial"], t["best_so_far"], where="post", color=color, label=method)
+        done = t[t["status"] == "complete"]
+        ax.scatter(done["trial"], done[SCORE], color=color, s=12, alpha=0.6)
+        early = t[t["status"] != "complete"]
+        ax.scatter(early["trial"], early[SCORE], color=color, s=14, marker="x", alpha=0.6)
+    ax.set_xlabel("trial (equal budget per method)")
+    ax.set_ylabel("validation macro-F1 (mean over tuning seeds)")
+    ax.set_title("Best complete trial so far (dots: complete trials, x: stopped early)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def plot_importance(frame: pd.DataFrame, path: str | Path | None = None):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from lib.study.plots import save
+
+    fig, ax = plt.subplots(figsize=(7, 0.4 * max(3, frame["parameter"].nunique()) + 1))
+    if frame.empty:
+        ax.text(0.5, 0.5, "too few complete trials for importances", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        table = frame.pivot(index="parameter", columns="method", values="importance")
+        sns.heatmap(table, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=ax, cbar=False)
+        ax.set_title("Which hyperparameters mattered (fANOVA importance; blank: not in the method's space)")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _sorted_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.reindex(columns=sorted(frame.columns))
+
+
+def write_report(study: str | Path) -> dict:
+    """Build every table and figure of a study folder, write them there, return them (frames, paths)."""
+    import matplotlib.pyplot as plt
+
+    study = Path(study)
+    found = searches(study)
+    trials = trials_table(found)
+    curve = best_so_far(trials)
+    versus = best_versus_recipe(found)
+    imp = importance(found)
+    budget = budget_table(found)
+    study.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("trials", trials), ("best_so_far", curve), ("best_configs", versus), ("importance", imp),
+                        ("budget", budget)):
+        write_csv(study / f"{name}.csv", _sorted_columns(frame))
+    summary = {"study": study.name, "equal_budget": equal_budget(budget),
+               "methods": {row["method"]: {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                           for k, v in row.items() if k != "method"}
+                           for row in budget.to_dict("records")}}
+    write_json(study / "report.json", summary)
+    figures = {"best_so_far": study / "figures" / "best_so_far.png", "importance": study / "figures" / "importance.png"}
+    plt.close(plot_best_so_far(curve, figures["best_so_far"]))
+    plt.close(plot_importance(imp, figures["importance"]))
+    return {"trials": trials, "best_so_far": curve, "best_configs": versus, "importance": imp, "budget": budget,
+            "summary": summary, "figures": figures}
+
+
+def check_report(report: dict) -> None:
+    """What the notebook asserts (so nbval fails on a broken search): an equal, fully used budget; no
+    test score anywhere in the trials; every complete trial's score is the mean of its seeds."""
+    budget, trials = report["budget"], report["trials"]
+    assert report["summary"]["equal_budget"], f"unequal or unfinished budgets:\n{budget}"
+    assert not [c for c in trials.columns if "test" in c], "a trial record carries a test score"
+    seed_columns = [c for c in trials.columns if c.startswith(f"{SCORE}_seed")]
+    done = trials[trials["status"] == "complete"]
+    assert np.allclose(done[seed_columns].mean(axis=1), done[SCORE]), "a trial's score is not its seeds' mean"

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# How the Study 2 searches (issue #28, lib/study/tuning.py) are run and kept: every trial from one
+# clean worktree of one commit, resumable across working sessions and machines.
+#
+#   scripts/tuning_runs.sh run [SEARCH...]   restore the saved trial records, then run each search (all
+#                                            by default, in the order below) in the worktree, saving
+#                                            finished trials as it goes (every 5 min, and at exit)
+#   scripts/tuning_runs.sh restore           only the first step of run (no training)
+#   scripts/tuning_runs.sh save              copy the records of finished trials and searches (trial.json,
+#                                            search.json, best.json) into results/tuning and commit them
+#                                            (only those paths); notebook 07 makes the report from them
+#   scripts/tuning_runs.sh list              the searches, one "name|run_all.sh arguments" a line
+#
+# A search's state is its trial records (lib/study/tuning.py, "Resuming"): restored into the worktree,
+# they make the same command go on with the trials left. The trials' run folders (seed<k>/) stay in the
+# worktree; the records hold every number the report reads, and never a test score.
+# The worktree is $TUNING_WORKTREE (default: ../tuning beside this checkout), at $TUNING_COMMIT; it
+# shares this checkout's .venv. STUDY_DATA_DIR must name the data folder.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COMMIT="${TUNING_COMMIT:-}"
+WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning}"
+SAVED="$ROOT/results/tuning"
+
+# name|run_all.sh arguments, in the order they run: the frozen searches first (CPU, minutes a
+# method), then the fine-tuned ones (a GPU: several trials share it).
+SEARCHES=(
+  "ko6-me5-small-frozen|--profile tune --setting frozen --dataset ko6 --encoder me5-small --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
+  "ed32-minilm-frozen|--profile tune --setting frozen --dataset ed32 --encoder minilm --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
+  "goemo27-minilm-frozen|--profile tune --setting frozen --dataset goemo27 --encoder minilm --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
+  "ed6-minilm|--profile tune --setting finetune --dataset ed6 --encoder minilm --method ce --method combined --method ce=0.5+supcon=0.5 --method triplet+arcface"
+  "ko6-me5-small|--profile tune --setting finetune --dataset ko6 --encoder me5-small --method ce --method combined"
+)
+
+data_env() {
+  if [[ -z "${STUDY_DATA_DIR:-}" ]]; then echo "error: set STUDY_DATA_DIR to the data folder" >&2; exit 2; fi
+  export STUDY_DATA_DIR="$(realpath "$STUDY_DATA_DIR")" STUDY_CACHE_DIR="${STUDY_CACHE_DIR:-$ROOT/.cache}"
+  export TOKENIZERS_PARALLELISM=false
+}
+
+worktree() {
+  if [[ -z "$COMMIT" ]]; then echo "error: set TUNING_COMMIT to the commit the searches run from" >&2; exit 2; fi
+  if [[ ! -d "$WORKTREE" ]]; then git -C "$ROOT" worktree add --detach "$WORKTREE" "$COMMIT"; fi
+  [[ -e "$WORKTREE/.venv" || -L "$WORKTREE/.venv" ]] || ln -s "$ROOT/.venv" "$WORKTREE/.venv"
+  grep -qx ".venv" "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
+    echo ".venv" >> "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude"
+  # the records restored from results/tuning are what the searches resume from, not a change of code
+  local dirty
+  dirty="$(git -C "$WORKTREE" status --porcelain -- . ':!results/tuning')"
+  if [[ -n "$dirty" || "$(git -C "$WORKTREE" rev-parse --short=7 HEAD)" != "${COMMIT:0:7}" ]]; then
+    echo "error: $WORKTREE is not a clean checkout of $COMMIT" >&2; exit 2
+  fi
+}
+
+records() {  # the record files of finished trials and searches under $1, relative to $1
+  [[ -d "$1" ]] || return 0
+  (cd "$1" && find . -path '*/.ray' -prune -o -type f \( -name trial.json -o -name search.json -o -name best.json \) \
+      -print | sed 's|^\./||' | sort)
+}
+
+restore() {  # saved records back into the worktree, so the searches resume where they stopped
+  local rel n=0
+  for rel in $(records "$SAVED"); do
+    [[ -e "$WORKTREE/results/tuning/$rel" ]] && continue
+    mkdir -p "$(dirname "$WORKTREE/results/tuning/$rel")"
+    cp -p "$SAVED/$rel" "$WORKTREE/results/tuning/$rel"; n=$((n + 1))
+  done
+  echo "restored $n record(s) into $WORKTREE/results/tuning"
+}
+
+save() {
+  local src="$WORKTREE/results/tuning" rel new=()
+  for rel in $(records "$src"); do
+    if [[ -e "$SAVED/$rel" ]] && cmp -s "$src/$rel" "$SAVED/$rel"; then continue; fi
+    mkdir -p "$(dirname "$SAVED/$rel")"
+    cp -p "$src/$rel" "$SAVED/$rel.tmp" && mv "$SAVED/$rel.tmp" "$SAVED/$rel"
+    new+=("$SAVED/$rel")
+  done
+  if (( ${#new[@]} )); then
+    cd "$ROOT"
+    git add -f -- "${new[@]}"
+    git commit -q -m "tuning: ${#new[@]} record(s) of finished trials and searches (clean worktree at ${COMMIT:0:7})" \
+      -- "${new[@]}"
+    echo "committed ${#new[@]} record(s)"
+  fi
+}
+
+run() {
+  local known name
+  known=" $(printf '%s ' "${SEARCHES[@]%%|*}")"
+  for name in "$@"; do  # before anything is set up or trained
+    [[ "$known" == *" $name "* ]] || { echo "error: $name is not a search (one of:$known)" >&2; exit 2; }
+  done
+  data_env
+  "$ROOT/scripts/setup_env.sh"
+  worktree
+  restore
+  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
+  SAVER=$!
+  trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
+  trap 'exit 130' INT TERM
+  local entry name args wanted=("$@")
+  for entry in "${SEARCHES[@]}"; do
+    name=${entry%%|*}
+    if (( ${#wanted[@]} )) && [[ " ${wanted[*]} " != *" $name "* ]]; then continue; fi
+    eval "args=(${entry#*|})"
+    echo "=== $name: ${args[*]} ($(date -u +%FT%TZ))"
+    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null)
+  done
+}
+
+main() {
+  case "${1:-}" in
+    run) shift; run "$@" ;;
+    restore) worktree; restore ;;
+    save) worktree; save ;;
+    list) printf '%s\n' "${SEARCHES[@]}" ;;
+    *) sed -n 2,18p "$0" >&2; exit 2 ;;
+  esac
+}
+main "$@"; exit $?

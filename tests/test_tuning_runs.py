@@ -1,0 +1,108 @@
+"""scripts/tuning_runs.sh: the records of finished trials survive a stopped machine (save commits
+them, and only them; restore puts them back into a new worktree, where the searches resume)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lib.paths import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "scripts" / "tuning_runs.sh"
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout
+
+
+def _script(repo: Path, worktree: Path, commit: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TUNING_WORKTREE": str(worktree), "TUNING_COMMIT": commit}
+    return subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    repo = tmp_path / "main"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, repo / "scripts" / SCRIPT.name)
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.name", "t")
+    _git(repo, "config", "user.email", "t@t")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "init")
+    return repo, _git(repo, "rev-parse", "HEAD").strip()
+
+
+def _trial(search: Path, trial: str, finished: bool) -> None:
+    folder = search / "trials" / trial
+    (folder / "seed100").mkdir(parents=True)
+    (folder / "seed100" / "metrics.json").write_text("{}")  # a trial's run folder: stays in the worktree
+    if finished:
+        (folder / "trial.json").write_text(json.dumps({"trial_id": trial, "status": "complete"}))
+
+
+def test_save_commits_only_the_records_and_restore_brings_them_back(repo, tmp_path):
+    repo, commit = repo
+    worktree = tmp_path / "tuning"
+    out = _script(repo, worktree, commit, "restore")  # makes the worktree; nothing saved yet
+    assert out.returncode == 0, out.stderr
+    study = worktree / "results" / "tuning" / "ko6-me5-small-frozen" / "ce"
+    _trial(study, "t1", finished=True)
+    _trial(study, "t2", finished=False)  # still training: no record
+    (study / "search.json").write_text('{"finished": false}')
+    (study / ".ray").mkdir()
+    (study / ".ray" / "trial.json").write_text("{}")  # Ray Tune's own state: never a result
+    out = _script(repo, worktree, commit, "save")
+    assert out.returncode == 0, out.stderr
+    committed = set(_git(repo, "ls-files", "results").split())
+    assert committed == {"results/tuning/ko6-me5-small-frozen/ce/search.json",
+                         "results/tuning/ko6-me5-small-frozen/ce/trials/t1/trial.json"}
+    assert _git(repo, "status", "--porcelain") == ""
+    assert _script(repo, worktree, commit, "save").stdout == ""  # nothing new: no empty commit
+    (study / "search.json").write_text('{"finished": true}')  # a record that changed is saved again
+    assert "committed 1 record(s)" in _script(repo, worktree, commit, "save").stdout
+
+    fresh = tmp_path / "new-machine"  # another machine: a new worktree, the records come back
+    out = _script(repo, fresh, commit, "restore")
+    assert out.returncode == 0, out.stderr
+    back = fresh / "results" / "tuning" / "ko6-me5-small-frozen" / "ce"
+    assert json.loads((back / "trials" / "t1" / "trial.json").read_text())["status"] == "complete"
+    assert json.loads((back / "search.json").read_text()) == {"finished": True}
+    assert not (back / "trials" / "t2").exists()
+
+
+def test_it_refuses_without_a_commit_or_with_an_unknown_search(repo, tmp_path):
+    repo, commit = repo
+    out = _script(repo, tmp_path / "w", "", "restore")
+    assert out.returncode == 2 and "TUNING_COMMIT" in out.stderr
+    env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit,
+           "STUDY_DATA_DIR": str(tmp_path)}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run", "ko6-typo"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "ko6-typo is not a search" in out.stderr
+    out = _script(repo, tmp_path / "w", commit)
+    assert out.returncode == 2 and "tuning_runs.sh save" in out.stderr
+
+
+def test_every_search_is_one_the_tuning_command_accepts():
+    import shlex
+
+    from lib.study.search_spaces import parts_of
+    from lib.study.tuning import build_parser
+
+    lines = subprocess.run(["bash", str(SCRIPT), "list"], capture_output=True, text=True, check=True).stdout
+    searches = dict(line.split("|", 1) for line in lines.splitlines())
+    assert list(searches)[:3] == ["ko6-me5-small-frozen", "ed32-minilm-frozen", "goemo27-minilm-frozen"]
+    for name, words in searches.items():
+        args = build_parser().parse_args(shlex.split(words))
+        assert args.profile == "tune" and name == f"{args.dataset}-{args.encoder}" + (
+            "-frozen" if args.setting == "frozen" else ""), name  # the folder the search writes
+        for method in (m for item in args.method for m in item.split(",")):
+            assert parts_of(method), method  # a loss spec the search space knows
+    assert {"ko6-me5-small", "ed6-minilm"} <= set(searches)
