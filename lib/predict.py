@@ -122,7 +122,7 @@ def _table(frame: pd.DataFrame, sep: str) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # sentences may follow options: --rule head "a sentence"
     if args.debug:
         os.environ[DEBUG_ENV] = "1"
     if bool(args.sentences) == bool(args.csv):

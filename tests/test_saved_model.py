@@ -139,6 +139,18 @@ def test_the_command_line_labels_a_csv_and_sentences(runs, tmp_path):
     assert np.array_equal(printed["predicted_index"], preds[f"pred_{metrics['primary_rule']}"].iloc[:3])
 
 
+def test_sentences_may_follow_the_options(runs, capsys):
+    from io import StringIO
+
+    from lib.predict import main
+
+    cfg, out, metrics = runs["combined"]
+    preds, test = _test_split(cfg, out)
+    assert run_main(main, [str(out), "--rule", "knn", "--device", "cpu", *test["text"].iloc[:2]]) == 0
+    printed = pd.read_csv(StringIO(capsys.readouterr().out))
+    assert np.array_equal(printed["predicted_index"], preds["pred_knn"].iloc[:2])
+
+
 def _refused(capsys, *argv) -> str:
     from lib.predict import main
 
