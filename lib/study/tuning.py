@@ -64,6 +64,7 @@ METRIC = "valid_macro_f1"
 RECORD = "trial.json"
 SEARCH = "search.json"
 BEST = "best.json"
+RAY_RETRIES = 2  # runs of the trials left after trials failed inside Ray (see _run_search)
 RAY_STATE = ".ray"  # Ray Tune's working folder of a search's current run: machine-local, not a result
 
 
@@ -468,44 +469,53 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # our records are the results, and
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # one line per trial (the callback): no tables
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    finished = _records(search)
-    left = search.trials - len(finished)
-    if finished:
-        print(f"tune {search.name}: resuming the search: {len(finished)} of {search.trials} trials ended earlier, "
-              f"{max(left, 0)} to run", flush=True)
-    if left > 0:
-        threads = int(resources["cpu"])
-        trainable = tune.with_resources(tune.with_parameters(_trainable, search=asdict(search), num_threads=threads),
-                                        resources)
-        offset = max((r["number"] for r in finished), default=-1) + 1 - len(finished)
-        space = functools.partial(_space, method=search.method, frozen=search.frozen, max_epochs=search.max_epochs,
-                                  offset=offset)
-        recipe = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
-        sampler = optuna.samplers.TPESampler(seed=len(finished), n_startup_trials=search.startup_trials,
-                                             multivariate=True, constant_liar=True)  # seed: no repeated draws
-        searcher = OptunaSearch(space, metric=METRIC, mode="max", sampler=sampler, study_name=search.name,
-                                storage=_seeded_study(search, finished),
-                                points_to_evaluate=[] if any(r.get("recipe") for r in finished) else [recipe])
-        scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="max", max_t=search.max_epochs,
-                                  grace_period=search.grace_epochs, reduction_factor=3)
-        storage = Path(search.folder) / RAY_STATE
-        shutil.rmtree(storage, ignore_errors=True)  # Ray's state of an interrupted run: the records replace it
-        tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=left, max_concurrent_trials=concurrent,
-            reuse_actors=True, trial_dirname_creator=_dirname),
-            run_config=tune.RunConfig(name="search", storage_path=str(storage), verbose=0,
-                                      callbacks=[_progress_callback(search), JsonLoggerCallback()],
-                                      failure_config=tune.FailureConfig(max_failures=0)))
-        before = {r["trial_id"] for r in finished}
-        _ENDED[search.folder] = set(before)  # the progress lines count ended trials from here
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate TPE, constant liar
-            tuner.fit()
-        ended = _ENDED.pop(search.folder, set())
-        for r in _records(search):  # stopped by an interrupted search, not by ASHA: not an ended trial
-            if r["trial_id"] not in before and r["trial_id"] not in ended:
-                path = Path(search.folder) / "trials" / r["trial_id"] / RECORD
-                path.replace(path.with_name("trial.interrupted.json"))
+    # A trial that fails inside Ray (not in our code: e.g. a worker lost) leaves no record and is run
+    # again, at most RAY_RETRIES times; a Ctrl-C ends the loop with the trials left for the next command.
+    for attempt in range(1 + RAY_RETRIES):
+        finished = _records(search)
+        left = search.trials - len(finished)
+        if finished:
+            print(f"tune {search.name}: resuming the search: {len(finished)} of {search.trials} trials ended earlier, "
+                  f"{max(left, 0)} to run", flush=True)
+        if left > 0:
+            threads = int(resources["cpu"])
+            trainable = tune.with_resources(
+                tune.with_parameters(_trainable, search=asdict(search), num_threads=threads), resources)
+            offset = max((r["number"] for r in finished), default=-1) + 1 - len(finished)
+            space = functools.partial(_space, method=search.method, frozen=search.frozen, max_epochs=search.max_epochs,
+                                      offset=offset)
+            recipe = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
+            sampler = optuna.samplers.TPESampler(seed=len(finished), n_startup_trials=search.startup_trials,
+                                                 multivariate=True, constant_liar=True)  # seed: no repeated draws
+            searcher = OptunaSearch(space, metric=METRIC, mode="max", sampler=sampler, study_name=search.name,
+                                    storage=_seeded_study(search, finished),
+                                    points_to_evaluate=[] if any(r.get("recipe") for r in finished) else [recipe])
+            scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="max",
+                                      max_t=search.max_epochs, grace_period=search.grace_epochs, reduction_factor=3)
+            storage = Path(search.folder) / RAY_STATE
+            shutil.rmtree(storage, ignore_errors=True)  # Ray's state of an interrupted run: the records replace it
+            tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=scheduler, num_samples=left, max_concurrent_trials=concurrent,
+                reuse_actors=False, trial_dirname_creator=_dirname),  # a reused actor needs reset_config
+                run_config=tune.RunConfig(name="search", storage_path=str(storage), verbose=0,
+                                          callbacks=[_progress_callback(search), JsonLoggerCallback()],
+                                          failure_config=tune.FailureConfig(max_failures=0)))
+            before = {r["trial_id"] for r in finished}
+            _ENDED[search.folder] = set(before)  # the progress lines count ended trials from here
+            with warnings.catch_warnings():
+                # multivariate TPE and constant liar are "experimental" in Optuna: nothing to act on
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                grid = tuner.fit()
+            ended = _ENDED.pop(search.folder, set())
+            for r in _records(search):  # stopped by an interrupted search, not by ASHA: not an ended trial
+                if r["trial_id"] not in before and r["trial_id"] not in ended:
+                    path = Path(search.folder) / "trials" / r["trial_id"] / RECORD
+                    path.replace(path.with_name("trial.interrupted.json"))
+        failed = [str(e) for e in getattr(grid, "errors", [])] if left > 0 else []
+        if not failed or len(_records(search)) >= search.trials:
+            break
+        print(f"tune {search.name}: {len(failed)} trial(s) failed in Ray ({failed[0][:200]}); running the trials "
+              f"left again ({attempt + 1} of {RAY_RETRIES})", file=sys.stderr, flush=True)
     records = _records(search)
     if len(records) < search.trials:  # Ray Tune was interrupted (Ctrl-C) and stopped its trials
         print(f"tune {search.name}: interrupted with {len(records)} of {search.trials} trials ended; the same "
