@@ -25,9 +25,9 @@ SAVED="$ROOT/results/tuning"
 # name|run_all.sh arguments, in the order they run: the frozen searches first (CPU, minutes a
 # method), then the fine-tuned ones (a GPU: several trials share it).
 SEARCHES=(
-  "ko6-me5-small-frozen|--profile tune --setting frozen --dataset ko6 --encoder me5-small --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
-  "ed32-minilm-frozen|--profile tune --setting frozen --dataset ed32 --encoder minilm --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
-  "goemo27-minilm-frozen|--profile tune --setting frozen --dataset goemo27 --encoder minilm --method ce,triplet,ce+triplet,arcface,ce+arcface,combined,triplet+arcface,supcon"
+  "ko6-me5-small-frozen|--profile tune --setting frozen --dataset ko6 --encoder me5-small --method ce,combined,triplet,ce+triplet,arcface,ce+arcface,triplet+arcface,supcon"
+  "ed32-minilm-frozen|--profile tune --setting frozen --dataset ed32 --encoder minilm --method ce,combined,triplet,ce+triplet,arcface,ce+arcface,triplet+arcface,supcon"
+  "goemo27-minilm-frozen|--profile tune --setting frozen --dataset goemo27 --encoder minilm --method ce,combined,triplet,ce+triplet,arcface,ce+arcface,triplet+arcface,supcon"
   "ed6-minilm|--profile tune --setting finetune --dataset ed6 --encoder minilm --method ce --method combined --method ce=0.5+supcon=0.5 --method triplet+arcface"
   "ko6-me5-small|--profile tune --setting finetune --dataset ko6 --encoder me5-small --method ce --method combined"
 )

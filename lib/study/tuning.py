@@ -496,7 +496,7 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
             shutil.rmtree(storage, ignore_errors=True)  # Ray's state of an interrupted run: the records replace it
             tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(
                 search_alg=searcher, scheduler=scheduler, num_samples=left, max_concurrent_trials=concurrent,
-                reuse_actors=False, trial_dirname_creator=_dirname),  # a reused actor needs reset_config
+                reuse_actors=True, trial_dirname_creator=_dirname),  # a stopped trial writes its record (see run_trial)
                 run_config=tune.RunConfig(name="search", storage_path=str(storage), verbose=0,
                                           callbacks=[_progress_callback(search), JsonLoggerCallback()],
                                           failure_config=tune.FailureConfig(max_failures=0)))
