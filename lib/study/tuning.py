@@ -511,10 +511,17 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
                 if r["trial_id"] not in before and r["trial_id"] not in ended:
                     path = Path(search.folder) / "trials" / r["trial_id"] / RECORD
                     path.replace(path.with_name("trial.interrupted.json"))
-        failed = [str(e) for e in getattr(grid, "errors", [])] if left > 0 else []
-        if not failed or len(_records(search)) >= search.trials:
+        if left <= 0 or len(_records(search)) >= search.trials:
             break
-        print(f"tune {search.name}: {len(failed)} trial(s) failed in Ray ({failed[0][:200]}); running the trials "
+        failed = [str(e) for e in getattr(grid, "errors", [])]
+        # Every trial this fit started was seen to end (ASHA, complete or error), yet some left no record:
+        # lost inside Ray (a trial stopped while its actor was handed on), not a Ctrl-C, which ends trials
+        # unseen and leaves the rest to the next command.
+        lost = len(ended - before) >= left
+        if not failed and not lost:
+            break
+        why = f"failed in Ray ({failed[0][:200]})" if failed else "ended without a record"
+        print(f"tune {search.name}: {search.trials - len(_records(search))} trial(s) {why}; running the trials "
               f"left again ({attempt + 1} of {RAY_RETRIES})", file=sys.stderr, flush=True)
     records = _records(search)
     if len(records) < search.trials:  # Ray Tune was interrupted (Ctrl-C) and stopped its trials
