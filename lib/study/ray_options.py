@@ -16,16 +16,16 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                    help="train the runs as Ray tasks first, on the cluster at ADDRESS (host:port, or 'auto' for the "
                         "cluster this machine belongs to) or, without ADDRESS, on a Ray started here; the notebooks "
                         "then only read and plot")
-    g.add_argument("--ray-workers", type=_positive_int, metavar="N",
+    g.add_argument("--ray-workers", type=positive_int, metavar="N",
                    help="runs at once on the local Ray (default: the GPUs here, else half the cores)")
-    g.add_argument("--ray-cpus-per-run", type=_positive_int, metavar="N",
+    g.add_argument("--ray-cpus-per-run", type=positive_int, metavar="N",
                    help="CPUs (and torch threads) per run when the cluster has no GPUs (default: the cores here "
                         "divided by --ray-workers; on a cluster at ADDRESS the smallest node's CPUs, at most 4)")
-    g.add_argument("--ray-retries", type=_nonnegative_int, default=3, metavar="N",
+    g.add_argument("--ray-retries", type=nonnegative_int, default=3, metavar="N",
                    help="times a run is restarted when its worker dies (default: 3)")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -35,7 +35,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _nonnegative_int(text: str) -> int:
+def nonnegative_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

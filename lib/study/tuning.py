@@ -57,6 +57,7 @@ from pathlib import Path
 
 from lib.study import search_spaces
 from lib.study.profiles import TUNING
+from lib.study.ray_options import positive_int
 from lib.training.config import ConfigError, ExperimentConfig
 from lib.training.results import is_complete, write_json
 
@@ -688,31 +689,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "epochs), frozen (40 trials, at most 30 epochs, frozen encoder), smoke (CI); default: "
                         "frozen with --freeze-encoder, else finetune")
     p.add_argument("--freeze-encoder", action="store_true", help="the frozen setting (the default setting otherwise)")
-    p.add_argument("--trials", type=_positive_int, default=None,
+    p.add_argument("--trials", type=positive_int, default=None,
                    help="trials per method instead of the setting's (keep it equal across the methods you compare)")
     p.add_argument("--results", default=None,
                    help="study folder (default: results/tuning/<dataset>-<encoder>[-frozen]; smoke: results/smoke/...)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="the Ray cluster at ADDRESS (host:port or auto); without it a Ray is started here")
-    p.add_argument("--cpus-per-trial", type=_positive_int, default=None,
+    p.add_argument("--cpus-per-trial", type=positive_int, default=None,
                    help="CPUs (and torch threads) per trial (default: 1 for a frozen encoder or with a GPU share, else "
                         "up to 4)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="FRACTION",
                    help="GPU share per trial, e.g. 0.25: four trials on one GPU (default: 0, CPU only)")
-    p.add_argument("--concurrent", type=_positive_int, default=None,
+    p.add_argument("--concurrent", type=positive_int, default=None,
                    help="trials at once at most (default: as many as the resources allow)")
     p.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report of what exists")
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"takes a positive integer, got {text!r}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
