@@ -105,7 +105,18 @@ run() {
     if (( ${#wanted[@]} )) && [[ " ${wanted[*]} " != *" $name "* ]]; then continue; fi
     eval "args=(${entry#*|})"
     echo "=== $name: ${args[*]} ($(date -u +%FT%TZ))"
-    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null)
+    # A search that ends "interrupted" (exit 130) after trials were lost inside Ray more often than it
+    # re-runs them itself is resumed from its records: up to $SEARCH_TRIES runs of the same command.
+    local tries=1 status
+    while :; do
+      status=0
+      (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null) ||
+        status=$?
+      (( status == 130 && tries < ${SEARCH_TRIES:-5} )) || break
+      tries=$((tries + 1))
+      echo "=== $name: interrupted (exit 130): resuming from its records, run $tries of ${SEARCH_TRIES:-5}"
+    done
+    (( status == 0 )) || exit "$status"
   done
 }
 

@@ -106,3 +106,33 @@ def test_every_search_is_one_the_tuning_command_accepts():
         for method in (m for item in args.method for m in item.split(",")):
             assert parts_of(method), method  # a loss spec the search space knows
     assert {"ko6-me5-small", "ed6-minilm"} <= set(searches)
+
+
+STUB_PYTHON = """#!/usr/bin/env bash
+# stands in for the worktree's python: logs each call; the first run of the first search is "interrupted"
+echo "$*" >> "$CALLS"
+n=$(wc -l < "$CALLS")
+if [[ $n == 1 ]]; then exit 130; fi
+"""
+
+
+def test_run_resumes_a_search_that_ended_interrupted_then_goes_on_in_order(repo, tmp_path):
+    repo, _ = repo
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the commit the searches run from")
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit, "SAVE_EVERY": "1",
+           "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt")}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run", "ko6-me5-small-frozen",
+                          "ed32-minilm-frozen"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    assert [c.split("--dataset ")[1].split()[0] for c in calls] == ["ko6", "ko6", "ed32"]  # resumed once, then on
+    assert "resuming from its records, run 2 of 5" in out.stdout
