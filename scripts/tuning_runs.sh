@@ -71,9 +71,11 @@ restore() {  # saved records back into the worktree, so the searches resume wher
 save() {
   local src="$WORKTREE/results/tuning" rel new=()
   for rel in $(records "$src"); do
-    if [[ -e "$SAVED/$rel" ]] && cmp -s "$src/$rel" "$SAVED/$rel"; then continue; fi
     mkdir -p "$(dirname "$SAVED/$rel")"
-    cp -p "$src/$rel" "$SAVED/$rel.tmp" && mv "$SAVED/$rel.tmp" "$SAVED/$rel"
+    # the records name run folders by this machine's worktree path: saved project-relative instead
+    sed "s|$WORKTREE/||g" "$src/$rel" > "$SAVED/$rel.tmp"
+    if [[ -e "$SAVED/$rel" ]] && cmp -s "$SAVED/$rel.tmp" "$SAVED/$rel"; then rm "$SAVED/$rel.tmp"; continue; fi
+    mv "$SAVED/$rel.tmp" "$SAVED/$rel"
     new+=("$SAVED/$rel")
   done
   if (( ${#new[@]} )); then

@@ -44,7 +44,9 @@ def _trial(search: Path, trial: str, finished: bool) -> None:
     (folder / "seed100").mkdir(parents=True)
     (folder / "seed100" / "metrics.json").write_text("{}")  # a trial's run folder: stays in the worktree
     if finished:
-        (folder / "trial.json").write_text(json.dumps({"trial_id": trial, "status": "complete"}))
+        out = folder / "again-seed100"  # the record's re-run command names a folder of this worktree
+        (folder / "trial.json").write_text(json.dumps({"trial_id": trial, "status": "complete",
+                                                       "commands": {"100": f"python -m lib.run --out {out}"}}))
 
 
 def test_save_commits_only_the_records_and_restore_brings_them_back(repo, tmp_path):
@@ -72,7 +74,10 @@ def test_save_commits_only_the_records_and_restore_brings_them_back(repo, tmp_pa
     out = _script(repo, fresh, commit, "restore")
     assert out.returncode == 0, out.stderr
     back = fresh / "results" / "tuning" / "ko6-me5-small-frozen" / "ce"
-    assert json.loads((back / "trials" / "t1" / "trial.json").read_text())["status"] == "complete"
+    record = json.loads((back / "trials" / "t1" / "trial.json").read_text())
+    assert record["status"] == "complete"
+    assert record["commands"]["100"] == (  # project-relative: no folder of the machine that ran it
+        "python -m lib.run --out results/tuning/ko6-me5-small-frozen/ce/trials/t1/again-seed100")
     assert json.loads((back / "search.json").read_text()) == {"finished": True}
     assert not (back / "trials" / "t2").exists()
 
