@@ -35,16 +35,21 @@ COLUMNS = ["study", "title", "method", "rule", "seeds", "macro_f1", "macro_f1_lo
 IDENTITY_COLUMNS = COLUMNS[:COLUMNS.index("p_ttest") + 1]
 
 
+def _summaries(root: Path, studies=None):
+    """(folder, title, path, table) of each study's summary.csv under ``root``, in the main table's order;
+    a study without one is skipped."""
+    for folder, title in STUDIES if studies is None else studies:
+        path = root / folder / "summary.csv"
+        if path.exists():
+            yield folder, title, path, pd.read_csv(path)
+
+
 def collect_studies(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
     """Primary-rule rows of every study's summary.csv, the '|frozen' mark dropped from method keys."""
     studies = STUDIES if studies is None else studies
     root = resolve_results_dir(results_root)
     frames = []
-    for folder, title in studies:
-        path = root / folder / "summary.csv"
-        if not path.exists():
-            continue
-        table = pd.read_csv(path)
+    for folder, title, path, table in _summaries(root, studies):
         missing = {"method", "rule", "primary", "seeds", "macro_f1"} - set(table.columns)
         if missing:
             raise ValueError(f"{path}: not a study summary (missing columns {', '.join(sorted(missing))})")
@@ -103,14 +108,8 @@ def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataF
     (summary.csv's row with a verdict), its difference, 90% verdict interval (PROTOCOL.md: the union
     of the two-level bootstrap's and the t interval) and verdict. A summary without a verdict column
     (written before the protocol) adds no row."""
-    studies = STUDIES if studies is None else studies
-    root = resolve_results_dir(results_root)
     rows = []
-    for folder, title in studies:
-        path = root / folder / "summary.csv"
-        if not path.exists():
-            continue
-        table = pd.read_csv(path)
+    for folder, title, path, table in _summaries(resolve_results_dir(results_root), studies):
         if not {"verdict", "lo90", "hi90", "tl_diff"} <= set(table.columns):
             continue
         method = table["method"].str.replace("|frozen", "", regex=False)
