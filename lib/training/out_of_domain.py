@@ -50,12 +50,12 @@ def shared_class_metrics(y_true, y_pred, class_names: list[str], shared: list[in
 
 
 def score_sets(sets: list[OutOfDomainSet], run, model, loss_fn, inputs: dict, cfg, device, weights: dict,
-               rule: str) -> dict:
-    """Write each set's metrics and predictions into ``run``; return the summary for metrics.json."""
+               rule: str, train_emb) -> dict:
+    """Write each set's metrics and predictions into ``run``; return the summary for metrics.json.
+    ``train_emb``: the training split's embeddings under the same model (centroid and kNN rules)."""
     from lib.training.train import embed, predict_all, run_rules  # train.py calls this module: import late
 
     rules = run_rules(weights)
-    train_emb, _ = embed(model, inputs["train"], cfg, device)
     train_y = inputs["train"].labels
     summary = {}
     for s in sets:

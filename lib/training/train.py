@@ -300,19 +300,24 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
     timings["train_seconds"] = time.perf_counter() - t_train
 
     _restore(model, loss_fn, best["state"])
+    t_eval = time.perf_counter()
+    # The best epoch's training embeddings, once: the final evaluation, a saved model and the out-of-domain
+    # sets all need them (class centroids, kNN).
+    train_emb = embed(model, inputs["train"], cfg, device)[0]
+    save_seconds = 0.0
     if save_model:  # the best epoch's model, into the .partial run folder: published whole or not at all
         from lib.training.saved_model import save_run_model
 
         t_save = time.perf_counter()
-        save_run_model(run.path("model"), cfg, prep, model, loss_fn, embed(model, inputs["train"], cfg, device)[0],
-                       run_rules(weights), rule, best["epoch"])
-        timings["save_model_seconds"] = time.perf_counter() - t_save
-    t_eval = time.perf_counter()
-    metrics, test_emb, predictions = _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule)
+        save_run_model(run.path("model"), cfg, prep, model, loss_fn, train_emb, run_rules(weights), rule,
+                       best["epoch"])
+        save_seconds = timings["save_model_seconds"] = time.perf_counter() - t_save
+    metrics, test_emb, predictions = _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule,
+                                                       train_emb)
     if prep.ood:  # once, with the best epoch's model, into ood/<name>/ of the run folder under construction
         metrics["out_of_domain"] = out_of_domain.score_sets(prep.ood, run, model, loss_fn, inputs, cfg, device,
-                                                            weights, rule)
-    timings["eval_seconds"] = time.perf_counter() - t_eval
+                                                            weights, rule, train_emb)
+    timings["eval_seconds"] = time.perf_counter() - t_eval - save_seconds
     timings["total_seconds"] = time.perf_counter() - t0
     metrics.update({
         "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the a-priori rule",
@@ -377,9 +382,9 @@ def _select_score(model, loss_fn, inputs, cfg, device, C, rule) -> float:
     return float(f1_score(inputs["valid"].labels, pred, labels=np.arange(C), average="macro", zero_division=0))
 
 
-def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule):
+def _final_evaluation(model, loss_fn, inputs, cfg, device, bundle, weights, rule, train_emb):
+    """``train_emb``: the training split's embeddings under the same (best epoch's) model."""
     C, names = bundle.num_classes, bundle.class_names
-    train_emb, _ = embed(model, inputs["train"], cfg, device)
     train_y = inputs["train"].labels
     rules = run_rules(weights)
     metrics = {"primary_rule": rule, "rules": rules, "loss": cfg.loss, "method": cfg.loss}
