@@ -277,6 +277,35 @@ def test_the_winner_reruns_with_lib_run_to_the_same_validation_score(searched, t
 
 
 @pytest.mark.slow
+def test_the_recipe_reruns_on_the_fresh_seeds_and_tuning_bought_best_minus_recipe(searched, tmp_path):
+    """recipe.json: the first trial's configuration on the winner's fresh seeds; its commands re-run to its
+    scores; the report's gain is the winner's fresh-seed score minus the recipe's."""
+    from lib.run import main
+
+    study, report = searched[0], searched[1]
+    for method in METHODS:
+        folder = tuning.method_folder(study, method)
+        best = json.loads((folder / "best.json").read_text(encoding="utf-8"))
+        recipe = json.loads((folder / "recipe.json").read_text(encoding="utf-8"))
+        first = json.loads((folder / "trials" / recipe["trial_id"] / "trial.json").read_text(encoding="utf-8"))
+        assert first["recipe"] and recipe["seeds"] == best["confirm_seeds"] == [200, 201]
+        same = ("seed", "num_threads")
+        assert {k: v for k, v in recipe["config"].items() if k not in same} == {
+            k: v for k, v in first["config"].items() if k not in same}
+        assert recipe["valid_macro_f1"] == pytest.approx(sum(recipe["valid_macro_f1_per_seed"].values()) / 2)
+        assert recipe["best_minus_recipe"] == pytest.approx(best["confirm_valid_macro_f1"] - recipe["valid_macro_f1"])
+        row = report["budget"].set_index("method").loc[search_spaces.method_name(method)]
+        assert row["best_minus_recipe_fresh_seeds"] == pytest.approx(recipe["best_minus_recipe"])
+    words = recipe["commands"]["201"].split()
+    words[words.index("--out") + 1] = str(tmp_path / "again")
+    assert main(words[3:] + ["--quiet"]) == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["valid_macro_f1"] == recipe["valid_macro_f1_per_seed"]["201"]
+    bought = tuning_report.bought(report["budget"])
+    assert list(bought.columns) == ["method", *tuning_report.BOUGHT_COLUMNS.values()] and len(bought) == len(METHODS)
+
+
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_rerunning_finished_trials(searched):
     study, report, finished, stamps, log = searched
     assert len(finished) >= 2 and "resuming the search" in log, log[-3000:]
@@ -316,6 +345,35 @@ def test_a_folder_of_the_user_is_never_written(tmp_path, capsys):
                         "--results", str(tmp_path / "thesis")]) == 2
     assert "refusing to replace" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "thesis").iterdir()) == ["chapter1.txt"]
+
+
+def test_publish_is_refused_while_a_search_is_unfinished(tmp_path, capsys):
+    study = tuning.study_folder("ed6", "minilm", "smoke")
+    existed = study.exists()
+    assert tuning.main(["--dataset", "ed6", "--method", "ce", "--setting", "smoke", "--publish"]) == 2
+    assert "--publish: not finished" in capsys.readouterr().err
+    assert study.exists() == existed
+    assert tuning.main(["--dataset", "ed6", "--method", "ce", "--setting", "smoke", "--publish",
+                        "--results", str(tmp_path / "r")]) == 2
+    assert "it takes none of --results" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_published_notebook_07_is_executed_over_the_records_with_relative_paths(searched, encoder):
+    from lib.study.executed import absolute_paths
+    from lib.study.runner import executed_parameters
+
+    study = searched[0]
+    records = _trial_records(study)
+    path = tuning.render_notebook(study, "ed6", encoder, METHODS, "smoke")
+    assert path == study / "notebooks" / "07_tuning.ipynb" and _trial_records(study) == records  # nothing re-run
+    assert executed_parameters(path)["RUN_SEARCH"] is False
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code) and not [o for c in code for o in c["outputs"]
+                                                           if o.get("name") == "stderr"]
+    assert "best minus recipe, fresh seeds" in json.dumps(nb)
+    assert not absolute_paths(path)
 
 
 def test_notebook_07_is_a_thin_clean_template():

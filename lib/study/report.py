@@ -3,7 +3,9 @@
 Reads only the committed ``summary.csv`` files, so every number in the table traces to one of
 them. ``python -m lib.report`` writes ``results/main_table.csv`` (long, one row per study and
 method), ``results/main_table.md`` (wide, what the README shows) and ``results/main_figure.png``
-(combined - CE in every study, with its verdict interval: the figure atop the README).
+(combined - CE in every study, with its verdict interval: the figure atop the README); once Study 2's
+searches are published (lib.study.tuning --publish), ``results/tuning/tuning_table.csv`` and ``.md``:
+what tuning bought each method, from each published search's budget.csv.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from lib.training.results import write_csv, write_text
 from lib.evaluation.pvalues import format_p
 from lib.study.results_folder import csv_header_has
 from lib.study.studies import report_columns
+from lib.study import tuning_report
 from lib.study.plots import VERDICT_FIGURE_KEY, png_text, verdict_intervals_png
 from lib.study.summary import MARGIN, PRIMARY_METHOD, PRIMARY_STUDY, SEED_STUDY, markdown_table
 
@@ -152,6 +155,17 @@ def _is_main_table_md(path: Path) -> bool:
         return False
 
 
+TUNING_TABLE = "tuning/tuning_table"  # what tuning bought each method (lib.study.tuning_report.published_table)
+
+
+def _is_tuning_table_md(path: Path) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
+            "| study | method |")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder holding the study folders (default: results)")
@@ -160,10 +174,13 @@ def main(argv=None) -> int:
     try:
         long = collect_studies(args.results)
         verdicts = verdict_rows(args.results)
+        tuned = tuning_report.published_table(root / "tuning") if (root / "tuning").is_dir() else None
         for name, ours, what in (
                 ("main_table.csv", lambda p: csv_header_has(p, IDENTITY_COLUMNS), "a main table"),
                 ("main_table.md", _is_main_table_md, "a main table"),
-                ("main_figure.png", _is_main_figure, "the main figure")):
+                ("main_figure.png", _is_main_figure, "the main figure"),
+                (TUNING_TABLE + ".csv", lambda p: csv_header_has(p, tuning_report.TABLE_COLUMNS), "a tuning table"),
+                (TUNING_TABLE + ".md", _is_tuning_table_md, "a tuning table")):
             check_owned(root / name, ours, f"{what} written by python -m lib.report")
     except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -174,4 +191,9 @@ def main(argv=None) -> int:
     if len(verdicts):  # studies summarised before the protocol have no verdict to draw
         _write_bytes(root / "main_figure.png", main_figure_png(verdicts))
         print(f"combined - CE in {len(verdicts)} studies -> {root / 'main_figure.png'}")
+    if tuned is not None and len(tuned):  # Study 2's searches, once published (lib.study.tuning --publish)
+        write_csv(root / (TUNING_TABLE + ".csv"), tuned.round(6))
+        write_text(root / (TUNING_TABLE + ".md"), tuning_report.table_markdown(tuned))
+        print(f"{len(tuned)} tuned methods from {tuned['study'].nunique()} published searches -> "
+              f"{root / (TUNING_TABLE + '.md')}")
     return 0

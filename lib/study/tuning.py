@@ -65,6 +65,7 @@ METRIC = "valid_macro_f1"
 RECORD = "trial.json"
 SEARCH = "search.json"
 BEST = "best.json"
+RECIPE = "recipe.json"  # the Study 1 recipe re-run on the fresh seeds (confirm_recipe)
 RAY_RETRIES = 2  # runs of the trials left after trials failed inside Ray (see _run_search)
 RAY_STATE = ".ray"  # Ray Tune's working folder of a search's current run: machine-local, not a result
 
@@ -584,6 +585,39 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
     return out
 
 
+def confirm_recipe(search: Search) -> dict:
+    """Re-run the Study 1 recipe, as the search's first trial ran it, on the fresh seeds the winner was
+    re-run on; write and return recipe.json. The winner's tuning-seed score is the maximum of many trials
+    and flatters it; both on the same fresh seeds, winner minus recipe is what tuning bought (validation).
+    Runs here (in this process), with the torch threads of the winner's re-run."""
+    from lib.study.experiments import same_config
+    from lib.training.train import run_experiment
+
+    best = _read_json(Path(search.folder) / BEST)
+    if best is None:
+        raise TuningError(f"{Path(search.folder) / BEST}: missing; the search has not finished")
+    first = next((r for r in _records(search) if r.get("recipe")), None)
+    recipe = ExperimentConfig.from_dict(first["config"] if first else search.base)
+    threads = best["config"].get("num_threads")
+    scores, commands = {}, {}
+    for seed in search.confirm_seeds:
+        cfg = replace(recipe, seed=seed, num_threads=threads).validate()
+        out = Path(search.folder) / "recipe" / f"seed{seed}"
+        if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
+            metrics = _read_json(out / "metrics.json")
+        else:
+            metrics = run_experiment(cfg, out, quiet=True, validation_only=True)
+        scores[str(seed)] = metrics["valid_macro_f1"]
+        commands[str(seed)] = run_command(cfg, str(Path(search.folder) / "recipe" / f"again-seed{seed}"))
+    mean = sum(scores.values()) / len(scores)
+    out = {"method": search.name, "trial_id": first["trial_id"] if first else None,
+           "config": replace(recipe, seed=search.confirm_seeds[0], num_threads=threads).to_dict(),
+           "seeds": list(search.confirm_seeds), "valid_macro_f1_per_seed": scores, "valid_macro_f1": mean,
+           "commands": commands, "best_minus_recipe": best["confirm_valid_macro_f1"] - mean}
+    write_json(Path(search.folder) / RECIPE, out)
+    return out
+
+
 def _search_state(search: Search) -> dict | None:
     """search.json of an earlier search in the same folder; refused when it was another search."""
     state = _read_json(Path(search.folder) / SEARCH)
@@ -597,9 +631,11 @@ def _search_state(search: Search) -> dict | None:
 
 def run_searches(dataset: str, encoder: str, methods: list[str], setting_name: str, results: str | None = None, *,
                  ray_address: str | None = None, cpus_per_trial: int | None = None, gpus_per_trial: float = 0.0,
-                 concurrent: int | None = None, trials: int | None = None, run: bool = True) -> Path:
+                 concurrent: int | None = None, trials: int | None = None, run: bool = True,
+                 finished_only: bool = False) -> Path:
     """Every method's search (resumed where one was interrupted; skipped where finished), each winner
-    confirmed on fresh seeds (``run=False``: nothing is run). Returns the study folder, whose report
+    and the Study 1 recipe re-run on fresh seeds (``run=False``: nothing is run; ``finished_only``:
+    refused unless every search has finished). Returns the study folder, whose report
     lib.study.tuning_report writes."""
     if not methods:
         raise TuningError("name at least one --method (a loss spec such as ce, combined or ce=0.5+supcon=0.5)")
@@ -617,6 +653,9 @@ def run_searches(dataset: str, encoder: str, methods: list[str], setting_name: s
         raise TuningError(f"--method: two methods with the same parts ({', '.join(names)}); a sum's weights are "
                           "tuned, so name each set of parts once")
     todo = [s for s in searches if not ((_search_state(s) or {}).get("finished") and (Path(s.folder) / BEST).is_file())]
+    if finished_only and todo:
+        raise TuningError(f"--publish: not finished in {study}: {', '.join(s.name for s in todo)}; run the searches "
+                          "first (the same command without --publish)")
     for s in searches:
         if s not in todo:
             print(f"tune {s.name}: finished earlier ({s.trials} trials) in {s.folder}", flush=True)
@@ -624,6 +663,15 @@ def run_searches(dataset: str, encoder: str, methods: list[str], setting_name: s
         _run_on_ray(todo, study, ray_address, cpus_per_trial, gpus_per_trial, concurrent)
     elif todo:
         print(f"tune: not run here (report only): {', '.join(s.name for s in todo)}", flush=True)
+    for s in searches:  # what tuning bought: the recipe on the winner's fresh seeds
+        if (Path(s.folder) / BEST).is_file() and not (Path(s.folder) / RECIPE).is_file():
+            if not run:
+                print(f"tune {s.name}: recipe not re-run on fresh seeds (report only)", flush=True)
+                continue
+            r = confirm_recipe(s)
+            print(f"tune {s.name}: Study 1 recipe {r['valid_macro_f1']:.4f} on fresh seeds "
+                  f"{','.join(map(str, s.confirm_seeds))} (winner minus recipe {r['best_minus_recipe']:+.4f})",
+                  flush=True)
     return study
 
 
@@ -669,6 +717,24 @@ def _run_on_ray(todo: list[Search], study: Path, address, cpus_per_trial, gpus_p
             ray.shutdown()
 
 
+def render_notebook(study: Path, dataset: str, encoder: str, methods: list[str], setting_name: str) -> Path:
+    """Notebook 07 executed over the study's records (RUN_SEARCH False: it trains nothing) into
+    ``<study>/notebooks/07_tuning.ipynb``, paths project-relative, as the study notebooks are."""
+    from lib.paths import PROJECT_ROOT
+    from lib.study.profiles import TUNING_NOTEBOOK
+    from lib.study.runner import Report, execute
+
+    params = {"DATASET": dataset, "ENCODER": encoder, "SETTING": setting_name, "METHODS": methods,
+              "RESULTS_DIR": os.path.relpath(study, PROJECT_ROOT), "RUN_SEARCH": False}
+    report = Report()
+    status = execute(TUNING_NOTEBOOK, None, params, study / "notebooks", True, report)
+    if report.failed:
+        raise TuningError(f"notebook {TUNING_NOTEBOOK} over {study}: {status} (executed copy: "
+                          f"{report.failed[0]['executed_copy']})")
+    print(f"tune: notebook {study / 'notebooks' / TUNING_NOTEBOOK}.ipynb {status}", flush=True)
+    return study / "notebooks" / f"{TUNING_NOTEBOOK}.ipynb"
+
+
 # ---- command line ----
 
 def build_parser() -> argparse.ArgumentParser:
@@ -703,6 +769,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent", type=positive_int, default=None,
                    help="trials at once at most (default: as many as the resources allow)")
     p.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report of what exists")
+    p.add_argument("--publish", action="store_true",
+                   help="the published report of finished searches in results/tuning/<study>: re-run the Study 1 recipe "
+                        "on the fresh seeds where missing, write the report, execute notebook 07 over the records "
+                        "into <study>/notebooks/; refused while a named search is unfinished")
     return p
 
 
@@ -722,12 +792,18 @@ def main(argv: list[str] | None = None) -> int:
         problem = check_inputs(args.dataset, encoder)
         if problem:
             raise TuningError(problem)
+        if args.publish and (args.results or args.report_only or args.trials):
+            raise TuningError("--publish writes the published report of the setting's own searches; it takes none "
+                              "of --results, --report-only, --trials")
         study = run_searches(args.dataset, encoder, methods, name, args.results, ray_address=args.ray,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                             concurrent=args.concurrent, trials=args.trials, run=not args.report_only)
+                             concurrent=args.concurrent, trials=args.trials, run=not args.report_only,
+                             finished_only=args.publish)
         from lib.study import tuning_report
 
         report = tuning_report.write_report(study)
+        if args.publish:
+            render_notebook(study, args.dataset, encoder, methods, name)
     except (TuningError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

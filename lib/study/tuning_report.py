@@ -8,7 +8,9 @@ Files written under the study folder (CSV and JSON, UTF-8, sorted columns and ke
                        equal-budget picture: every method gets the same number of trials)
     best_configs.csv   per method and hyperparameter: the Study 1 recipe's value beside the best trial's
     importance.csv     per method and hyperparameter: Optuna's fANOVA importance over the complete trials
-    report.json        per method: budget, trials by status, best trial, its drop on fresh seeds
+    budget.csv         per method: budget, trials by status, best trial, its drop on fresh seeds, the Study 1
+                       recipe on the same fresh seeds and what tuning bought (best minus recipe there)
+    report.json        budget.csv as JSON, and whether every method had an equal, fully used budget
     figures/best_so_far.png, figures/importance.png
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ def searches(study: str | Path) -> dict[str, dict]:
             records = [r for r in records if r["trial_id"] in keep]
         out[search_spaces.method_name(budget["method"])] = {
             "folder": folder, "state": state, "budget": budget, "best": _read(folder / "best.json"),
+            "recipe": _read(folder / "recipe.json"),
             "records": sorted(records, key=lambda r: r["number"])}
     return out
 
@@ -91,7 +94,8 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
 
 def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
     """Per method: each hyperparameter of its space, the Study 1 recipe's value beside the best trial's;
-    then the scores: validation macro-F1 on the tuning seeds (recipe = its trial), on fresh seeds, drop.
+    then the scores: validation macro-F1 on the tuning seeds (recipe = its trial), on fresh seeds (both
+    re-run), the winner's drop, and what tuning bought (best minus recipe on the fresh seeds).
     The recipe as its trial ran it (trial 1: a sum's weights normalised to sum 1)."""
     rows = []
     for method, s in found.items():
@@ -106,9 +110,11 @@ def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
         rows += [
             {"method": method, "parameter": f"{SCORE} (tuning seeds)",
              "recipe": best["recipe"]["search_valid_macro_f1"], "best": best["search_valid_macro_f1"]},
-            {"method": method, "parameter": f"{SCORE} (fresh seeds)", "recipe": None,
-             "best": best["confirm_valid_macro_f1"]},
-            {"method": method, "parameter": "drop on fresh seeds", "recipe": None, "best": best["drop"]}]
+            {"method": method, "parameter": f"{SCORE} (fresh seeds)",
+             "recipe": (s["recipe"] or {}).get(SCORE), "best": best["confirm_valid_macro_f1"]},
+            {"method": method, "parameter": "drop on fresh seeds", "recipe": None, "best": best["drop"]},
+            {"method": method, "parameter": "best minus recipe (fresh seeds)", "recipe": None,
+             "best": (s["recipe"] or {}).get("best_minus_recipe")}]
     frame = pd.DataFrame(rows, columns=["method", "parameter", "recipe", "best"])
     for column in ("recipe", "best"):  # mixed numbers and text: one readable column
         frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
@@ -150,7 +156,7 @@ def budget_table(found: dict[str, dict]) -> pd.DataFrame:
         b, records = s["budget"], s["records"]
         status = pd.Series([r["status"] for r in records], dtype=object)
         seconds = [r["seconds"] for r in records if r.get("seconds") is not None]
-        best = s["best"] or {}
+        best, recipe = s["best"] or {}, s["recipe"] or {}
         rows.append({"method": method, "setting": b["setting"], "budget_trials": b["trials"],
                      "max_epochs": b["max_epochs"], "seeds": ",".join(map(str, b["seeds"])),
                      "finished": bool(s["state"].get("finished")), "trials": len(records),
@@ -160,8 +166,24 @@ def budget_table(found: dict[str, dict]) -> pd.DataFrame:
                      "best_trial": next((i for i, r in enumerate(records, 1) if r["trial_id"] == best["trial_id"]),
                                         None) if best else None,
                      f"best_{SCORE}": best.get("search_valid_macro_f1"),
-                     f"fresh_seeds_{SCORE}": best.get("confirm_valid_macro_f1"), "drop": best.get("drop")})
+                     f"fresh_seeds_{SCORE}": best.get("confirm_valid_macro_f1"), "drop": best.get("drop"),
+                     f"recipe_{SCORE}": (best.get("recipe") or {}).get("search_valid_macro_f1"),
+                     f"recipe_fresh_seeds_{SCORE}": recipe.get(SCORE),
+                     "best_minus_recipe_fresh_seeds": recipe.get("best_minus_recipe")})
     return pd.DataFrame(rows)
+
+
+BOUGHT_COLUMNS = {f"recipe_{SCORE}": "recipe, tuning seeds", f"recipe_fresh_seeds_{SCORE}": "recipe, fresh seeds",
+                  f"best_{SCORE}": "best, tuning seeds", f"fresh_seeds_{SCORE}": "best, fresh seeds",
+                  "drop": "best's drop", "best_minus_recipe_fresh_seeds": "best minus recipe, fresh seeds"}
+
+
+def bought(budget: pd.DataFrame) -> pd.DataFrame:
+    """What tuning bought each method (validation macro-F1): the Study 1 recipe and the winner on the
+    tuning seeds and on the fresh seeds; only the fresh-seed difference is free of the winner's luck."""
+    if budget.empty:
+        return pd.DataFrame(columns=["method", *BOUGHT_COLUMNS.values()])
+    return budget[["method", *BOUGHT_COLUMNS]].rename(columns=BOUGHT_COLUMNS).round(4)
 
 
 def equal_budget(budget: pd.DataFrame) -> bool:
@@ -251,3 +273,47 @@ def check_report(report: dict) -> None:
     seed_columns = [c for c in trials.columns if c.startswith(f"{SCORE}_seed")]
     done = trials[trials["status"] == "complete"]
     assert np.allclose(done[seed_columns].mean(axis=1), done[SCORE]), "a trial's score is not its seeds' mean"
+
+
+# ---- across the published searches: the README's tuning table ----
+
+PART_NAMES = {"ce": "CE", "triplet": "Triplet", "arcface": "ArcFace", "supcon": "SupCon"}
+TABLE_COLUMNS = ["study", "method", *BOUGHT_COLUMNS.values()]
+
+
+def is_published(study: Path) -> bool:
+    """A study folder whose searches are all finished, with an equal budget, and notebook 07 rendered over
+    them (lib.study.tuning --publish)."""
+    summary = _read(study / "report.json") or {}
+    return bool(summary.get("equal_budget")) and (study / "notebooks" / "07_tuning.ipynb").is_file()
+
+
+def published_table(tuning_root: str | Path) -> pd.DataFrame:
+    """One row per published study and method: what tuning bought (``bought``), from each budget.csv."""
+    parts = []
+    for study in sorted(p for p in Path(tuning_root).iterdir() if p.is_dir() and is_published(p)):
+        frame = bought(pd.read_csv(study / "budget.csv"))
+        parts.append(frame.assign(study=study.name)[TABLE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def _method_title(name: str) -> str:
+    return " + ".join(PART_NAMES.get(p, p) for p in name.split("+"))
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The table (4 decimals), then per study what tuning bought cross-entropy beside the combined loss."""
+    from lib.study.summary import markdown_table
+
+    shown = table.assign(method=table["method"].map(_method_title))
+    for column in BOUGHT_COLUMNS.values():
+        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:+.4f}" if "minus" in column
+                                          or "drop" in column else f"{v:.4f}")
+    lines = [markdown_table(shown)]
+    gain = "best minus recipe, fresh seeds"
+    for study, t in table.groupby("study", sort=False):
+        by = t.set_index("method")[gain]
+        if {"ce", "ce+triplet+arcface"} <= set(by.index) and by.notna().all():
+            lines.append(f"- {study}: tuning bought CE {by['ce']:+.4f} and the combined loss "
+                         f"{by['ce+triplet+arcface']:+.4f} (CE minus combined {by['ce'] - by['ce+triplet+arcface']:+.4f}).")
+    return "\n".join(lines).rstrip("\n") + "\n"
