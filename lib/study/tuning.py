@@ -599,7 +599,7 @@ def confirm_recipe(search: Search) -> dict:
     first = next((r for r in _records(search) if r.get("recipe")), None)
     recipe = ExperimentConfig.from_dict(first["config"] if first else search.base)
     threads = best["config"].get("num_threads")
-    scores, commands = {}, {}
+    scores, commands, made_by = {}, {}, {}
     for seed in search.confirm_seeds:
         cfg = replace(recipe, seed=seed, num_threads=threads).validate()
         out = Path(search.folder) / "recipe" / f"seed{seed}"
@@ -608,12 +608,13 @@ def confirm_recipe(search: Search) -> dict:
         else:
             metrics = run_experiment(cfg, out, quiet=True, validation_only=True)
         scores[str(seed)] = metrics["valid_macro_f1"]
+        made_by[str(seed)] = (_read_json(out / "environment.json") or {}).get("git")  # the run folders stay local
         commands[str(seed)] = run_command(cfg, str(Path(search.folder) / "recipe" / f"again-seed{seed}"))
     mean = sum(scores.values()) / len(scores)
     out = {"method": search.name, "trial_id": first["trial_id"] if first else None,
            "config": replace(recipe, seed=search.confirm_seeds[0], num_threads=threads).to_dict(),
            "seeds": list(search.confirm_seeds), "valid_macro_f1_per_seed": scores, "valid_macro_f1": mean,
-           "commands": commands, "best_minus_recipe": best["confirm_valid_macro_f1"] - mean}
+           "commands": commands, "best_minus_recipe": best["confirm_valid_macro_f1"] - mean, "git": made_by}
     write_json(Path(search.folder) / RECIPE, out)
     return out
 
