@@ -20,6 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
 WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
 SAVED="$ROOT/results/in-progress"
+source "$ROOT/scripts/worktree.sh"  # clean_worktree
 
 # The protocol's order (amendment 3), "results folder|run_all.sh arguments" a line, from the one list
 # of the studies (lib/study/studies.py: standard library only, so any python3 reads it).
@@ -42,18 +43,9 @@ study_args() {  # the run_all.sh arguments of one study of STUDIES, into the arr
 
 published() { [[ -f "$ROOT/results/$1/run_times.csv" ]]; }  # written only when a protocol study is published
 
-worktree() {
-  if [[ ! -d "$WORKTREE" ]]; then
-    git -C "$ROOT" worktree add --detach "$WORKTREE" "$COMMIT"
-  fi
-  [[ -e "$WORKTREE/.venv" ]] || ln -s "$ROOT/.venv" "$WORKTREE/.venv"
-  # the link is not code: keep it out of the worktree's git status (and so out of "dirty")
-  grep -qx ".venv" "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
-    echo ".venv" >> "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude"
+worktree() {  # the runner then runs from the worktree
+  clean_worktree "$ROOT" "$WORKTREE" "$COMMIT"
   cd "$WORKTREE"
-  if [[ -n "$(git status --porcelain)" || "$(git rev-parse --short=7 HEAD)" != "$COMMIT" ]]; then
-    echo "error: $WORKTREE is not a clean checkout of $COMMIT" >&2; exit 2
-  fi
 }
 
 finished_runs() {  # run folders with a metrics.json under $1/runs (the grid's included), relative to $1

@@ -12,6 +12,7 @@ import pytest
 from lib.paths import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "scripts" / "confirmatory_runs.sh"
+SHARED = PROJECT_ROOT / "scripts" / "worktree.sh"  # sourced: the clean worktree (also scripts/tuning_runs.sh's)
 STUDIES_MODULE = ("lib/__init__.py", "lib/study/__init__.py", "lib/study/studies.py")
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -41,7 +42,8 @@ def _run(folder: Path, finished_at: float | None = None, embeddings: bool = True
 def checkout(tmp_path):
     repo = tmp_path / "main"
     (repo / "scripts").mkdir(parents=True)
-    shutil.copy(SCRIPT, repo / "scripts" / SCRIPT.name)
+    for script in (SCRIPT, SHARED):
+        shutil.copy(script, repo / "scripts" / script.name)
     for module in STUDIES_MODULE:  # the script reads the list of studies from lib/study/studies.py
         (repo / module).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_ROOT / module, repo / module)
@@ -154,6 +156,32 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
     assert saved == {f"results/in-progress/ko6-me5-small/runs/ce1.0/seed{k}/metrics.json" for k in range(10)}
     assert _git(repo, "status", "--porcelain", "results") == ""
+
+
+def test_run_refuses_a_worktree_that_is_not_a_clean_checkout_of_the_commit(checkout, tmp_path):
+    repo, _ = checkout
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the commit the study trains")
+    commit = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    worktree = tmp_path / "used-study"
+    _git(repo, "worktree", "add", "-q", "--detach", str(worktree), "HEAD")
+    (worktree / "lib" / "patch.py").write_text("")  # code that is not the commit's
+    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "STUDY_COMMIT": commit, "STUDY_DATA_DIR": str(tmp_path),
+           "CALLS": str(tmp_path / "calls.txt")}
+    run = ["bash", str(repo / "scripts" / SCRIPT.name), "run"]
+    elsewhere = tmp_path / "elsewhere"  # started from another folder than the checkout
+    elsewhere.mkdir()
+    out = subprocess.run(run, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == f"error: {worktree} is not a clean checkout of {commit}\n"
+    assert _git(worktree, "status", "--porcelain") == "?? lib/patch.py\n"  # the .venv link it made is no change
+    assert (worktree / ".venv").resolve() == (repo / ".venv").resolve()
+    (worktree / "lib" / "patch.py").unlink()
+    _git(worktree, "checkout", "-q", "--detach", "HEAD~1")  # clean, but another commit
+    out = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == f"error: {worktree} is not a clean checkout of {commit}\n"
+    assert not (tmp_path / "calls.txt").exists()  # nothing was trained
 
 
 STUB_PUBLISH_PYTHON = """#!/usr/bin/env bash

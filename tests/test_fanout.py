@@ -6,6 +6,7 @@ stopped by process id at the end: only what these tests started is ever killed.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -150,7 +151,10 @@ def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
     """Same metrics, predictions and embeddings bit for bit (same CPU, same torch threads), same summary."""
     import torch
 
-    common = [*SMALL, "--seeds", "0,1", "--notebooks", "01_baseline_ce,06_summary", "--set", "BASELINES=[]"]
+    # PROVENANCE=any: a commit in this checkout between two runs (their environment.json) must not stop the
+    # summary; what is compared (runs, summary.csv) records no commit
+    common = [*SMALL, "--seeds", "0,1", "--notebooks", "01_baseline_ce,06_summary", "--set", "BASELINES=[]", "--set",
+              "PROVENANCE=any"]
     seq = _runner(*common, "--results", str(tmp_path / "seq"))
     assert seq.returncode == 0, seq.stdout[-3000:] + seq.stderr[-3000:]
     threads = str(torch.get_num_threads())  # what the notebook kernel's torch uses in the sequential study
@@ -185,8 +189,6 @@ def test_ray_options_without_ray_are_refused(tmp_path):
 
 
 def test_a_sweep_over_published_runs_trained_otherwise_stops_before_ray_starts(tmp_path, monkeypatch, capsys):
-    import argparse
-
     import lib.study.fanout as fanout
 
     monkeypatch.setattr(fanout, "is_published", lambda path: True)
@@ -200,6 +202,121 @@ def test_a_sweep_over_published_runs_trained_otherwise_stops_before_ray_starts(t
     assert fanout.ray_sweep(args, *plan).exit_code == 2
     assert "1 published run(s) were trained with other settings" in capsys.readouterr().err
     assert json.loads((run.folder / "config.json").read_text())["epochs"] == 99  # not replaced
+
+
+class _InProcessRay:
+    """Stands in for ray in ray_sweep: each task runs here when it is submitted, on one node of one CPU."""
+
+    def __init__(self):
+        self.done = []
+
+    def remote(self, fn):
+        ray = self
+
+        class Task:
+            def options(self, **_):
+                return self
+
+            def remote(self, *args):
+                ray.done.append(fn(*args))
+                return len(ray.done) - 1
+
+        return Task()
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return self.done[ref]
+
+    def cluster_resources(self):
+        return {"CPU": 1}
+
+    def get_runtime_context(self):
+        return argparse.Namespace(get_node_id=lambda: "node0000")
+
+    def shutdown(self):
+        pass
+
+
+def test_save_model_set_for_a_notebook_reaches_the_runs_trained_on_ray(tmp_path, monkeypatch, capsys):
+    """--set SAVE_MODEL=true: the fine-tuned run is trained on Ray with its model/ (the baseline, which has
+    none, without), a finished run without one is trained again, and the notebook then reuses it."""
+    import types
+    from dataclasses import replace
+
+    import lib.study.fanout as fanout
+    import lib.training.train as train
+    from lib.study.experiments import run_or_load
+    from lib.training.saved_model import INFO_FILE, MODEL_DIR
+
+    calls = []
+
+    def run_experiment(cfg, out, quiet=False, save_model=False):  # a complete run folder, model/ if asked
+        calls.append((cfg.method, save_model))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (out / "metrics.json").write_text('{"test_macro_f1": 0.5}')
+        if save_model:
+            (out / MODEL_DIR).mkdir()
+            (out / MODEL_DIR / INFO_FILE).write_text("{}")
+        return {"test_macro_f1": 0.5}
+
+    monkeypatch.setattr(train, "run_experiment", run_experiment)
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
+    stub = _InProcessRay()
+    for name in ("remote", "wait", "get", "cluster_resources", "get_runtime_context", "shutdown"):
+        setattr(sys.modules["ray"], name, getattr(stub, name))
+    monkeypatch.setattr(fanout, "_connect", lambda *a: None)
+    monkeypatch.setattr(fanout, "check_shared_folder", lambda *a: None)
+    monkeypatch.setattr(fanout, "_resources", lambda *a: ({"num_cpus": 1}, 1, "1 CPU(s) per run"))
+    plan = ("smoke", "ed6", "minilm", [0], tmp_path, ["01_baseline_ce"], {"BASELINES": ["tfidf-lr"],
+                                                                          "SAVE_MODEL": True})
+    ce, tfidf = fanout.planned_runs(*plan)
+    run_experiment(replace(ce.config).validate(), ce.folder)  # the same experiment, trained without its model
+    calls.clear()
+    args = argparse.Namespace(ray=fanout.LOCAL, ray_workers=None, ray_cpus_per_run=None, force=False, by_seed=False,
+                              ray_retries=0)
+    sweep = fanout.ray_sweep(args, *plan)
+    assert sweep.exit_code is None and sweep.failed == [], capsys.readouterr().err
+    assert "ray: 2 run(s) needed by the notebooks, 0 finished earlier, 2 to train" in capsys.readouterr().out
+    assert sorted(calls) == [("finetune", True), ("tfidf-lr", False)]
+    assert (ce.folder / MODEL_DIR / INFO_FILE).is_file() and not (tfidf.folder / MODEL_DIR).exists()
+    # what notebook 01 then calls (SAVE_MODEL = True): the run trained on Ray, not a second training
+    assert run_or_load(ce.config, tmp_path, save_model=True)["reused"] is True
+    assert len(calls) == 2
+
+
+def test_a_published_run_without_the_model_save_model_asks_for_stops_before_ray_starts(tmp_path, monkeypatch,
+                                                                                       capsys):
+    from dataclasses import replace
+
+    import lib.study.fanout as fanout
+
+    monkeypatch.setattr(fanout, "is_published", lambda path: True)
+    plan = ("smoke", "ed6", "minilm", [0], tmp_path, ["01_baseline_ce"], {"BASELINES": [], "SAVE_MODEL": True})
+    (run,) = fanout.planned_runs(*plan)
+    run.folder.mkdir(parents=True)
+    (run.folder / "config.json").write_text(json.dumps(replace(run.config).validate().to_dict()))
+    (run.folder / "metrics.json").write_text("{}")
+    monkeypatch.setattr(fanout, "_connect", lambda *a: pytest.fail("Ray was started"))
+    args = argparse.Namespace(ray=fanout.LOCAL, ray_workers=None, ray_cpus_per_run=None, force=False, by_seed=False)
+    assert fanout.ray_sweep(args, *plan).exit_code == 2
+    err = capsys.readouterr().err
+    assert f"1 published run(s) have no saved model (model/), e.g. {run.folder}" in err and "other settings" not in err
+    assert sorted(p.name for p in run.folder.iterdir()) == ["config.json", "metrics.json"]  # not retrained
+
+
+@pytest.mark.slow
+def test_save_model_on_a_local_ray_keeps_the_model_and_the_notebook_reuses_the_run(tmp_path):
+    results = tmp_path / "r"
+    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", "BASELINES=[]", "--set",
+                "SAVE_MODEL=true", "--results", str(results), "--ray", "--ray-workers", "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "ray: 1 run(s) needed by the notebooks, 0 finished earlier, 1 to train" in r.stdout
+    assert (results / "runs" / "ce1.0" / "seed0" / "model" / "model.json").is_file()
+    executed = (results / "notebooks" / "01_baseline_ce-seed0.ipynb").read_text()
+    assert "reused a finished run" in executed  # trained once, on Ray: the notebook found it with its model
 
 
 # ---- a two-node cluster on this machine ----

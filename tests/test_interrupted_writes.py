@@ -4,7 +4,10 @@ a cached feature file or a summary that a later run reads as complete but is not
 A child process trains the same tiny frozen-encoder run over and over into one results folder
 (each round writes the run folder, the feature cache and the summary again) and is killed at
 random moments. Every round writes identical bytes, so whatever is found afterwards must equal
-the reference round exactly, or be absent; the next run then completes.
+the reference round exactly, or be absent; the next run then completes. Identical bytes need one git
+state: each run records the checkout's commit and dirty flag (environment.json), and summary.md names
+them ("Provenance: ... from commit <hash>, clean tree"), so a commit or edit in this checkout while the
+test runs would change the summary between rounds. Every round records the state read once at the start.
 """
 from __future__ import annotations
 
@@ -29,11 +32,14 @@ KILLS = 3
 CHILD = r"""
 import json, sys
 from pathlib import Path
+import lib.training.results
 from lib.training.config import ExperimentConfig
 from lib.training.train import run_experiment
 from lib.study.summary import build_summary, write_summary
 
 results, features, cfg = Path(sys.argv[1]), Path(sys.argv[2]), ExperimentConfig(**json.loads(sys.argv[3]))
+pinned = json.loads(sys.argv[4])
+lib.training.results.git_state = lambda: pinned  # the reference round's git state (module docstring)
 while True:
     for f in features.glob("*.safetensors"):
         f.unlink()  # the files this loop wrote: so that every round writes the feature cache again
@@ -71,13 +77,21 @@ def state(results: Path, features: Path) -> dict:
     return found
 
 
+def recorded_git(run: Path) -> dict:
+    """The git state a run recorded (what its summary's provenance line is made from)."""
+    return json.loads((run / "environment.json").read_text())["git"]
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_anything_read_as_complete(tmp_path, monkeypatch):
+    import lib.training.results
     from lib.study.reproduce import differences
     from lib.training.results import find_runs
 
     results, cache = tmp_path / "results", tmp_path / "cache"
     monkeypatch.setenv("STUDY_CACHE_DIR", str(cache))
+    pinned = lib.training.results.git_state()  # every round records it, the children's too (module docstring)
+    monkeypatch.setattr(lib.training.results, "git_state", lambda: pinned)
     features = cache / "features"
     t0 = time.perf_counter()
     one_round(results)
@@ -86,11 +100,13 @@ def test_sigkill_at_random_moments_never_leaves_anything_read_as_complete(tmp_pa
     reference_run = shutil.copytree(run, tmp_path / "reference")
     reference = state(results, features)
     assert len([n for n in reference if n.endswith(".safetensors")]) == 3 and "summary.csv" in reference
+    assert recorded_git(run) == pinned
 
     rng = random.Random()
     env = dict(os.environ, STUDY_CACHE_DIR=str(cache), TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(PROJECT_ROOT))
     for k in range(KILLS):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(results), str(features), json.dumps(CONFIG)],
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(results), str(features), json.dumps(CONFIG),
+                                  json.dumps(pinned)],
                                  cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True)
         assert child.stdout.readline() == "round\n", "the child did not start"
@@ -103,6 +119,7 @@ def test_sigkill_at_random_moments_never_leaves_anything_read_as_complete(tmp_pa
         assert find_runs(results) in ([], [run]), where
         if run.exists():
             assert [d.text for d in differences(reference_run, run)] == [], where
+            assert recorded_git(run) == pinned, where
         now = state(results, features)
         assert all(now[name] == reference[name] for name in now), where + ": a file differs from the reference"
         assert set(now) <= set(reference), where

@@ -8,6 +8,8 @@ Tasks, not notebook kernels, go to Ray (kernels started side by side race for ZM
   once, ``--ray-cpus-per-run`` CPUs each: by default the cores divided by the workers).
 - Resources: a run asks for 1 GPU when the cluster has GPUs, else its CPUs; torch uses as many
   threads as the run has CPUs (``num_threads``, a runtime field: the run is the same experiment).
+- Saved models: a fine-tuned run is trained with ``save_model`` (its ``model/``) when a notebook
+  that needs it has ``SAVE_MODEL`` set (``--set SAVE_MODEL=true``), as that notebook would train it.
 - Shared results: before any training a task on every node reads a marker the driver wrote in
   the results folder and writes one back; a node that cannot stops the sweep with one message.
 - Faults: a worker that dies is retried (``--ray-retries``); a run that raises is reported with
@@ -35,6 +37,7 @@ from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
 from lib.study.ray_options import LOCAL  # the --ray options themselves: standard library only, for --help
 from lib.training.config import ExperimentConfig
 from lib.training.results import PARTIAL_SUFFIX, is_complete
+from lib.training.saved_model import has_saved_model
 
 MARKER = ".ray-shared-check"
 # Passed on to every worker: where the project, data and encoders are, and offline switches.
@@ -48,6 +51,7 @@ class SweepRun:
     group: str | None
     folder: Path
     needed_by: list = field(default_factory=list)  # [(notebook, seed), ...]
+    save_model: bool = False  # keep its model/: a notebook that needs it has SAVE_MODEL (fine-tuned runs only)
 
     @property
     def label(self) -> str:
@@ -88,18 +92,25 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
                 run = runs.setdefault(folder, SweepRun(planned.config, planned.group, folder))
                 if (nb, seed) not in run.needed_by:
                     run.needed_by.append((nb, seed))
+                # as run_or_load: baselines ignore SAVE_MODEL; one notebook asking for the model is enough
+                run.save_model |= bool(params.get("SAVE_MODEL")) and planned.config.method == "finetune"
     ordered = list(runs.values())
     return sorted(ordered, key=lambda r: min(seed for _, seed in r.needed_by)) if by_seed else ordered
 
 
-def finished(run: SweepRun) -> bool:
-    """A complete run of the same experiment is there already (what the notebook would reuse)."""
+def same_experiment(run: SweepRun) -> bool:
+    """A complete run of the same experiment is in the run's folder (with or without its model)."""
     if not is_complete(run.folder):
         return False
     try:
         return same_config(json.loads((run.folder / "config.json").read_text()), run.config.validate())
     except (OSError, ValueError):
         return False
+
+
+def finished(run: SweepRun) -> bool:
+    """What the notebook would reuse: the same experiment, with its model/ where it must keep one."""
+    return same_experiment(run) and not (run.save_model and not has_saved_model(run.folder))
 
 
 def changed_fields(cfg: ExperimentConfig) -> dict:
@@ -110,14 +121,15 @@ def changed_fields(cfg: ExperimentConfig) -> dict:
 
 # ---- what runs on the workers (module-level functions: Ray imports them from lib on each node) ----
 
-def _train_task(config: dict, results: str, group: str | None, force: bool) -> dict:
+def _train_task(config: dict, results: str, group: str | None, force: bool, save_model: bool = False) -> dict:
     import ray
 
     from lib.study.experiments import run_or_load
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t = time.perf_counter()
-    metrics = run_or_load(ExperimentConfig.from_dict(config), results, force=force, quiet=True, group=group)
+    metrics = run_or_load(ExperimentConfig.from_dict(config), results, force=force, quiet=True, group=group,
+                          save_model=save_model)
     return {"test_macro_f1": metrics.get("test_macro_f1"), "reused": metrics.get("reused"),
             "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
             "seconds": time.perf_counter() - t}
@@ -280,9 +292,14 @@ def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], 
     force = bool(getattr(args, "force", False))
     todo = runs if force else [r for r in runs if not finished(r)]
     stale = [r for r in todo if not force and is_published(results) and is_complete(r.folder)]
-    if stale:  # run_or_load would refuse each one on its worker; say so before Ray starts
-        return _error(f"{len(stale)} published run(s) were trained with other settings than this command's, e.g. "
-                      f"{stale[0].folder}; they are not replaced and nothing was trained (--force replaces them)")
+    other = [r for r in stale if not same_experiment(r)]
+    if other:  # run_or_load would refuse each one on its worker; say so before Ray starts
+        return _error(f"{len(other)} published run(s) were trained with other settings than this command's, e.g. "
+                      f"{other[0].folder}; they are not replaced and nothing was trained (--force replaces them)")
+    if stale:  # the same experiments, without the model/ SAVE_MODEL asks for: refused there too
+        return _error(f"{len(stale)} published run(s) have no saved model (model/), e.g. {stale[0].folder}; they are "
+                      "not retrained and nothing was trained (train into results/local, without --publish, to keep "
+                      "a model, or pass --force to replace them)")
     sweep = Sweep(reused=len(runs) - len(todo))
     print(f"ray: {len(runs)} run(s) needed by the notebooks, {sweep.reused} finished earlier, {len(todo)} to train",
           flush=True)
@@ -322,7 +339,7 @@ def _run_all(ray, todo: list[SweepRun], results: Path, resources: dict, threads:
     for run in todo:
         cfg = replace(run.config, num_threads=threads)  # a runtime field: the same experiment
         ref = train.options(max_retries=retries, retry_exceptions=False, name=f"train {run.label}",
-                            **resources).remote(cfg.to_dict(), str(results), run.group, force)
+                            **resources).remote(cfg.to_dict(), str(results), run.group, force, run.save_model)
         refs[ref] = run
     t0 = time.perf_counter()
     pending, nodes = list(refs), {}

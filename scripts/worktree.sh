@@ -1,0 +1,25 @@
+# Sourced by scripts/confirmatory_runs.sh and scripts/tuning_runs.sh: the clean git worktree at a fixed
+# commit that each trains from. bash reads a sourced file whole, so editing this one cannot change
+# what a script that has already sourced it runs.
+
+# clean_worktree ROOT WORKTREE COMMIT [PATH...]
+#   Make WORKTREE a detached worktree of ROOT's repository at COMMIT (unless it exists), sharing ROOT's
+#   .venv, and stop (exit 2) unless it is a clean checkout of COMMIT. Changes under the PATHs (relative
+#   to the worktree: what the caller restores into it, not code) do not count as dirty.
+clean_worktree() {
+  local root=$1 tree=$2 commit=$3 exclude path
+  shift 3
+  local ignored=()
+  if [[ ! -d "$tree" ]]; then git -C "$root" worktree add --detach "$tree" "$commit"; fi
+  [[ -e "$tree/.venv" || -L "$tree/.venv" ]] || ln -s "$root/.venv" "$tree/.venv"
+  # the link is not code: keep it out of the worktree's git status (and so out of "dirty"); git names
+  # its common dir relative to ROOT, hence the cd
+  exclude="$(cd "$root" && cd "$(git rev-parse --git-common-dir)" && pwd)/info/exclude"
+  grep -qx ".venv" "$exclude" 2>/dev/null || echo ".venv" >> "$exclude"
+  for path in "$@"; do ignored+=(":!$path"); done
+  # ${a[@]+...}: an empty array under set -u in bash before 4.4 (macOS)
+  if [[ -n "$(git -C "$tree" status --porcelain -- . ${ignored[@]+"${ignored[@]}"})" ||
+        "$(git -C "$tree" rev-parse --short=7 HEAD)" != "${commit:0:7}" ]]; then
+    echo "error: $tree is not a clean checkout of $commit" >&2; exit 2
+  fi
+}
