@@ -7,7 +7,7 @@
 #                                            finished trials as it goes (every 5 min, and at exit)
 #   scripts/tuning_runs.sh restore           only the first step of run (no training)
 #   scripts/tuning_runs.sh save              copy the records of finished trials and searches (trial.json,
-#                                            search.json, best.json) into results/tuning and commit them
+#                                            search.json, best.json, recipe.json) into results/tuning and commit them
 #                                            (only those paths); notebook 07 makes the report from them
 #   scripts/tuning_runs.sh list              the searches, one "name|run_all.sh arguments" a line
 #
@@ -21,6 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${TUNING_COMMIT:-}"
 WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning}"
 SAVED="$ROOT/results/tuning"
+source "$ROOT/scripts/worktree.sh"  # clean_worktree
 
 # name|run_all.sh arguments, in the order they run: the frozen searches first (CPU, minutes a
 # method), then the fine-tuned ones (a GPU: several trials share it).
@@ -40,21 +41,13 @@ data_env() {
 
 worktree() {
   if [[ -z "$COMMIT" ]]; then echo "error: set TUNING_COMMIT to the commit the searches run from" >&2; exit 2; fi
-  if [[ ! -d "$WORKTREE" ]]; then git -C "$ROOT" worktree add --detach "$WORKTREE" "$COMMIT"; fi
-  [[ -e "$WORKTREE/.venv" || -L "$WORKTREE/.venv" ]] || ln -s "$ROOT/.venv" "$WORKTREE/.venv"
-  grep -qx ".venv" "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude" 2>/dev/null ||
-    echo ".venv" >> "$(git -C "$ROOT" rev-parse --git-common-dir)/info/exclude"
   # the records restored from results/tuning are what the searches resume from, not a change of code
-  local dirty
-  dirty="$(git -C "$WORKTREE" status --porcelain -- . ':!results/tuning')"
-  if [[ -n "$dirty" || "$(git -C "$WORKTREE" rev-parse --short=7 HEAD)" != "${COMMIT:0:7}" ]]; then
-    echo "error: $WORKTREE is not a clean checkout of $COMMIT" >&2; exit 2
-  fi
+  clean_worktree "$ROOT" "$WORKTREE" "$COMMIT" results/tuning
 }
 
 records() {  # the record files of finished trials and searches under $1, relative to $1
   [[ -d "$1" ]] || return 0
-  (cd "$1" && find . -path '*/.ray' -prune -o -type f \( -name trial.json -o -name search.json -o -name best.json \) \
+  (cd "$1" && find . -path '*/.ray' -prune -o -type f \( -name trial.json -o -name search.json -o -name best.json -o -name recipe.json \) \
       -print | sed 's|^\./||' | sort)
 }
 

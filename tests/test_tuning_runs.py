@@ -31,6 +31,7 @@ def repo(tmp_path):
     repo = tmp_path / "main"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(SCRIPT, repo / "scripts" / SCRIPT.name)
+    shutil.copy(PROJECT_ROOT / "scripts" / "worktree.sh", repo / "scripts" / "worktree.sh")
     _git(repo, "init", "-q")
     _git(repo, "config", "user.name", "t")
     _git(repo, "config", "user.email", "t@t")
