@@ -55,7 +55,8 @@ def _report_reproduction(original: Path, out: Path, rtol: float) -> int:
     from lib.study.reproduce import differences
 
     found = differences(original, out)
-    what = "metrics.json, history.csv, predictions.csv (and test embeddings where the original has them)"
+    what = ("metrics.json, history.csv, predictions.csv (and test embeddings and ood/<set>/ files where the "
+            "original has them)")
     if not found:
         print(f"reproduced exactly: {what} equal {original} (wall-clock timings aside)")
         return 0

@@ -236,8 +236,6 @@ def test_bad_ood_settings_are_config_errors(dataset, ood, message):
 def test_ood_setting_on_the_command_line(tmp_path, capsys):
     assert main(["--ood", "nope", "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.startswith("error: ood: unknown out-of-domain set 'nope'")
-    assert main(["--method", "tfidf-lr", "--ood", "auto", "--out", str(tmp_path / "run")]) == 2
-    assert "fine-tuned runs only, not tfidf-lr" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     assert ExperimentConfig(ood="none").validate().ood is None  # --ood none unsets it
     assert [r.pair for r in parse_ood_spec("auto", "ko6")] == ["ko_single_turn7"]
@@ -302,3 +300,55 @@ def test_ko_single_turn7_download_is_pinned(tmp_path, shared_data, monkeypatch):
     bundle = load_dataset("ko6", root=shared_data, download=False)
     [s] = load_out_of_domain("ko_single_turn7", bundle, root=tmp_path / "data")
     assert (tmp_path / "data" / rel).is_file() and s.notes["ids_sha256"] == KO_SINGLE_TURN7_SAMPLE_SHA256
+
+
+# ---- re-runs and the loss-free baselines ----------------------------------------------------------
+
+def test_reproduce_compares_the_ood_files(toy_run, tmp_path):
+    from lib.study.reproduce import compare_runs
+
+    out, _ = toy_run
+    again = tmp_path / "again"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["--reproduce", str(out), "--out", str(again), "--quiet"]) == 0
+    assert "reproduced exactly" in printed.getvalue()
+    for name in ("metrics.json", "predictions.csv"):  # the re-run scored the set again, bit for bit
+        assert (again / "ood" / "reviews" / name).read_bytes() == (out / "ood" / "reviews" / name).read_bytes()
+    preds = pd.read_csv(again / "ood" / "reviews" / "predictions.csv", dtype={"id": str})
+    preds.loc[0, "pred_knn"] = (preds.loc[0, "pred_knn"] + 1) % len(CLASSES)
+    preds.to_csv(again / "ood" / "reviews" / "predictions.csv", index=False)
+    assert compare_runs(out, again) == ["ood/reviews/predictions.csv column pred_knn: 1 value(s) differ"]
+
+
+@pytest.mark.parametrize("method", ["tfidf-lr", "encoder-lr"])
+def test_baselines_score_the_sets_given_their_run_folder(toy, tmp_path, monkeypatch, method):
+    from lib.training.baselines import run_baseline
+    from lib.training.results import RunDir
+    from lib.training.train import prepare
+
+    d, encoder = toy
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+    spec = f"{d / 'reviews.csv'}={d / 'map.json'}"
+    cfg = ExperimentConfig(dataset=str(d / "toy.csv"), encoder=str(encoder), method=method, max_length=32,
+                           ood=spec).validate()
+    prep = prepare(cfg)
+    assert [s.name for s in prep.ood] == ["reviews"]  # tfidf-lr's prepare, which loads no encoder, keeps them
+    run = RunDir(tmp_path / "run")
+    metrics, _, test_preds = run_baseline(cfg, prep, run)
+    met = json.loads(run.path("ood/reviews/metrics.json").read_text(encoding="utf-8"))
+    preds = pd.read_csv(run.path("ood/reviews/predictions.csv"))
+    assert met["primary_rule"] == "head" and met["rules"] == ["head"] and set(met["by_rule"]) == {"head"}
+    assert met["rows"] == len(preds) == 15 and met["classes_without_counterpart"] == ["shame"]
+    assert list(preds.columns) == ["id", "source_label", "label", "pred_head", "head_confidence"]
+    assert met["macro_f1"] == pytest.approx(_hand_macro_f1(preds["label"], preds["pred_head"], [0, 1, 2]))
+    assert metrics["out_of_domain"]["reviews"]["macro_f1"] == {"head": met["macro_f1"]}
+    assert preds["head_confidence"].between(1 / len(CLASSES), 1).all()
+    # without the folder nothing is scored, and the in-domain results are the same either way
+    plain, _, plain_preds = run_baseline(cfg, prep)
+    assert "out_of_domain" not in plain and plain["test"] == metrics["test"]
+    pd.testing.assert_frame_equal(plain_preds, test_preds)
+    # and from the command line, into the run folder beside the in-domain results
+    assert main(["--dataset", str(d / "toy.csv"), "--encoder", str(encoder), "--method", method, "--max-length", "32",
+                 "--ood", spec, "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "cli" / "ood" / "reviews" / "metrics.json").read_text())["macro_f1"] == met["macro_f1"]

@@ -81,3 +81,39 @@ def test_reproduce_refuses_what_it_cannot_check(tmp_path, capsys):
     assert main([*TINY_ARGS, "--rtol", "1e-4"]) == 2
     assert "--rtol" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.json"]
+
+
+def _run_with_ood(run, pred=(0, 3), macro_f1=0.5, sets=("reviews",)):
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"test": {"macro_f1": 0.5}}))
+    pd.DataFrame({"id": ["01", "02"], "label": [0, 1], "pred_head": [0, 1]}).to_csv(run / "predictions.csv",
+                                                                                     index=False)
+    for name in sets:
+        (run / "ood" / name).mkdir(parents=True)
+        (run / "ood" / name / "metrics.json").write_text(json.dumps({"macro_f1": macro_f1, "rows": 2,
+                                                                     "shared_classes": ["a", "b"]}))
+        pd.DataFrame({"id": ["row-1", "row-2"], "source_label": ["행복", "분노"], "label": [0, 1],
+                      "pred_head": list(pred)}).to_csv(run / "ood" / name / "predictions.csv", index=False)
+    return run
+
+
+def test_out_of_domain_files_are_compared_like_the_others(tmp_path):
+    original = _run_with_ood(tmp_path / "original")
+    assert compare_runs(original, _run_with_ood(tmp_path / "same")) == []
+    assert compare_runs(original, _run_with_ood(tmp_path / "label", pred=(0, 1))) == [
+        "ood/reviews/predictions.csv column pred_head: 1 value(s) differ"]  # a label: never let through
+    rounded = _run_with_ood(tmp_path / "rounded", macro_f1=0.5 + 1e-12)
+    assert [d.split(" (relative")[0] for d in compare_runs(original, rounded)] == [
+        f"ood/reviews/metrics.json macro_f1: 0.5 != {0.5 + 1e-12!r}"]
+    assert compare_runs(original, rounded, rtol=1e-9) == []
+
+
+def test_a_missing_out_of_domain_file_is_a_difference(tmp_path):
+    original = _run_with_ood(tmp_path / "original")
+    assert compare_runs(original, _run_with_ood(tmp_path / "none", sets=())) == [
+        "ood/reviews/metrics.json: only in the original", "ood/reviews/predictions.csv: only in the original"]
+    extra = _run_with_ood(tmp_path / "extra", sets=("reviews", "tweets"))
+    assert compare_runs(original, extra, rtol=1.0) == [
+        "ood/tweets/metrics.json: only in the new run", "ood/tweets/predictions.csv: only in the new run"]
+    (extra / "ood" / "reviews" / "predictions.csv").unlink()
+    assert "ood/reviews/predictions.csv: only in the original" in compare_runs(original, extra)

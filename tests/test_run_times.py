@@ -9,10 +9,10 @@ import pandas as pd
 from lib.study.run_times import main
 
 
-def _run(folder, mtime, written=None):
+def _run(folder, mtime, written=None, **machine):
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text("{}")
-    (folder / "environment.json").write_text(json.dumps({"written_utc": written} if written else {}))
+    (folder / "environment.json").write_text(json.dumps({**({"written_utc": written} if written else {}), **machine}))
     os.utime(folder / "metrics.json", (mtime, mtime))
 
 
@@ -36,3 +36,18 @@ def test_refuses_a_folder_without_runs(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     assert main([str(tmp_path)]) == 2 and "no finished runs" in capsys.readouterr().err
     assert not (tmp_path / "run_times.csv").exists()
+
+
+def test_records_the_machine_that_trained_each_run(tmp_path):
+    _run(tmp_path / "runs" / "ce1.0" / "seed0", 1_764_480_000, cpu={"model": "AMD EPYC", "cores": 2},
+         device={"type": "cpu"})
+    _run(tmp_path / "runs" / "ce1.0" / "seed1", 1_764_480_000, cpu={"model": "AMD EPYC"},
+         device={"type": "cuda", "name": "NVIDIA H200"})
+    _run(tmp_path / "runs" / "ce1.0" / "seed2", 1_764_480_000)  # older runs recorded no machine
+    (tmp_path / "runs" / "ce1.0" / "seed3").mkdir()
+    (tmp_path / "runs" / "ce1.0" / "seed3" / "metrics.json").write_text("{}")  # and one has no environment.json
+    assert main([str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "run_times.csv")
+    assert list(table.columns) == ["run", "metrics_json_mtime_utc", "written_utc", "hardware"]
+    assert table["hardware"].tolist()[:2] == ["CPU AMD EPYC", "GPU NVIDIA H200"]
+    assert table["hardware"].iloc[2:].isna().all()

@@ -1,19 +1,21 @@
 """Each method of a study against its baseline, from the run folders: the t view over seeds, the
 two-level bootstrap and the protocol's margin verdict (the columns of ``summary.csv``), and how
-firmly that verdict stands (bootstrap re-draws, leave one seed out). Predictions come from
+firmly that verdict stands (bootstrap re-draws, leave one seed out); the same comparison on an
+out-of-domain set (``compare_out_of_domain``, no margin verdict). Predictions come from
 ``run_files``; the statistics from ``lib.evaluation``."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from lib.evaluation.bootstrap import fixed_vs_seeds_bootstrap, two_level_bootstrap
+from lib.evaluation.bootstrap import fixed_vs_seeds_bootstrap, macro_f1_counts, two_level_bootstrap
 from lib.evaluation.margin import protocol_verdict
 from lib.evaluation.seed_tests import fixed_vs_seeds_t_test, paired_seed_test
 from lib.evaluation.verdict_sensitivity import bootstrap_redraws, leave_one_seed_out
-from lib.study.run_files import load_primary_predictions, reference_test_set
+from lib.study.run_files import load_primary_predictions, ood_scores, reference_ood_set, reference_test_set
 
 # Methods with one deterministic run (no seed): compared with the baseline's mean over seeds.
 DETERMINISTIC_METHODS = ("tfidf-lr", "encoder-lr")
@@ -46,28 +48,69 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, *, n_boot: int | None
     Every bootstrap macro-F1 runs over the data set's classes (``n_classes_of`` the baseline's first
     run; where its metrics.json lacks them, the largest label or prediction + 1).
     """
-    rows = []
     if runs[(runs["method"] == baseline) & (runs["split"] == "test")].empty:
         return pd.DataFrame()
     y, ids, n_classes = reference_test_set(runs, baseline)
-    base = load_primary_predictions(runs, baseline, ids)
+    return _compare_all(runs, "test", baseline, y, n_classes, partial(load_primary_predictions, runs, ids=ids),
+                        n_boot=n_boot, random_state=random_state, delta=delta, deterministic=deterministic)
+
+
+def compare_out_of_domain(runs: pd.DataFrame, baseline: str, name: str, *, n_boot: int | None = None,
+                          random_state: int = 0,
+                          deterministic: Iterable[str] = DETERMINISTIC_METHODS) -> pd.DataFrame:
+    """Each method against ``baseline`` on out-of-domain set ``name`` (``ood/<name>/`` of the runs
+    that scored it), each by its primary rule: the columns of ``compare_to_baseline`` without the
+    margin test (the protocol's claim is about the in-domain test split), plus ``set``.
+
+    The same machinery as in domain (t over the seeds both scored; the two-level bootstrap over seeds
+    and the set's sentences, paired by seed), with the set's own metric: macro-F1 over its shared
+    classes only, a prediction of a class without counterpart a miss for the row's class and a false
+    positive for none (``lib.training.out_of_domain.shared_class_metrics``). Empty where the baseline
+    scored no run on the set."""
+    table = ood_scores(runs, name)
+    if table[table["method"] == baseline].empty:
+        return pd.DataFrame()
+    y, ids, n_classes, shared = reference_ood_set(runs, baseline, name)
+    load = partial(load_primary_predictions, runs, ids=ids, ood=name)
+    out = _compare_all(table, f"ood:{name}", baseline, y, n_classes, load, n_boot=n_boot, random_state=random_state,
+                       deterministic=deterministic, metric=shared_macro_f1(shared))
+    return out.assign(set=name) if len(out) else out
+
+
+def shared_macro_f1(shared: list[int]):
+    """The bootstrap's count metric (``lib.evaluation.bootstrap``) of an out-of-domain set: macro-F1
+    over the ``shared`` class indices only."""
+    return partial(_macro_f1_over, np.asarray(shared, dtype=np.int64))
+
+
+def _macro_f1_over(classes: np.ndarray, tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    return macro_f1_counts(tp[..., classes], support[..., classes], predicted[..., classes])
+
+
+def _compare_all(table: pd.DataFrame, split: str, baseline: str, y, n_classes, load, *, n_boot, random_state,
+                 delta=None, deterministic=DETERMINISTIC_METHODS, metric="macro_f1") -> pd.DataFrame:
+    """``compare_to_baseline`` on any split of a runs ``table``: ``load(method)`` gives seed ->
+    predictions on that split's sentences, ``y`` their labels."""
+    rows = []
+    base = load(baseline)
     fixed_methods = set(deterministic)
-    for method in sorted(set(runs["method"]) - {baseline}):
-        mine = load_primary_predictions(runs, method, ids)
+    for method in sorted(set(table["method"]) - {baseline}):
+        mine = load(method)
         seeds = sorted(set(mine) & set(base))
         if not seeds:
             continue
         fixed = method in fixed_methods and len(mine) == 1 and len(base) >= 2
         t_view = fixed_vs_seeds_t_test if fixed else paired_seed_test
-        row = {"method": method, "baseline": baseline, **t_view(runs, method, baseline)}
+        row = {"method": method, "baseline": baseline, **t_view(table, method, baseline, split=split)}
         if n_boot:
-            row.update(_two_level_columns(mine, base, seeds, y, fixed, n_boot, random_state, delta, n_classes))
+            row.update(_two_level_columns(mine, base, seeds, y, fixed, n_boot, random_state, delta, n_classes,
+                                          metric))
         rows.append(row)
     return pd.DataFrame(rows).sort_values("method").reset_index(drop=True) if rows else pd.DataFrame()
 
 
 def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_boot: int, random_state,
-                       delta: float | None, n_classes: int | None = None) -> dict:
+                       delta: float | None, n_classes: int | None = None, metric="macro_f1") -> dict:
     nan = float("nan")
     out = {"tl_design": "too few seeds", "tl_seeds": 0, "tl_diff": nan, "tl_lo": nan, "tl_hi": nan, "tl_se": nan,
            "tl_p": nan,
@@ -79,11 +122,13 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
                     "verdict": "", "includes_delta": False})
     if fixed:
         res = fixed_vs_seeds_bootstrap(next(iter(mine.values())), [base[s] for s in sorted(base)], y, n_boot=n_boot,
-                                       random_state=random_state, return_replicates=True, n_classes=n_classes)
+                                       random_state=random_state, return_replicates=True, n_classes=n_classes,
+                                       metric=metric)
         out["tl_design"] = "fixed vs baseline seeds"
     elif len(seeds) >= 2:
         res = two_level_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], y, n_boot=n_boot,
-                                  random_state=random_state, return_replicates=True, n_classes=n_classes)
+                                  random_state=random_state, return_replicates=True, n_classes=n_classes,
+                                  metric=metric)
         out["tl_design"] = "paired seeds"
     else:
         return out

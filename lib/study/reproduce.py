@@ -1,4 +1,5 @@
-"""Check that a run folder is reproduced: same metrics, history, predictions and embeddings.
+"""Check that a run folder is reproduced: same metrics, history, predictions and embeddings, and the
+same out-of-domain results (``ood/<name>/metrics.json`` and ``predictions.csv``).
 
 Wall-clock fields (``timings``, per-epoch seconds and speed) are the only ones left out. On the
 machine that made a run the re-run is bit-identical. On another CPU the float kernels may round
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from lib.study.run_files import OOD  # out-of-domain results, one folder a set (lib.training.out_of_domain)
 
 CLOCK_COLUMNS = ("train_seconds", "sentences_per_second")
 EMBEDDINGS = "test_embeddings.npy"
@@ -34,8 +37,8 @@ def _flatten(obj, prefix=""):
     return {prefix[:-1]: obj}
 
 
-def _metrics(run: Path) -> dict:
-    metrics = json.loads((run / "metrics.json").read_text())
+def _metrics(path: Path) -> dict:
+    metrics = json.loads(path.read_text())
     metrics.pop("timings", None)
     return _flatten(metrics)
 
@@ -53,14 +56,14 @@ def _is_float(v) -> bool:
                                      and any(isinstance(x, float) for x in v))
 
 
-def _metric_differences(a: Path, b: Path) -> list[Difference]:
+def _metric_differences(a: Path, b: Path, name: str = "metrics.json") -> list[Difference]:
     out = []
-    ma, mb = _metrics(a), _metrics(b)
+    ma, mb = _metrics(a / name), _metrics(b / name)
     for key in sorted(set(ma) | set(mb)):
         va, vb = ma.get(key, "<missing>"), mb.get(key, "<missing>")
         if va == vb:
             continue
-        text = f"metrics.json {key}: {va!r} != {vb!r}"
+        text = f"{name} {key}: {va!r} != {vb!r}"
         if _is_float(va) and _is_float(vb) and np.shape(va) == np.shape(vb):
             rel = _relative(va, vb)
             out.append(Difference(f"{text} (relative {rel:.1e})", rel))
@@ -94,11 +97,9 @@ def differences(original: str | Path, again: str | Path) -> list[Difference]:
     a, b = Path(original), Path(again)
     out = _metric_differences(a, b)
     for name in ("history.csv", "predictions.csv"):
-        if (a / name).exists() or (b / name).exists():
-            if not ((a / name).exists() and (b / name).exists()):
-                out.append(Difference(f"{name}: only in {'the original' if (a / name).exists() else 'the new run'}"))
-                continue
-            out += _table_differences(name, *(pd.read_csv(p / name, dtype={"id": str}) for p in (a, b)))
+        out += _file_differences(a, b, name)
+    for name in _ood_files(a, b):
+        out += _file_differences(a, b, name)
     # Embeddings are never committed with published runs: compared when the original has them.
     if (a / EMBEDDINGS).exists():
         if not (b / EMBEDDINGS).exists():
@@ -111,6 +112,24 @@ def differences(original: str | Path, again: str | Path) -> list[Difference]:
                 rel = _relative(ea, eb)
                 out.append(Difference(f"{EMBEDDINGS}: arrays differ (relative {rel:.1e})", rel))
     return out
+
+
+def _ood_files(a: Path, b: Path) -> list[str]:
+    """The out-of-domain files of either run, relative to it: a set scored by one run only shows up."""
+    sets = sorted({p.name for run in (a, b) for p in (run / OOD).glob("*") if p.is_dir()})
+    return [f"{OOD}/{s}/{f}" for s in sets for f in ("metrics.json", "predictions.csv")]
+
+
+def _file_differences(a: Path, b: Path, name: str) -> list[Difference]:
+    """A JSON or CSV file of both runs compared, or that it is only in one of them."""
+    there = [(p / name).exists() for p in (a, b)]
+    if not any(there):
+        return []
+    if not all(there):
+        return [Difference(f"{name}: only in {'the original' if there[0] else 'the new run'}")]
+    if name.endswith(".json"):
+        return _metric_differences(a, b, name)
+    return _table_differences(name, *(pd.read_csv(p / name, dtype={"id": str}) for p in (a, b)))
 
 
 def compare_runs(original: str | Path, again: str | Path, rtol: float = 0.0) -> list[str]:

@@ -1,5 +1,7 @@
 """Reading a study's run folders for the statistics: each run's test predictions and the data
-set's class count. The only disk I/O of the comparisons; ``lib.evaluation`` computes on arrays."""
+set's class count, and the same for the out-of-domain sets a run scored (``ood/<name>/``, written
+by ``lib.training.out_of_domain``). The only disk I/O of the comparisons; ``lib.evaluation``
+computes on arrays."""
 from __future__ import annotations
 
 import json
@@ -8,11 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+OOD = "ood"  # a run's out-of-domain results: ood/<name>/metrics.json and predictions.csv
+
+
+def ood_folder(run_path, name: str) -> Path:
+    return Path(run_path) / OOD / name
+
 
 def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None,
-                             rule: str | None = None) -> dict[int, np.ndarray]:
+                             rule: str | None = None, ood: str | None = None) -> dict[int, np.ndarray]:
     """seed -> test predictions of the primary rule (or of ``rule``), rows in id order (as every run
-    writes them).
+    writes them); with ``ood``, the predictions on that out-of-domain set instead, of the runs that
+    scored it.
 
     With ``ids``, every run must have predicted exactly those sentences: a paired test over
     different test sets would be meaningless.
@@ -21,8 +30,14 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
     chosen = runs["primary"] if rule is None else runs["rule"] == rule
     sub = runs[(runs["method"] == method) & (runs["split"] == "test") & chosen]
     for _, r in sub.iterrows():
-        frame = pd.read_csv(Path(r["run_path"]) / "predictions.csv", dtype={"id": str})
+        folder = Path(r["run_path"]) if ood is None else ood_folder(r["run_path"], ood)
+        if ood is not None and not (folder / "predictions.csv").is_file():
+            continue  # this run did not score the set
+        frame = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
         if ids is not None and not np.array_equal(frame["id"].to_numpy(), ids):
+            if ood is not None:
+                raise ValueError(f"{folder} predicted other {ood} sentences than the baseline run; paired "
+                                 "comparisons need one set (the same out-of-domain file and mapping)")
             raise ValueError(f"{r['run_path']} predicted other test sentences than the baseline run; "
                              "paired comparisons need one test set (same data set and --max-eval-samples)")
         out[int(r["seed"])] = frame[f"pred_{r['rule']}"].to_numpy()
@@ -47,3 +62,50 @@ def n_classes_of(run_path) -> int | None:
         return None
     return len(names) if isinstance(names, list) and names else None
 
+
+def ood_sets(runs: pd.DataFrame) -> list[str]:
+    """The out-of-domain sets any run of ``runs`` scored (``ood/<name>/metrics.json``), sorted."""
+    names = set()
+    for path in runs["run_path"].unique():
+        names.update(p.parent.name for p in (Path(path) / OOD).glob("*/metrics.json"))
+    return sorted(names)
+
+
+def ood_metrics(run_path, name: str) -> dict:
+    return json.loads((ood_folder(run_path, name) / "metrics.json").read_text(encoding="utf-8"))
+
+
+def ood_scores(runs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The test rows of ``runs`` whose run scored set ``name``, with split ``ood:<name>`` and that
+    rule's macro-F1 and accuracy over the set's shared classes (its ``metrics.json``): a runs table
+    that ``lib.evaluation.seed_tests`` reads like the test split's."""
+    rows = []
+    for path, g in runs[runs["split"] == "test"].groupby("run_path", sort=False):
+        if not (ood_folder(path, name) / "metrics.json").is_file():
+            continue
+        by_rule = ood_metrics(path, name)["by_rule"]
+        for _, r in g.iterrows():
+            if r["rule"] in by_rule:
+                rows.append({**r.to_dict(), "split": f"ood:{name}", "macro_f1": by_rule[r["rule"]]["macro_f1"],
+                             "accuracy": by_rule[r["rule"]]["accuracy"]})
+    return pd.DataFrame(rows, columns=runs.columns)
+
+
+def reference_ood_set(runs: pd.DataFrame, baseline: str, name: str) -> tuple[np.ndarray, np.ndarray, int | None,
+                                                                                 list[int]]:
+    """(labels, ids, class count, indices of the shared classes) of out-of-domain set ``name`` from
+    the baseline's first run that scored it; every run that scored it must share its classes."""
+    paths = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"].unique()
+    first = next((p for p in paths if (ood_folder(p, name) / "metrics.json").is_file()), None)
+    if first is None:
+        raise ValueError(f"no run of {baseline} scored the out-of-domain set {name}")
+    reference = pd.read_csv(ood_folder(first, name) / "predictions.csv", dtype={"id": str})
+    shared = ood_metrics(first, name)["shared_classes"]
+    names = json.loads((Path(first) / "metrics.json").read_text(encoding="utf-8"))["data"]["class_names"]
+    for path in runs["run_path"].unique():
+        folder = ood_folder(path, name)
+        theirs = ood_metrics(path, name)["shared_classes"] if (folder / "metrics.json").is_file() else shared
+        if theirs != shared:
+            raise ValueError(f"{folder / 'metrics.json'}: shared classes {', '.join(theirs)}, but {', '.join(shared)} "
+                             f"in {first}; compare runs scored on {name} with one mapping")
+    return reference["label"].to_numpy(), reference["id"].to_numpy(), len(names), [names.index(c) for c in shared]

@@ -4,8 +4,12 @@ Runs made before ``environment.json`` gained ``written_utc`` (the confirmatory r
 1e99608) carry no time of their own, and git keeps no file times. So that a reader can set a
 protocol amendment's commit against the runs it governs, ``python -m lib.study.run_times
 results/<study>`` writes ``run_times.csv`` there *before the runs are committed*: one row per run,
-its ``metrics.json`` modification time (UTC) and, where the run records it, ``written_utc``. A
-fresh clone's file times are checkout times, so the file is never rewritten once it exists.
+its ``metrics.json`` modification time (UTC) and, where the run records it, ``written_utc`` and the
+machine that trained it (``hardware``: "CPU <model>" or "GPU <name>", ``hardware_of``; a study's
+sessions may land on different machines, whose float kernels round differently). A fresh clone's
+file times are checkout times, so the file is never rewritten once it exists: the files of the
+studies published before the ``hardware`` column keep their three columns (their summary.md says
+which machines trained how many runs).
 """
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.training.results import write_csv
+from lib.training.results import hardware_of, write_csv
 
-COLUMNS = ["run", "metrics_json_mtime_utc", "written_utc"]
+COLUMNS = ["run", "metrics_json_mtime_utc", "written_utc", "hardware"]
 
 
 def run_times(study: Path) -> pd.DataFrame:
@@ -30,13 +34,19 @@ def run_times(study: Path) -> pd.DataFrame:
         if run.name.endswith(".partial"):
             continue
         mtime = datetime.fromtimestamp(metrics.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
-        try:
-            written = json.loads((run / "environment.json").read_text(encoding="utf-8")).get("written_utc")
-        except (OSError, ValueError, AttributeError):
-            written = None
+        env = _environment(run)
         rows.append({"run": run.relative_to(study).as_posix(), "metrics_json_mtime_utc": mtime,
-                     "written_utc": written})
+                     "written_utc": env.get("written_utc"), "hardware": hardware_of(env)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _environment(run: Path) -> dict:
+    """The run's environment.json; {} where it is missing or not a JSON object (older runs)."""
+    try:
+        env = json.loads((run / "environment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return env if isinstance(env, dict) else {}
 
 
 def main(argv=None) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ from lib.evaluation.power import minimum_detectable_effect
 from lib.evaluation.pvalues import format_p, holm
 from lib.evaluation.seed_tests import summarize
 from lib.evaluation.verdict_sensitivity import spread
-from lib.study.baseline_comparison import compare_to_baseline, compare_under_rules, verdict_sensitivity
+from lib.study.baseline_comparison import (compare_out_of_domain, compare_to_baseline, compare_under_rules,
+                                           verdict_sensitivity)
 from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
                                    sort_methods)
+from lib.study.run_files import ood_metrics, ood_scores, ood_sets
 from lib.training.results import collect_runs, git, write_csv, write_text
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
@@ -151,6 +154,8 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     Beside each margin verdict (primary rules, and rules chosen on validation): the verdict with the
     bootstrap re-drawn under ``rng_repeats`` other RNG seeds (0: none) and with each seed left out
     (``SENSITIVITY_COLUMNS``; descriptions, the verdict stays the ``random_state`` draw's).
+    Where runs scored out-of-domain sets (``ood/<name>/``), the ``ood_<name>_*`` columns come last
+    (``_with_out_of_domain``); without them the table is what it was before they existed.
     """
     if provenance_rule not in PROVENANCE_RULES:
         raise ValueError(f"provenance_rule must be one of {', '.join(PROVENANCE_RULES)}, got {provenance_rule!r}")
@@ -203,11 +208,14 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     # Added last, so that the columns published before them keep their places.
     table, sensitivity = _with_verdict_sensitivity(table, runs, comparison, vc, primary_key, baseline, n_boot,
                                                    random_state, rng_repeats)
+    table, out_of_domain = _with_out_of_domain(table, runs, baseline, n_boot, random_state)
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
     table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot, random_state=random_state,
                        primary_study=is_primary_study(runs), primary_method=primary_key, sensitivity=sensitivity)
+    if out_of_domain:  # absent, not empty, without them: the attrs of a study without sets stay as they were
+        table.attrs["out_of_domain"] = out_of_domain
     return table, readable(table, baseline), runs
 
 
@@ -288,6 +296,62 @@ def _with_verdict_sensitivity(table, runs, comparison, vc, method, baseline, n_b
     return table.merge(extra[["method", "rule", *names]], on=["method", "rule"], how="left"), found
 
 
+# Per out-of-domain set <name>, columns ood_<name>_<column>: on every rule's row that rule's score
+# over the set's shared classes (mean and 95% t interval over the seeds that scored it); on the rows
+# of the a-priori rules the difference to the baseline, paired by seed (t view; two-level bootstrap
+# over seeds and the set's sentences, Holm's adjustment over the set's comparisons). No margin
+# verdict: the protocol's claim is about the in-domain test split.
+OOD_SCORE_COLUMNS = ["seeds", "macro_f1", "macro_f1_lo", "macro_f1_hi", "accuracy"]
+OOD_COMPARISON_COLUMNS = ["paired_seeds", "diff_vs_baseline", "diff_lo", "diff_hi", "p_ttest", "p_ttest_holm",
+                          "tl_design", "tl_seeds", "tl_diff", "tl_lo", "tl_hi", "tl_se", "tl_p", "tl_p_is_bound",
+                          "tl_n_boot", "p_holm"]
+
+
+def ood_column(name: str, column: str) -> str:
+    return f"ood_{name}_{column}"
+
+
+def _with_out_of_domain(table, runs, baseline, n_boot, random_state) -> tuple[pd.DataFrame, dict]:
+    """The ood_<name>_* columns of every out-of-domain set the runs scored, and per set what the notes
+    say of it: {name: {"description", "rows", "shared_classes", "classes_without_counterpart",
+    "scoring", "comparisons"}}. No set: the table unchanged and {}."""
+    found = {}
+    for name in ood_sets(runs):
+        scores = ood_scores(runs, name)
+        scored = summarize(scores, split=f"ood:{name}")[["method", "rule", *OOD_SCORE_COLUMNS]]
+        table = table.merge(scored.rename(columns={c: ood_column(name, c) for c in OOD_SCORE_COLUMNS}),
+                            on=["method", "rule"], how="left")
+        comp = compare_out_of_domain(runs, baseline, name, n_boot=n_boot, random_state=random_state)
+        cols = [ood_column(name, c) for c in OOD_COMPARISON_COLUMNS]
+        if comp.empty:
+            table = table.assign(**{c: np.nan for c in cols})
+        else:
+            comp = comp.assign(p_holm=holm(comp["tl_p"].to_numpy()), p_ttest_holm=holm(comp["p_ttest"].to_numpy()))
+            comp = comp.rename(columns={"seeds": "paired_seeds", "diff": "diff_vs_baseline"})
+            comp = comp.reindex(columns=["method", *OOD_COMPARISON_COLUMNS]).assign(primary=True)
+            table = table.merge(comp.rename(columns=dict(zip(OOD_COMPARISON_COLUMNS, cols))),
+                                on=["method", "primary"], how="left")
+        m = ood_metrics(scores["run_path"].iloc[0], name)
+        found[name] = {"description": _ood_source(m), "rows": m["rows"], "shared_classes": m["shared_classes"],
+                       "classes_without_counterpart": m["classes_without_counterpart"], "scoring": m["scoring"],
+                       "comparisons": len(comp)}
+    return table, found
+
+
+def _ood_source(m: dict) -> str:
+    """What set it is: a named pair's description; a user's files by name only (no machine's folders)."""
+    notes = m.get("notes") or {}
+    if "mapping_file" in notes:
+        return f"{Path(notes['file']).name} with the mapping {Path(notes['mapping_file']).name}"
+    return m["description"]
+
+
+def ood_score_columns(table: pd.DataFrame) -> list[str]:
+    """The out-of-domain macro-F1 columns of the summary table (none for a study without sets)."""
+    return [ood_column(name, c) for name in table.attrs.get("out_of_domain", {})
+            for c in ("macro_f1", "macro_f1_lo", "macro_f1_hi")]
+
+
 def _mde(r) -> float:
     """Minimum detectable effect of the two-level comparison (80% power, two-sided 0.05) from the SE of
     its bootstrap replicates, the same replicates as its interval (PROTOCOL.md §3, amendment 2(a))."""
@@ -319,14 +383,37 @@ def readable(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         row["selected epochs"] = "" if pd.isna(epochs) else str(epochs)
         seed_f1 = r.get("seed_study_test_macro_f1")
         row["seed study (KoBERT, ko6)"] = "" if pd.isna(seed_f1) else f"{seed_f1:.3f}"
+        for name in table.attrs.get("out_of_domain", {}):
+            row.update(_ood_cells(r, name, display_name(baseline), n_boot))
         rows.append(row)
     nice = pd.DataFrame(rows).fillna("")
     nice.attrs["notes"] = notes(table, baseline)
     return nice
 
 
+def _ood_cells(r, name: str, baseline: str, n_boot) -> dict:
+    """A method's two cells of out-of-domain set ``name``: its macro-F1 (with its seeds where they are
+    not the in-domain ones), and its difference to the baseline with Holm-adjusted p's."""
+    col = partial(ood_column, name)
+    score = _fmt(r.get(col("macro_f1"), np.nan), r.get(col("macro_f1_lo"), np.nan), r.get(col("macro_f1_hi"), np.nan))
+    seeds = r.get(col("seeds"), np.nan)
+    if score and int(seeds) != int(r["seeds"]):
+        score += f" (n={int(seeds)})"
+    diff = ""
+    if not pd.isna(r.get(col("tl_diff"), np.nan)):
+        bound = bool(r[col("tl_p_is_bound")]) if not pd.isna(r[col("tl_p_is_bound")]) else False
+        p = _p(r[col("p_holm")], n_boot, bound)
+        diff = (f"{r[col('tl_diff')]:+.3f} [{r[col('tl_lo')]:+.3f}, {r[col('tl_hi')]:+.3f}], "
+                f"p {p if bound else '= ' + p}")
+        if not pd.isna(r.get(col("p_ttest_holm"), np.nan)):
+            diff += f", t {_p(r[col('p_ttest_holm')], None)}"
+    return {f"out-of-domain {name} macro-F1 (95% CI over seeds)": score,
+            f"out-of-domain {name}: vs {baseline} (95% CI over seeds and {name} sentences)": diff}
+
+
 def notes(table: pd.DataFrame, baseline: str) -> list[str]:
-    """The lines under the table: the margin verdict, the training budget, provenance."""
+    """The lines under the table: the margin verdict, the out-of-domain sets, the training budget,
+    provenance."""
     out = []
     prim = table[(table["method"] == table.attrs.get("primary_method")) & table["primary"]]
     if len(prim) and "verdict" in prim.columns and isinstance(prim.iloc[0].get("verdict"), str) \
@@ -360,6 +447,8 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
                    f"{_p(r['vc_p_ttest'], None)}); against the claimed +{MARGIN}: {r['vc_verdict']} (90% interval "
                    f"{_iv(r['vc_lo90'], r['vc_hi90'])}, both views).")
         out += _sensitivity_notes(table.attrs.get("sensitivity", {}).get("vc"), table.attrs)
+    for name, info in table.attrs.get("out_of_domain", {}).items():
+        out += _ood_notes(table, baseline, name, info)
     ep = table[table["primary"] & table["selected_epochs"].notna()]
     if len(ep):
         last = int(ep["runs_best_at_last_epoch"].sum())
@@ -381,6 +470,37 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
                    f"{prov['dirty_runs']} from a dirty tree.")
     if prov.get("hardware"):
         out.append(hardware_line(prov))
+    return out
+
+
+def _ood_notes(table: pd.DataFrame, baseline: str, name: str, info: dict) -> list[str]:
+    """What the out-of-domain columns of set ``name`` are, and the primary method's difference there."""
+    shared, without = info["shared_classes"], info["classes_without_counterpart"]
+    unshared = f", without counterpart: {', '.join(without)}" if without else ", every class has one"
+    base = display_name(baseline)
+    compared = (f"the difference to {base} is paired by seed, its 95% interval from the two-level bootstrap over "
+                f"seeds and the {info['rows']} {name} sentences (the same machinery as the in-domain comparison), "
+                f"its p Holm-adjusted over the {info['comparisons']} out-of-domain comparison(s) on {name}, and t "
+                "the paired t-test over seeds (Holm likewise)" if info["comparisons"]
+                else f"no difference to {base}, which has no run scored on {name}")
+    out = [f"Out of domain, {name} ({info['description']}; {info['rows']} sentences; "
+           f"{len(shared)} of {len(shared) + len(without)} classes shared{unshared}): each method's a-priori rule, "
+           "scored once, after training; macro-F1 over the shared classes only, and a prediction of a class without "
+           f"counterpart counts as an error. Beside it the 95% interval over seeds (Student t); {compared}. A "
+           "description beside the protocol's in-domain comparison, no part of its verdict."]
+    col = partial(ood_column, name)
+    method = table.attrs.get("primary_method")
+    prim = table[(table["method"] == method) & table["primary"]]
+    if len(prim) and col("tl_diff") in prim.columns and not pd.isna(prim.iloc[0][col("tl_diff")]):
+        r = prim.iloc[0]
+        t_part = "" if pd.isna(r[col("diff_lo")]) else (
+            f"; t over seeds ({name} set fixed) 95% {_iv(r[col('diff_lo')], r[col('diff_hi')])}, "
+            f"p {_p(r[col('p_ttest')], None)}")
+        p = _p(r[col("tl_p")], table.attrs["n_boot"], r[col("tl_p_is_bound")])
+        out.append(f"Out of domain, {name}: {display_name(method)} − {base} = {r[col('tl_diff')]:+.4f} macro-F1 over "
+                   f"the shared classes, 95% interval over seeds and {name} sentences "
+                   f"{_iv(r[col('tl_lo')], r[col('tl_hi')])} ({int(r[col('tl_seeds')])} paired seeds), unadjusted "
+                   f"p {p}{t_part}.")
     return out
 
 

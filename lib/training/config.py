@@ -160,8 +160,6 @@ class ExperimentConfig:
             except ValueError as e:
                 raise ConfigError(f"ood: {e}") from None
             self.ood = self.ood.strip() if sets else None  # "none" (the command line's way to unset it)
-            if sets and self.method != "finetune":
-                raise ConfigError(f"ood: out-of-domain sets are scored for fine-tuned runs only, not {self.method}")
         return self
 
     def _checked_loss_options(self, weights: dict) -> dict | None:

@@ -4,8 +4,10 @@ The sets are loaded and tokenised in ``prepare`` (a bad file fails before anythi
 ride along with the splits as ``ood:<name>`` token entries, so a frozen-encoder run caches their
 encoder outputs like the splits'. After the final evaluation (best epoch restored) each set is
 scored and written to ``ood/<name>/metrics.json`` and ``ood/<name>/predictions.csv`` of the run
-folder under construction: a failed run publishes none of them. Only fine-tuned runs are scored;
-the config refuses ``ood`` for the loss-free baselines.
+folder under construction: a failed run publishes none of them. ``write_set`` writes one set's
+files from predictions, for fine-tuned runs (``score_sets``) and for the loss-free baselines
+(``lib.training.baselines.run_baseline``, given its run folder); the config still refuses ``ood``
+for the baselines until ``run_experiment`` passes them that folder.
 """
 from __future__ import annotations
 
@@ -60,29 +62,37 @@ def score_sets(sets: list[OutOfDomainSet], run, model, loss_fn, inputs: dict, cf
     summary = {}
     for s in sets:
         emb, logits = embed(model, inputs[PREFIX + s.name], cfg, device)
-        y = s.frame["label"].to_numpy()
         preds = predict_all(model, loss_fn, train_emb, train_y, emb, logits, cfg, len(s.class_names), rules)
-        scores = {r: shared_class_metrics(y, p, s.class_names, s.shared) for r, p in preds.items()}
-        shared = [s.class_names[c] for c in s.shared]
-        counts = s.frame["label"].value_counts()
-        write_json(run.path(f"ood/{s.name}/metrics.json"), {
-            "set": s.name, "description": s.description, "scoring": SCORING_NOTE,
-            "mapping": s.mapping, "shared_classes": shared, "classes_without_counterpart": s.without_counterpart,
-            "rows": len(s.frame), "class_counts": {s.class_names[c]: int(counts.get(c, 0)) for c in s.shared},
-            "notes": s.notes, "primary_rule": rule, "rules": rules, "macro_f1": scores[rule]["macro_f1"],
-            "accuracy": scores[rule]["accuracy"], "by_rule": scores,
-        })
-        frame = pd.DataFrame({"id": s.frame["id"].to_numpy(), "source_label": s.frame["source_label"].to_numpy(),
-                              "label": y})
-        for r, p in preds.items():
-            frame[f"pred_{r}"] = p
-        if "head" in preds:
-            frame["head_confidence"] = torch.softmax(logits, 1).max(1).values.numpy()
-        write_csv(run.path(f"ood/{s.name}/predictions.csv"), frame)
-        summary[s.name] = {"rows": len(s.frame), "shared_classes": shared, "primary_rule": rule,
-                           "macro_f1": {r: v["macro_f1"] for r, v in scores.items()},
-                           "accuracy": {r: v["accuracy"] for r, v in scores.items()}, "scoring": SCORING_NOTE}
+        confidence = torch.softmax(logits, 1).max(1).values.numpy() if "head" in preds else None
+        summary[s.name] = write_set(run, s, preds, rule, rules, confidence)
     return summary
+
+
+def write_set(run, s: OutOfDomainSet, preds: dict, rule: str, rules: list[str], head_confidence=None) -> dict:
+    """Write set ``s``'s ``metrics.json`` and ``predictions.csv`` into ``run`` from the predictions of
+    every rule (``preds``: rule -> class indices, in the set's row order; ``rule`` the primary one,
+    ``rules`` the run's); return its entry of the run's metrics.json (``out_of_domain``)."""
+    y = s.frame["label"].to_numpy()
+    scores = {r: shared_class_metrics(y, p, s.class_names, s.shared) for r, p in preds.items()}
+    shared = [s.class_names[c] for c in s.shared]
+    counts = s.frame["label"].value_counts()
+    write_json(run.path(f"ood/{s.name}/metrics.json"), {
+        "set": s.name, "description": s.description, "scoring": SCORING_NOTE,
+        "mapping": s.mapping, "shared_classes": shared, "classes_without_counterpart": s.without_counterpart,
+        "rows": len(s.frame), "class_counts": {s.class_names[c]: int(counts.get(c, 0)) for c in s.shared},
+        "notes": s.notes, "primary_rule": rule, "rules": rules, "macro_f1": scores[rule]["macro_f1"],
+        "accuracy": scores[rule]["accuracy"], "by_rule": scores,
+    })
+    frame = pd.DataFrame({"id": s.frame["id"].to_numpy(), "source_label": s.frame["source_label"].to_numpy(),
+                          "label": y})
+    for r, p in preds.items():
+        frame[f"pred_{r}"] = p
+    if head_confidence is not None:
+        frame["head_confidence"] = head_confidence
+    write_csv(run.path(f"ood/{s.name}/predictions.csv"), frame)
+    return {"rows": len(s.frame), "shared_classes": shared, "primary_rule": rule,
+            "macro_f1": {r: v["macro_f1"] for r, v in scores.items()},
+            "accuracy": {r: v["accuracy"] for r, v in scores.items()}, "scoring": SCORING_NOTE}
 
 
 def summary_lines(metrics: dict, out) -> list[str]:

@@ -157,7 +157,7 @@ def prepare(cfg: ExperimentConfig, validation_only: bool = False) -> Prepared:
     bundle = prepare_data(cfg, validation_only)
     ood = out_of_domain.load_sets(cfg, bundle)  # a bad out-of-domain file fails here, before the encoder loads
     if cfg.method == "tfidf-lr":  # needs no encoder
-        return Prepared(bundle, None, None, None, {}, time.perf_counter() - t0)
+        return Prepared(bundle, None, None, None, {}, time.perf_counter() - t0, ood=tuple(ood))
     encoder_name = default_encoder(cfg)
     spec, tokenizer, encoder = encoders.load(encoder_name)
     limit = getattr(encoder.config, "max_position_embeddings", None)
@@ -193,7 +193,7 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, 
         if cfg.method == "finetune":
             metrics = _run(cfg, prepared, run, quiet, save_model, on_epoch)
         else:
-            metrics, test_emb, predictions = run_baseline(cfg, prepared)
+            metrics, test_emb, predictions = run_baseline(cfg, prepared, run)
             metrics.update(encoder=prepared.encoder_name, data=_data_info(prepared))
             _write_run(run, cfg, prepared, metrics, test_emb, predictions, history=None, device=torch.device("cpu"))
     except BaseException as e:
