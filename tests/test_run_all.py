@@ -153,3 +153,25 @@ def test_freeze_encoder_and_set_reach_the_notebooks_and_the_runs(tmp_path):
     config = json.loads((results / "runs" / "ce1.0-frozen" / "seed0" / "config.json").read_text())
     assert config["freeze_encoder"] is True and config["epochs"] == 2 and config["batch_size"] == 128
     assert list(pd.read_csv(results / "summary.csv").query("primary")["method"]) == ["ce=1.0|frozen"]
+
+
+def test_kernels_import_the_lib_of_the_checkout_that_runs_them(tmp_path, monkeypatch):
+    """A worktree sharing another checkout's .venv: the editable install (or anything on PYTHONPATH)
+    names the other checkout's lib; notebook kernels, started in notebooks/, must import this one's."""
+    import subprocess
+    import sys
+
+    from lib.paths import PROJECT_ROOT
+    from lib.study.runner import use_this_lib_in_kernels
+
+    other = tmp_path / "other"
+    (other / "lib").mkdir(parents=True)
+    (other / "lib" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(other))
+    probe = [sys.executable, "-c", "import lib; print(lib.__file__)"]
+    before = subprocess.run(probe, cwd=PROJECT_ROOT / "notebooks", capture_output=True, text=True, check=True).stdout
+    assert before.startswith(str(other))  # what a kernel imported without the fix
+    use_this_lib_in_kernels()
+    after = subprocess.run(probe, cwd=PROJECT_ROOT / "notebooks", capture_output=True, text=True, check=True).stdout
+    assert after.strip() == str(PROJECT_ROOT / "lib" / "__init__.py")
+    assert str(other) in os.environ["PYTHONPATH"].split(os.pathsep)[1:]  # the user's path is kept, after ours

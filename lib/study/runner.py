@@ -240,6 +240,14 @@ def refused_results_folder(results: Path) -> str | None:
     return None
 
 
+def use_this_lib_in_kernels() -> None:
+    """Kernels start in notebooks/ and import ``lib`` by the environment's editable install, which names
+    one checkout: a worktree sharing that .venv would run another checkout's code. PYTHONPATH, which
+    kernels inherit, puts this process's own project first."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *rest])
+
+
 def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -259,6 +267,7 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
     out_dir.mkdir(parents=True, exist_ok=True)
     running = out_dir / f".{name}.running.ipynb"
     failed = out_dir / f"{name}.failed.ipynb"
+    use_this_lib_in_kernels()
     try:
         pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{nb}.ipynb"), str(running), parameters=params,
                             kernel_name=KERNEL, cwd=str(PROJECT_ROOT / "notebooks"), progress_bar=False,
