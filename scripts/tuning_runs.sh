@@ -14,6 +14,8 @@
 # A search's state is its trial records (lib/study/tuning.py, "Resuming"): restored into the worktree,
 # they make the same command go on with the trials left. The trials' run folders (seed<k>/) stay in the
 # worktree; the records hold every number the report reads, and never a test score.
+# $TUNING_EXTRA_ARGS is added to every search's arguments: resources such as "--gpus-per-trial 0.25
+# --cpus-per-trial 4" on a GPU machine (they change where trials run, not the search's budget).
 # The worktree is $TUNING_WORKTREE (default: ../tuning beside this checkout), at $TUNING_COMMIT; it
 # shares this checkout's .venv. STUDY_DATA_DIR must name the data folder.
 set -euo pipefail
@@ -98,7 +100,7 @@ run() {
   for entry in "${SEARCHES[@]}"; do
     name=${entry%%|*}
     if (( ${#wanted[@]} )) && [[ " ${wanted[*]} " != *" $name "* ]]; then continue; fi
-    eval "args=(${entry#*|})"
+    eval "args=(${entry#*|} ${TUNING_EXTRA_ARGS:-})"  # e.g. "--gpus-per-trial 0.25": where trials run, not what
     echo "=== $name: ${args[*]} ($(date -u +%FT%TZ))"
     # A search that ends "interrupted" (exit 130) after trials were lost inside Ray more often than it
     # re-runs them itself is resumed from its records: up to $SEARCH_TRIES runs of the same command.
@@ -121,7 +123,7 @@ main() {
     restore) worktree; restore ;;
     save) worktree; save ;;
     list) printf '%s\n' "${SEARCHES[@]}" ;;
-    *) sed -n 2,18p "$0" >&2; exit 2 ;;
+    *) sed -n 2,20p "$0" >&2; exit 2 ;;
   esac
 }
 main "$@"; exit $?

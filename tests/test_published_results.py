@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from lib.paths import PROJECT_ROOT
+from lib.study import tuning_report
 from lib.study.plots import VERDICT_FIGURE_KEY, png_text
 from lib.study.report import STUDIES, collect_studies, main_figure_png, verdict_rows, wide_table
 from lib.study.studies import STUDIES as PROTOCOL_STUDIES
@@ -143,6 +144,35 @@ def test_the_readme_states_the_primary_verdict_of_its_summary():
     assert f"*{verdict}*" in _headline()
 
 
+TUNING = RESULTS / "tuning"
+PUBLISHED_SEARCHES = sorted(p for p in TUNING.iterdir() if p.is_dir() and tuning_report.is_published(p)) \
+    if TUNING.is_dir() else []
+
+
+@pytest.mark.parametrize("study", PUBLISHED_SEARCHES, ids=lambda p: p.name)
+def test_a_published_search_recomputes_from_its_records_with_an_equal_budget_and_no_test_score(study):
+    """budget.csv (what the README's tuning table reads) from the trial, best and recipe records."""
+    found = tuning_report.searches(study)
+    budget = tuning_report.budget_table(found)
+    assert tuning_report.equal_budget(budget)
+    committed = pd.read_csv(study / "budget.csv")
+    pd.testing.assert_frame_equal(budget.reindex(columns=sorted(budget.columns)).reset_index(drop=True),
+                                  committed, check_dtype=False, atol=1e-9)
+    for s in found.values():
+        assert s["recipe"] is not None and s["best"] is not None
+        for record in s["records"]:
+            assert not [k for k in json.dumps(record).split('"') if "test" in k.lower()], record["trial_id"]
+    assert json.loads((study / "report.json").read_text(encoding="utf-8"))["equal_budget"]
+
+
+def test_the_tuning_table_recomputes_from_the_published_searches_and_is_in_the_readme():
+    if not PUBLISHED_SEARCHES:
+        pytest.skip("no tuning study is published yet")
+    table = (TUNING / "tuning_table.md").read_text(encoding="utf-8")
+    assert tuning_report.table_markdown(tuning_report.published_table(TUNING)) == table
+    assert table.strip() in _results_section()
+
+
 def test_main_table_recomputes_from_the_summaries_and_is_in_the_readme():
     table = (RESULTS / "main_table.md").read_text(encoding="utf-8")
     assert markdown_table(wide_table(collect_studies(RESULTS))) == table
@@ -173,6 +203,7 @@ def _blocks(section: str) -> list[str]:
 @pytest.mark.parametrize("where, at_least", RESULT_PAGES.items())
 def test_every_number_in_the_results_section_is_in_a_committed_results_file(where, at_least):
     committed = [RESULTS / "main_table.md"] + [RESULTS / f / "summary.md" for f in PUBLISHED]
+    committed += [TUNING / "tuning_table.md"] if PUBLISHED_SEARCHES else []
     text = " ".join(p.read_text(encoding="utf-8") for p in committed)
     number = r"(?<![\d.])\d\.\d{3,4}(?!\d)"  # scores (3 decimals) and p-values (4)
     known = set(re.findall(number, text))
