@@ -19,7 +19,7 @@ clean_worktree() {
   for path in "$@"; do ignored+=(":!$path"); done
   # ${a[@]+...}: an empty array under set -u in bash before 4.4 (macOS)
   if [[ -n "$(git -C "$tree" status --porcelain -- . ${ignored[@]+"${ignored[@]}"})" ||
-        "$(git -C "$tree" rev-parse --short=7 HEAD)" != "${commit:0:7}" ]]; then
+        "$(git -C "$tree" rev-parse HEAD)" != "$(git -C "$root" rev-parse --verify -q "$commit^{commit}")" ]]; then
     echo "error: $tree is not a clean checkout of $commit" >&2; exit 2
   fi
 }

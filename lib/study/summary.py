@@ -334,7 +334,7 @@ def _with_out_of_domain(table, runs, baseline, n_boot, random_state) -> tuple[pd
         m = ood_metrics(scores["run_path"].iloc[0], name)
         found[name] = {"description": _ood_source(m), "rows": m["rows"], "shared_classes": m["shared_classes"],
                        "classes_without_counterpart": m["classes_without_counterpart"], "scoring": m["scoring"],
-                       "comparisons": len(comp)}
+                       "comparisons": int(comp["tl_p"].notna().sum()) if len(comp) else 0}
     return table, found
 
 
@@ -478,7 +478,8 @@ def _ood_notes(table: pd.DataFrame, baseline: str, name: str, info: dict) -> lis
     shared, without = info["shared_classes"], info["classes_without_counterpart"]
     unshared = f", without counterpart: {', '.join(without)}" if without else ", every class has one"
     base = display_name(baseline)
-    compared = (f"the difference to {base} is paired by seed, its 95% interval from the two-level bootstrap over "
+    compared = (f"the difference to {base} is paired by seed (a one-run baseline against every seed of {base}), "
+                f"its 95% interval from the two-level bootstrap over "
                 f"seeds and the {info['rows']} {name} sentences (the same machinery as the in-domain comparison), "
                 f"its p Holm-adjusted over the {info['comparisons']} out-of-domain comparison(s) on {name}, and t "
                 "the paired t-test over seeds (Holm likewise)" if info["comparisons"]

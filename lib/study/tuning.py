@@ -283,7 +283,7 @@ def run_trial(search: Search, trial_id: str, number: int, params: dict, report, 
     try:
         configs = trial_configs(search, params, search.seeds, num_threads)
         record.update(config=configs[0].to_dict(),
-                      commands={str(c.seed): run_command(c, str(folder / f"again-seed{c.seed}")) for c in configs})
+                      commands={str(c.seed): run_command(c, shown_path(folder / f"again-seed{c.seed}")) for c in configs})
         runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}") for cfg in configs]
         for epoch in range(1, max(c.epochs for c in configs) + 1):
             for run in runs:
@@ -576,7 +576,7 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
            "config": best["config"], "search_seeds": list(search.seeds), "search_valid_macro_f1": best[METRIC],
            "confirm_seeds": list(search.confirm_seeds), "confirm_valid_macro_f1_per_seed": scores,
            "confirm_valid_macro_f1": confirm, "drop": best[METRIC] - confirm,
-           "confirm_commands": {str(c.seed): run_command(c, str(Path(search.folder) / "confirm" / f"again-seed{c.seed}"))
+           "confirm_commands": {str(c.seed): run_command(c, shown_path(Path(search.folder) / "confirm" / f"again-seed{c.seed}"))
                                 for c in configs},
            "recipe": {"config": search.base, "trial_id": recipe["trial_id"] if recipe else None,
                       "status": recipe["status"] if recipe else None,
@@ -585,37 +585,68 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
     return out
 
 
+def shown_path(path: Path) -> str:
+    """A path as a record names it: relative to the project where it lies inside it (no machine's folders)."""
+    from lib.paths import PROJECT_ROOT
+
+    path = Path(path)
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def _validation_runs(configs: list[ExperimentConfig], folder: Path) -> dict:
+    """Each config trained (validation only) into ``folder/seed<k>``, or reused where it is there:
+    {seed: {"valid_macro_f1", "git", "hardware"}} (the run folders stay on this machine)."""
+    from lib.study.experiments import same_config
+    from lib.training.results import hardware_of
+    from lib.training.train import run_experiment
+
+    out = {}
+    for cfg in configs:
+        run = folder / f"seed{cfg.seed}"
+        if is_complete(run) and same_config(_read_json(run / "config.json") or {}, cfg):
+            metrics = _read_json(run / "metrics.json")
+        else:
+            metrics = run_experiment(cfg, run, quiet=True, validation_only=True)
+        env = _read_json(run / "environment.json") or {}
+        out[str(cfg.seed)] = {"valid_macro_f1": metrics["valid_macro_f1"], "git": env.get("git"),
+                              "hardware": hardware_of(env)}
+    return out
+
+
 def confirm_recipe(search: Search) -> dict:
     """Re-run the Study 1 recipe, as the search's first trial ran it, on the fresh seeds the winner was
     re-run on; write and return recipe.json. The winner's tuning-seed score is the maximum of many trials
-    and flatters it; both on the same fresh seeds, winner minus recipe is what tuning bought (validation).
-    Runs here (in this process), with the torch threads of the winner's re-run."""
-    from lib.study.experiments import same_config
-    from lib.training.train import run_experiment
-
+    and flatters it; on the same fresh seeds, winner minus recipe is what tuning bought (still on the
+    validation split the winner was chosen on). Runs here, in this process, with the torch threads of the
+    winner's re-run; the winner's fresh-seed runs are made again here too, so that both sides come from
+    this code and machine: ``winner_reproduced`` says whether they gave best.json's scores exactly."""
     best = _read_json(Path(search.folder) / BEST)
     if best is None:
         raise TuningError(f"{Path(search.folder) / BEST}: missing; the search has not finished")
     first = next((r for r in _records(search) if r.get("recipe")), None)
-    recipe = ExperimentConfig.from_dict(first["config"] if first else search.base)
+    if first is None or first.get("status") != "complete":
+        raise TuningError(f"{search.folder}: the Study 1 recipe's trial is missing or did not complete; "
+                          "nothing to compare the winner with")
     threads = best["config"].get("num_threads")
-    scores, commands, made_by = {}, {}, {}
-    for seed in search.confirm_seeds:
-        cfg = replace(recipe, seed=seed, num_threads=threads).validate()
-        out = Path(search.folder) / "recipe" / f"seed{seed}"
-        if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
-            metrics = _read_json(out / "metrics.json")
-        else:
-            metrics = run_experiment(cfg, out, quiet=True, validation_only=True)
-        scores[str(seed)] = metrics["valid_macro_f1"]
-        made_by[str(seed)] = (_read_json(out / "environment.json") or {}).get("git")  # the run folders stay local
-        commands[str(seed)] = run_command(cfg, str(Path(search.folder) / "recipe" / f"again-seed{seed}"))
+    seeds = list(search.confirm_seeds)
+    recipe = replace(ExperimentConfig.from_dict(first["config"]), num_threads=threads)
+    winner = replace(ExperimentConfig.from_dict(best["config"]), num_threads=threads)
+    folder = Path(search.folder)
+    ran = _validation_runs([replace(recipe, seed=k).validate() for k in seeds], folder / "recipe")
+    again = _validation_runs([replace(winner, seed=k).validate() for k in seeds], folder / "confirm-again")
+    scores = {k: r["valid_macro_f1"] for k, r in ran.items()}
     mean = sum(scores.values()) / len(scores)
-    out = {"method": search.name, "trial_id": first["trial_id"] if first else None,
-           "config": replace(recipe, seed=search.confirm_seeds[0], num_threads=threads).to_dict(),
-           "seeds": list(search.confirm_seeds), "valid_macro_f1_per_seed": scores, "valid_macro_f1": mean,
-           "commands": commands, "best_minus_recipe": best["confirm_valid_macro_f1"] - mean, "git": made_by}
-    write_json(Path(search.folder) / RECIPE, out)
+    per_seed = {k: best["confirm_valid_macro_f1_per_seed"][k] - scores[k] for k in scores}
+    out = {"method": search.name, "trial_id": first["trial_id"], "config": replace(recipe, seed=seeds[0]).to_dict(),
+           "seeds": seeds, "valid_macro_f1_per_seed": scores, "valid_macro_f1": mean,
+           "commands": {str(k): run_command(replace(recipe, seed=k).validate(),
+                                            shown_path(folder / "recipe" / f"again-seed{k}")) for k in seeds},
+           "best_minus_recipe": best["confirm_valid_macro_f1"] - mean, "best_minus_recipe_per_seed": per_seed,
+           "git": {k: r["git"] for k, r in ran.items()}, "hardware": {k: r["hardware"] for k, r in ran.items()},
+           "winner_rerun_valid_macro_f1_per_seed": {k: r["valid_macro_f1"] for k, r in again.items()},
+           "winner_reproduced": all(again[k]["valid_macro_f1"] == best["confirm_valid_macro_f1_per_seed"][k]
+                                    for k in again)}
+    write_json(folder / RECIPE, out)
     return out
 
 
@@ -671,7 +702,8 @@ def run_searches(dataset: str, encoder: str, methods: list[str], setting_name: s
                 continue
             r = confirm_recipe(s)
             print(f"tune {s.name}: Study 1 recipe {r['valid_macro_f1']:.4f} on fresh seeds "
-                  f"{','.join(map(str, s.confirm_seeds))} (winner minus recipe {r['best_minus_recipe']:+.4f})",
+                  f"{','.join(map(str, s.confirm_seeds))} (winner minus recipe {r['best_minus_recipe']:+.4f}; the "
+                  f"winner's re-run here {'reproduced' if r['winner_reproduced'] else 'DID NOT reproduce'} best.json)",
                   flush=True)
     return study
 

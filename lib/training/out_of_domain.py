@@ -6,8 +6,7 @@ encoder outputs like the splits'. After the final evaluation (best epoch restore
 scored and written to ``ood/<name>/metrics.json`` and ``ood/<name>/predictions.csv`` of the run
 folder under construction: a failed run publishes none of them. ``write_set`` writes one set's
 files from predictions, for fine-tuned runs (``score_sets``) and for the loss-free baselines
-(``lib.training.baselines.run_baseline``, given its run folder); the config still refuses ``ood``
-for the baselines until ``run_experiment`` passes them that folder.
+(``lib.training.baselines.run_baseline``, given its run folder by ``run_experiment``).
 """
 from __future__ import annotations
 
