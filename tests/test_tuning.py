@@ -294,6 +294,9 @@ def test_the_recipe_reruns_on_the_fresh_seeds_and_tuning_bought_best_minus_recip
             k: v for k, v in first["config"].items() if k not in same}
         assert recipe["valid_macro_f1"] == pytest.approx(sum(recipe["valid_macro_f1_per_seed"].values()) / 2)
         assert set(recipe["git"]) == {"200", "201"} and all("dirty" in g for g in recipe["git"].values())
+        # the winner re-run beside the recipe (same code, same machine) gives the search's own re-run exactly
+        assert recipe["winner_reproduced"] and recipe["winner_rerun_valid_macro_f1_per_seed"] == best[
+            "confirm_valid_macro_f1_per_seed"]
         assert recipe["best_minus_recipe"] == pytest.approx(best["confirm_valid_macro_f1"] - recipe["valid_macro_f1"])
         row = report["budget"].set_index("method").loc[search_spaces.method_name(method)]
         assert row["best_minus_recipe_fresh_seeds"] == pytest.approx(recipe["best_minus_recipe"])
