@@ -128,6 +128,16 @@ def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
     return frame
 
 
+def best_configs_wide(versus: pd.DataFrame) -> pd.DataFrame:
+    """best_versus_recipe for reading: one row per parameter or score, per method its recipe and best
+    side by side (blank where a parameter is not in the method's space)."""
+    if versus.empty:
+        return versus
+    order = list(dict.fromkeys(versus["parameter"]))
+    wide = versus.pivot(index="parameter", columns="method", values=["recipe", "best"]).reindex(order)
+    return wide.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False).fillna("")
+
+
 def importance(found: dict[str, dict], min_trials: int = 4) -> pd.DataFrame:
     """Optuna's fANOVA importance of each hyperparameter over a method's complete trials (fixed seed;
     empty for a method with fewer than ``min_trials`` complete trials: too few to say)."""
