@@ -414,3 +414,14 @@ def test_notebook_07_runs_under_nbval_on_the_search(searched, encoder, tmp_path)
                        cwd=tmp_path, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"), timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert (study / "trials.csv").is_file() and (study / "figures" / "best_so_far.png").is_file()
+
+
+def test_the_tuning_table_marks_a_recipe_trial_asha_stopped_and_words_the_gap_of_gains():
+    cols = {c: [0.5, 0.5] for c in tuning_report.BOUGHT_COLUMNS.values()}
+    table = pd.DataFrame({"study": ["s", "s"], "method": ["ce", "ce+triplet+arcface"], **cols,
+                          "_gain": [0.01234, 0.00111], "_recipe_status": ["complete", "stopped"]})
+    md = tuning_report.table_markdown(table)
+    rows = [line for line in md.splitlines() if line.startswith("| s |")]
+    assert "| 0.5000 |" in rows[0] and "| 0.5000 (stopped) |" in rows[1]
+    assert "ASHA ended the recipe's trial early" in md
+    assert "CE's gain minus the combined loss's gain: +0.0112." in md  # from the unrounded gains

@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         _write_bytes(root / "main_figure.png", main_figure_png(verdicts))
         print(f"combined - CE in {len(verdicts)} studies -> {root / 'main_figure.png'}")
     if tuned is not None and len(tuned):  # Study 2's searches, once published (lib.study.tuning --publish)
-        write_csv(root / (TUNING_TABLE + ".csv"), tuned.drop(columns="_gain"))
+        write_csv(root / (TUNING_TABLE + ".csv"), tuned.drop(columns=["_gain", "_recipe_status"]))
         write_text(root / (TUNING_TABLE + ".md"), tuning_report.table_markdown(tuned))
         print(f"{len(tuned)} tuned methods from {tuned['study'].nunique()} published searches -> "
               f"{root / (TUNING_TABLE + '.md')}")

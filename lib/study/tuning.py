@@ -625,10 +625,9 @@ def confirm_recipe(search: Search) -> dict:
     best = _read_json(Path(search.folder) / BEST)
     if best is None:
         raise TuningError(f"{Path(search.folder) / BEST}: missing; the search has not finished")
-    first = next((r for r in _records(search) if r.get("recipe")), None)
-    if first is None or first.get("status") != "complete":
-        raise TuningError(f"{search.folder}: the Study 1 recipe's trial is missing or did not complete; "
-                          "nothing to compare the winner with")
+    first = next((r for r in _records(search) if r.get("recipe") and r.get("config")), None)
+    if first is None:  # a trial ASHA stopped still names its configuration: re-run here in full
+        raise TuningError(f"{search.folder}: the Study 1 recipe's trial is missing; nothing to compare the winner with")
     threads = best["config"].get("num_threads")
     seeds = list(search.confirm_seeds)
     recipe = replace(ExperimentConfig.from_dict(first["config"]), num_threads=threads)

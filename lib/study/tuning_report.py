@@ -184,6 +184,7 @@ def budget_table(found: dict[str, dict]) -> pd.DataFrame:
                      f"best_{SCORE}": best.get("search_valid_macro_f1"),
                      f"fresh_seeds_{SCORE}": best.get("confirm_valid_macro_f1"), "drop": best.get("drop"),
                      f"recipe_{SCORE}": (best.get("recipe") or {}).get("search_valid_macro_f1"),
+                     "recipe_trial_status": (best.get("recipe") or {}).get("status"),
                      f"recipe_fresh_seeds_{SCORE}": recipe.get(SCORE),
                      f"rerun_fresh_seeds_{SCORE}": recipe.get(f"winner_rerun_{SCORE}"),
                      # both re-run side by side (recipe.json), recomputed here from their per-seed scores
@@ -321,9 +322,11 @@ def published_table(tuning_root: str | Path) -> pd.DataFrame:
     parts = []
     for study in sorted(p for p in Path(tuning_root).iterdir() if p.is_dir() and is_published(p)):
         budget = pd.read_csv(study / "budget.csv")
-        frame = bought(budget).assign(study=study.name, _gain=budget["best_minus_recipe_fresh_seeds"])
-        parts.append(frame[TABLE_COLUMNS + ["_gain"]])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS + ["_gain"])
+        frame = bought(budget).assign(study=study.name, _gain=budget["best_minus_recipe_fresh_seeds"],
+                                      _recipe_status=budget["recipe_trial_status"])
+        parts.append(frame[TABLE_COLUMNS + ["_gain", "_recipe_status"]])
+    return (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=TABLE_COLUMNS + ["_gain", "_recipe_status"]))
 
 
 def _method_title(name: str) -> str:
@@ -338,7 +341,13 @@ def table_markdown(table: pd.DataFrame) -> str:
     for column in BOUGHT_COLUMNS.values():
         shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:+.4f}" if "minus" in column
                                           or "drop" in column else f"{v:.4f}")
+    stopped = (table["_recipe_status"] != "complete").to_numpy()
+    recipe = BOUGHT_COLUMNS[f"recipe_{SCORE}"]
+    shown.loc[stopped, recipe] = shown.loc[stopped, recipe] + " (stopped)"
     lines = [markdown_table(shown)]
+    if stopped.any():
+        lines.append("- (stopped): ASHA ended the recipe's trial early; its score is the best before it was stopped "
+                     "(on the fresh seeds the recipe ran in full).")
     for study, t in table.groupby("study", sort=False):
         by = t.set_index("method")
         if {"ce", "ce+triplet+arcface"} <= set(by.index):
