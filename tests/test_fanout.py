@@ -307,18 +307,6 @@ def test_a_published_run_without_the_model_save_model_asks_for_stops_before_ray_
     assert sorted(p.name for p in run.folder.iterdir()) == ["config.json", "metrics.json"]  # not retrained
 
 
-@pytest.mark.slow
-def test_save_model_on_a_local_ray_keeps_the_model_and_the_notebook_reuses_the_run(tmp_path):
-    results = tmp_path / "r"
-    r = _runner(*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", "BASELINES=[]", "--set",
-                "SAVE_MODEL=true", "--results", str(results), "--ray", "--ray-workers", "1")
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "ray: 1 run(s) needed by the notebooks, 0 finished earlier, 1 to train" in r.stdout
-    assert (results / "runs" / "ce1.0" / "seed0" / "model" / "model.json").is_file()
-    executed = (results / "notebooks" / "01_baseline_ce-seed0.ipynb").read_text()
-    assert "reused a finished run" in executed  # trained once, on Ray: the notebook found it with its model
-
-
 # ---- a two-node cluster on this machine ----
 
 @pytest.mark.slow
