@@ -268,3 +268,13 @@ def test_a_folder_holding_only_notebook_00s_tables_is_a_results_folder(tmp_path)
         (folder / "data").mkdir(parents=True)
         (folder / "data" / "ed6-class_counts.csv").write_text(header + "\njoyful,1,2,3\n")
     assert is_results_folder(ours) and not is_results_folder(theirs)
+
+
+def test_a_csv_header_with_quoted_commas_is_recognised(tmp_path):
+    """lib.report's tuning table names columns such as "recipe, tuning seeds": it must know its own file again."""
+    from lib.study.results_folder import csv_header_has
+
+    path = tmp_path / "t.csv"
+    path.write_text('study,"recipe, tuning seeds"\ns,0.5\n', encoding="utf-8")
+    assert csv_header_has(path, ["study", "recipe, tuning seeds"])
+    assert not csv_header_has(path, ["study", "recipe"])

@@ -147,23 +147,24 @@ def _write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _is_main_table_md(path: Path) -> bool:
-    try:
-        return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
-            "| method |")
-    except (OSError, UnicodeDecodeError):
-        return False
+def _md_table_starting(header: str):
+    """A check that a path holds a markdown table this program wrote: its first line starts ``header``."""
+    def check(path: Path) -> bool:
+        try:
+            return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
+                header)
+        except (OSError, UnicodeDecodeError):
+            return False
+    return check
+
+
+_is_main_table_md = _md_table_starting("| method |")
 
 
 TUNING_TABLE = "tuning/tuning_table"  # what tuning bought each method (lib.study.tuning_report.published_table)
 
 
-def _is_tuning_table_md(path: Path) -> bool:
-    try:
-        return path.is_file() and not path.is_symlink() and path.open(encoding="utf-8").readline().startswith(
-            "| study | method |")
-    except (OSError, UnicodeDecodeError):
-        return False
+_is_tuning_table_md = _md_table_starting("| study | method |")
 
 
 def main(argv=None) -> int:

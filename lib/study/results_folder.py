@@ -7,6 +7,7 @@ folder (``--results ~/thesis``) is refused before any notebook runs.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from lib.ownership import check_owned
@@ -22,7 +23,7 @@ def csv_header_has(path: Path, columns) -> bool:
         if path.is_symlink() or not path.is_file():
             return False
         with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline(10_000).rstrip("\r\n").split(",")
+            header = next(csv.reader([f.readline(10_000).rstrip("\r\n")]), [])  # quoted names may hold commas
     except OSError:
         return False
     return set(columns) <= set(header)
