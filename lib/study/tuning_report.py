@@ -316,12 +316,23 @@ def is_published(study: Path) -> bool:
     return bool(summary.get("equal_budget")) and (study / "notebooks" / "07_tuning.ipynb").is_file()
 
 
+def _published_budget(path: Path) -> pd.DataFrame:
+    """A published study's budget.csv, refused by name when it predates a column the table needs."""
+    budget = pd.read_csv(path)
+    missing = sorted({"method", "best_minus_recipe_fresh_seeds", "recipe_trial_status", *BOUGHT_COLUMNS}
+                     - set(budget.columns))
+    if missing:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)}: it was written by an older version; "
+                         "publish the study again (run_all.sh --profile tune ... --publish)")
+    return budget
+
+
 def published_table(tuning_root: str | Path) -> pd.DataFrame:
     """One row per published study and method: what tuning bought (``bought``, rounded for reading), from
     each budget.csv; ``_gain`` keeps the unrounded fresh-seed difference."""
     parts = []
     for study in sorted(p for p in Path(tuning_root).iterdir() if p.is_dir() and is_published(p)):
-        budget = pd.read_csv(study / "budget.csv")
+        budget = _published_budget(study / "budget.csv")
         frame = bought(budget).assign(study=study.name, _gain=budget["best_minus_recipe_fresh_seeds"],
                                       _recipe_status=budget["recipe_trial_status"])
         parts.append(frame[TABLE_COLUMNS + ["_gain", "_recipe_status"]])
