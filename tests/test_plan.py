@@ -6,6 +6,7 @@ test compares the notebook's real training calls with ``lib.study.fanout.planned
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,6 +69,31 @@ def test_the_fan_out_plans_exactly_what_the_notebook_trains(nb, profile, seed, o
     assert trained, f"{nb} trained nothing"
     assert [(r.folder, r.config.validate().to_dict()) for r in planned] == trained
     assert all(r.needed_by == [(nb, seed)] for r in planned)
+
+
+@pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
+def test_at_the_tuned_recipes_the_notebook_trains_the_fan_out_plan_and_names_each_best_json(nb, tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Study 2 (TUNED_RECIPES): one list still, and the executed notebook keeps where each recipe came from."""
+    from lib.study.profiles import FROZEN_TRAINING
+
+    study = "results/tuning/ko6-me5-small-frozen"
+    results = tmp_path / "results"
+    overrides = {**FROZEN_TRAINING, "TUNED_RECIPES": study}
+    injected = {**notebook_parameters("paper", nb, "ko6", "me5-small", 4, str(results), frozen=True), **overrides}
+    trained = _trained_by_notebook(nb, injected, monkeypatch)
+    planned = planned_runs("paper", "ko6", "me5-small", [4], results, [nb], overrides, frozen=True)
+    assert [(r.folder, r.config.validate().to_dict()) for r in planned] == trained
+    study1 = planned_runs("paper", "ko6", "me5-small", [4], results, [nb], dict(FROZEN_TRAINING), frozen=True)
+    changed = [r for r, s in zip(planned, study1) if r.config != s.config.validate()]  # planned: validated above
+    assert changed and all(r.config.method == "finetune" and r.group is None for r in changed)
+    printed = capsys.readouterr().out
+    assert f"TUNED_RECIPES '{study}': each run at its method's tuned recipe" in printed
+    for run in changed:  # its line: the loss it trains, the best.json it came from, that file's sha256
+        best = next(p for p in (PROJECT_ROOT / study).glob("*/best.json")
+                    if json.loads(p.read_text(encoding="utf-8"))["config"]["loss"] == run.config.validate().loss)
+        sha = hashlib.sha256(best.read_bytes()).hexdigest()
+        assert f"  {run.config.validate().loss}: {best.relative_to(PROJECT_ROOT)} (sha256 {sha}, trial " in printed
 
 
 def test_runs_shared_by_seeds_are_planned_once_and_needed_by_each():

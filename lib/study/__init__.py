@@ -12,7 +12,8 @@
   the cross-study table and figure (``report``), figures (``plots``), a study against the published
   one (``compare``), reproduction checks (``reproduce``).
 - Tuning: the declared search spaces (``search_spaces``), the Ray Tune search (``tuning``) and its
-  tables and figures (``tuning_report``).
+  tables and figures (``tuning_report``); training at the tuned recipes (``tuned_recipes``); Study 2's
+  seed count from Study 1's variance (``design_power``).
 
 May import: every layer below (``lib.paths``, ``lib.data``, ``lib.evaluation``, ``lib.model``,
 ``lib.training``).

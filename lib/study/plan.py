@@ -7,6 +7,11 @@ on Ray, and the notebook then finds every run finished. There is no second list 
 
 A loss's parameters come from the notebook parameter named like the registered parameter, upper-cased
 (TRIPLET_MARGIN for triplet_margin; lib/model/losses/), and reach the runs whose loss uses them.
+
+With TUNED_RECIPES (a published tuning study), each run with a loss is trained at its method's tuned
+recipe instead (lib.study.tuned_recipes); the loss-free baselines and notebook 04's weight grid keep the
+notebook's settings (the grid explores weights at the Study 1 recipe; the searches tuned each sum's
+weights already).
 """
 from __future__ import annotations
 
@@ -50,13 +55,35 @@ def _with_loss(base: ExperimentConfig, loss: str, p: Mapping, **changes) -> Expe
     return replace(base, loss=loss, loss_options=options or None, **settings, **changes)
 
 
+def _upper(params: Mapping) -> dict:
+    """The notebook's parameters: UPPERCASE names (a notebook's ``globals()`` holds other names too)."""
+    return {k: v for k, v in params.items() if isinstance(k, str) and k.isupper()}
+
+
 def notebook_runs(notebook: str, params: Mapping) -> list[PlannedRun]:
     """Every run one execution of ``notebook`` trains, in the order it trains them.
 
     ``params``: the notebook's parameters by name (other names, e.g. a notebook's ``globals()``,
-    are ignored).
+    are ignored). With TUNED_RECIPES, the runs with a loss at their tuned recipes (TunedRecipeError,
+    exit status 2, where one has none).
     """
-    p = {k: v for k, v in params.items() if isinstance(k, str) and k.isupper()}
+    p = _upper(params)
+    runs = _recipe_runs(notebook, p)
+    study = p.get("TUNED_RECIPES")
+    if study is None:
+        return runs
+    from lib.study.tuned_recipes import load, tuned_config
+
+    recipes = load(study)
+    return [replace(r, config=tuned_config(r.config, recipes, study, notebook)) if _is_tuned(r) else r for r in runs]
+
+
+def _is_tuned(run: PlannedRun) -> bool:
+    return run.config.method == "finetune" and run.group != GRID
+
+
+def _recipe_runs(notebook: str, p: dict) -> list[PlannedRun]:
+    """The runs at the notebook's own settings (the Study 1 recipe with the default parameters)."""
     base = _base(p)
     if notebook == "01_baseline_ce":
         configs = [_with_loss(base, "ce", p)]
@@ -80,5 +107,14 @@ def notebook_runs(notebook: str, params: Mapping) -> list[PlannedRun]:
 
 
 def notebook_configs(notebook: str, params: Mapping, group: str | None = None) -> list[ExperimentConfig]:
-    """The configurations of one group (default: the runs the summary reads) that ``notebook`` trains."""
-    return [r.config for r in notebook_runs(notebook, params) if r.group == group]
+    """The configurations of one group (default: the runs the summary reads) that ``notebook`` trains.
+
+    With TUNED_RECIPES it prints, per tuned method, the best.json that gave the recipe and its sha256: the
+    executed notebook keeps the line (provenance of the run folders)."""
+    runs = [r for r in notebook_runs(notebook, params) if r.group == group]
+    study = _upper(params).get("TUNED_RECIPES")
+    if study is not None and any(_is_tuned(r) for r in runs):
+        from lib.study.tuned_recipes import describe
+
+        print(describe([r.config for r in runs if _is_tuned(r)], study))
+    return [r.config for r in runs]

@@ -102,22 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str:
-    """results/<dataset>-<encoder>[-frozen] (a frozen study and a fine-tuned one never share a summary)."""
+def default_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False) -> str:
+    """results/<dataset>-<encoder>[-frozen][-tuned] (a frozen study and a fine-tuned one never share a summary,
+    nor a study at the tuned recipes, TUNED_RECIPES, and one at the Study 1 recipe)."""
     from pathlib import PurePath
 
     safe_encoder = PurePath(encoder).name.replace("/", "_")
     folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
-    return folder + ("-frozen" if frozen else "")
+    return folder + ("-frozen" if frozen else "") + ("-tuned" if tuned else "")
 
 
 LOCAL_RESULTS = "results/local"  # ignored by git: where a study trains unless --publish or --results
 
 
-def local_results(profile: str, dataset: str, encoder: str, frozen: bool) -> str:
+def local_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False) -> str:
     """results/local/<study>: a fresh clone trains here and leaves every tracked file unchanged
     (the smoke profile keeps its own ignored results/smoke/<study>)."""
-    published = default_results(profile, dataset, encoder, frozen)
+    published = default_results(profile, dataset, encoder, frozen, tuned)
     if not published.startswith("results/") or published.startswith("results/smoke/"):
         return published
     return f"{LOCAL_RESULTS}/{published[len('results/'):]}"
@@ -164,6 +165,26 @@ def is_frozen_study(items: list[str], freeze_encoder: bool) -> bool:
     ``--freeze-encoder``. It decides the default notebooks, the profile's fine-tuned-only parameters
     and the results folder (``-frozen``), on the sequential and the Ray path alike."""
     return bool(parse_overrides(items, list(NOTEBOOKS)).get("FREEZE_ENCODER", freeze_encoder))
+
+
+def tuned_recipes_problem(profile: str, dataset: str, encoder: str, seeds: list[int], results: Path,
+                          selected: list[str], overrides: dict, columns: dict, frozen: bool) -> str | None:
+    """TUNED_RECIPES, checked before anything trains (lib.study.tuned_recipes): the results folder holds no
+    runs of another recipe source, and every planned run has its method's tuned recipe, tuned under the
+    notebook's settings. Prints where each recipe comes from; returns the problem, or None."""
+    from lib.study.fanout import planned_runs
+    from lib.study.tuned_recipes import TunedRecipeError, check_results_folder, describe
+    from lib.training.config import ConfigError
+
+    value = overrides.get("TUNED_RECIPES")
+    try:
+        check_results_folder(results, value)
+        if value is not None:
+            runs = planned_runs(profile, dataset, encoder, seeds, results, selected, overrides, columns, frozen=frozen)
+            print(describe([r.config for r in runs if r.group is None], value), flush=True)
+    except (TunedRecipeError, ConfigError) as e:
+        return str(e)
+    return None
 
 
 def ensure_kernel() -> None:
@@ -343,7 +364,8 @@ def main(argv=None) -> int:
         print("error: --publish writes into the published results/<dataset>-<encoder>; it takes neither --results "
               "nor the smoke profile (whose numbers mean nothing)", file=sys.stderr)
         return 2
-    study_args = (args.profile, dataset, encoder, frozen)
+    tuned = overrides.get("TUNED_RECIPES") is not None  # Study 2: a folder of its own (default_results)
+    study_args = (args.profile, dataset, encoder, frozen, tuned)
     results = args.results or (default_results if args.publish else local_results)(*study_args)
     from lib.study.experiments import resolve_results_dir
 
@@ -364,6 +386,11 @@ def main(argv=None) -> int:
         print(f"error: results folder {results_path} cannot be written", file=sys.stderr)
         return 2
     problem = refused_results_folder(results_path)  # never writes into (or replaces files of) a user's folder
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    problem = tuned_recipes_problem(args.profile, dataset, encoder, seeds, results_path, selected, overrides, columns,
+                                    frozen)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -415,7 +442,7 @@ def main(argv=None) -> int:
     if summary.exists():
         print(f"summary: {project_relative(str(summary))}")
         published = Path(args.compare_with) if args.compare_with else PROJECT_ROOT / default_results(
-            "default" if args.profile == "smoke" else args.profile, dataset, encoder, frozen)
+            "default" if args.profile == "smoke" else args.profile, dataset, encoder, frozen, tuned)
         compare_with_published(results_path, resolve_results_dir(published), args.profile)
     if publishing:
         print(publish_line(results_path, before, "end", trained), flush=True)
