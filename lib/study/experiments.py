@@ -72,9 +72,36 @@ def method_key_of(name: str) -> str:
     return name if name in BASELINE_METHODS else format_loss_spec(parse_loss_spec(name))
 
 
+def loss_parts(key: str) -> frozenset | None:
+    """The loss parts of a method key, weights and "|frozen" aside (None: a baseline or not a loss spec)."""
+    base = key.partition("|")[0]
+    if base in BASELINE_METHODS:
+        return None
+    try:
+        return frozenset(parse_loss_spec(base))
+    except ValueError:
+        return None
+
+
+def same_method(key: str, other: str) -> bool:
+    """One method at other weights (Study 2's tuned sums): the same loss parts, both frozen or neither."""
+    parts = loss_parts(key)
+    return parts is not None and parts == loss_parts(other) and ("|frozen" in key) == ("|frozen" in other)
+
+
+def _named_like(base: str) -> str | None:
+    """A weighted sum not in DISPLAY (a tuned one) named after the listed method with its parts, with its
+    weights: "Combined (weights 0.25 / 0.33 / 0.42)"."""
+    named = [k for k in DISPLAY if same_method(k, base)]
+    if not named:
+        return None
+    weights = " / ".join(f"{w:g}" for w in parse_loss_spec(base).values())
+    return f"{DISPLAY[named[0]].removesuffix(' (seed weights)')} (weights {weights})"
+
+
 def display_name(key: str) -> str:
     base, _, frozen = key.partition("|")
-    name = DISPLAY.get(base, base.replace("=", " ").replace("+", " + "))
+    name = DISPLAY.get(base) or _named_like(base) or base.replace("=", " ").replace("+", " + ")
     return name + (" [frozen]" if frozen else "")
 
 
@@ -228,8 +255,14 @@ ORDER = ["ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+a
 def sort_methods(keys) -> list[str]:
     """The study's reading order: CE first, then its additions, then references and the rest."""
     rank = {k: i for i, k in enumerate(ORDER)}
-    return sorted(keys, key=lambda k: (k.partition("|")[0] not in rank, rank.get(k.partition("|")[0], 0),
-                                       "|frozen" in k, k))
+
+    def place(key: str) -> tuple:
+        base = key.partition("|")[0]
+        # a tuned sum takes the place of the listed method with its parts
+        at = rank.get(base, next((rank[k] for k in ORDER if same_method(k, base)), None))
+        return at is None, at or 0, "|frozen" in key, key
+
+    return sorted(keys, key=place)
 
 
 def runs_for_seed(results: str | Path, seed: int, with_embeddings: bool = True) -> dict[str, Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from lib.ownership import NotOursError, check_owned
-from lib.study.experiments import display_name, resolve_results_dir, sort_methods
+from lib.study.experiments import display_name, resolve_results_dir, same_method, sort_methods
 from lib.training.results import write_csv, write_text
 from lib.evaluation.pvalues import format_p
 from lib.study.results_folder import csv_header_has
@@ -116,7 +116,8 @@ def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataF
         if not {"verdict", "lo90", "hi90", "tl_diff"} <= set(table.columns):
             continue
         method = table["method"].str.replace("|frozen", "", regex=False)
-        hit = table[(method == PRIMARY_METHOD) & table["primary"].astype(bool) & table["verdict"].notna()]
+        combined = method.map(lambda m: same_method(m, PRIMARY_METHOD))  # at the seed's or tuned weights
+        hit = table[combined & table["primary"].astype(bool) & table["verdict"].notna()]
         if len(hit) != 1:
             raise ValueError(f"{path}: expected one verdict row for {PRIMARY_METHOD} under its a-priori rule, "
                              f"found {len(hit)}")

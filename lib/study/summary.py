@@ -15,7 +15,7 @@ from lib.evaluation.verdict_sensitivity import spread
 from lib.study.baseline_comparison import (compare_out_of_domain, compare_to_baseline, compare_under_rules,
                                            verdict_sensitivity)
 from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
-                                   sort_methods)
+                                   same_method, sort_methods)
 from lib.study.run_files import ood_metrics, ood_scores, ood_sets
 from lib.training.results import collect_runs, git, write_csv, write_text
 
@@ -134,6 +134,16 @@ def same_training_code(commits: list[str]) -> bool:
     return True
 
 
+def primary_method_key(methods, frozen: bool) -> str:
+    """The combined loss's method key in a study: the seed study's weights, or else the one sum with its parts
+    (Study 2 trains it at tuned weights, lib.study.tuned_recipes)."""
+    exact = PRIMARY_METHOD + ("|frozen" if frozen else "")
+    if exact in methods:
+        return exact
+    tuned = [m for m in methods if same_method(m, exact)]
+    return tuned[0] if len(tuned) == 1 else exact
+
+
 def is_primary_study(runs: pd.DataFrame) -> bool:
     first = runs.iloc[0]
     return (first["dataset"], first["encoder"], bool(first["frozen"])) == PRIMARY_STUDY
@@ -178,7 +188,7 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     if baseline not in set(runs["method"]) and f"{baseline}|frozen" in set(runs["method"]):
         baseline = f"{baseline}|frozen"  # a study run entirely on a frozen encoder
     summary = summarize(runs)
-    primary_key = PRIMARY_METHOD + ("|frozen" if baseline.endswith("|frozen") else "")
+    primary_key = primary_method_key(set(runs["method"]), baseline.endswith("|frozen"))
     comparison = compare_to_baseline(runs, baseline, random_state=random_state, n_boot=n_boot, delta=MARGIN)
     table = summary.copy()
     if not comparison.empty:
