@@ -13,7 +13,8 @@
   one (``compare``), reproduction checks (``reproduce``).
 - Tuning: the declared search spaces (``search_spaces``), the Ray Tune search (``tuning``) and its
   tables and figures (``tuning_report``); training at the tuned recipes (``tuned_recipes``); Study 2's
-  seed count from Study 1's variance (``design_power``).
+  seed count from Study 1's variance (``design_power``); tuned against Study 1's recipe, method by
+  method (``recipe_effect``).
 
 May import: every layer below (``lib.paths``, ``lib.data``, ``lib.evaluation``, ``lib.model``,
 ``lib.training``).
