@@ -5,6 +5,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,34 @@ class NonFiniteLossError(FloatingPointError):
     """A loss part became NaN or infinite during training."""
 
 
+SLOW_CPU_BF16 = ("DEFAULT", "AVX2", "NO AVX")  # torch's CPU kernels without AVX512: bf16 is emulated
+_warned_slow_bf16 = False
+
+
+def slow_bf16_warning(capability: str) -> str | None:
+    """What to tell a user whose CPU emulates bfloat16 (None where it does not). On an AVX2 CPU (AMD EPYC, 2
+    threads) one 512x384 @ 384x1536 matmul took 632 ms under bf16 autocast against 20 ms in fp32; fine-tuning
+    ran slower by the same order. AVX512 CPUs ran bf16 1.3-1.45x faster than fp32 (PROTOCOL.md amendment 1)."""
+    if capability not in SLOW_CPU_BF16:
+        return None
+    return (f"bf16 autocast on this CPU (torch capability {capability}, no AVX512) is emulated: about 30x slower "
+            "than fp32 here. Set BF16 = False (notebooks; run_all.sh --set BF16=False) or --bf16 false (lib.run) "
+            "unless you need bf16's numbers (PROTOCOL.md: pilot P1 found validation macro-F1 within 0.005 of fp32)")
+
+
 def pick_device(name: str, bf16: bool = False) -> torch.device:
+    global _warned_slow_bf16
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
     if bf16 and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
         # Pre-Ampere GPUs (V100, T4) have no bfloat16 units (torch would emulate it, slowly): say so.
         raise ConfigError(f"bf16 autocast needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
                           "has none: set BF16 = False (notebooks) or drop --bf16 (lib.run)")
+    if bf16 and device.type == "cpu" and not _warned_slow_bf16:
+        # Not refused: the run is right, only slow, and a published study's bf16 numbers may be what is wanted.
+        message = slow_bf16_warning(torch.backends.cpu.get_cpu_capability())
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            _warned_slow_bf16 = True
     return device
 
 
