@@ -43,9 +43,12 @@ def tiny_config():
 LONGEST_FIRST = (
     "tests/test_fanout.py",
     "tests/test_run_all.py",
+    "tests/test_tuning.py",
+    "tests/test_published_results.py",
     "tests/test_fresh_clone.py",
-    "tests/test_jupyterlab_browser.py",
+    "tests/test_interrupted_writes.py",
     "tests/test_train.py",
+    "tests/test_jupyterlab_browser.py",
 )
 
 

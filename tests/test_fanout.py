@@ -111,19 +111,21 @@ class Cluster:
         for proc in procs:  # SIGTERM: `ray start --block` stops what it started
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.time() + 10
+        # ... gracefully: its raylet and agents take ~30 s to go, so after a short grace the rest is killed
+        deadline = time.time() + 2
         for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 pass
-        time.sleep(1)
         for proc in procs:  # what is left of those sessions (workers in their own process groups)
             for pid in _session_pids(proc.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        for proc in procs:
+            proc.wait(timeout=30)
 
     def stop(self) -> None:
         self._stop(self.nodes)
@@ -378,8 +380,10 @@ def test_a_killed_worker_is_retried_and_never_leaves_a_complete_looking_run(clus
 def test_ctrl_c_stops_the_sweep_and_a_second_one_trains_only_what_is_missing(cluster, tmp_path):
     results = tmp_path / "r"
     ce, tfidf = results / "runs" / "ce1.0" / "seed0", results / "runs" / "tfidf-lr" / "seed0"
+    # CE outlasts the trigger below (its first epoch and TF-IDF done) by at least PATIENCE (3) epochs, by
+    # up to 14 (~10 s) unless it stops early; the second command trains it in full
     args = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce", "--set", 'BASELINES=["tfidf-lr"]', "--set",
-            "EPOCHS=40", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
+            "EPOCHS=15", "--results", str(results), "--ray", cluster.address, "--ray-cpus-per-run", "1"]
     # A child inherits an ignored SIGINT (some earlier in-process code may have set SIG_IGN), and
     # Python then never raises KeyboardInterrupt: give the runner the terminal's default.
     proc = subprocess.Popen([sys.executable, "-m", "lib.runner", *args], stdout=subprocess.PIPE,

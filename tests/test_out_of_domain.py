@@ -18,12 +18,7 @@ from lib.paths import PROJECT_ROOT
 from lib.run import main
 from lib.training.config import ConfigError, ExperimentConfig
 from lib.training.out_of_domain import shared_class_metrics
-
-CLASSES = ("anger", "fear", "joy", "shame")  # the toy run's classes, sorted as load_csv sorts them
-WORDS = {"joy": "sunny glad smile", "anger": "furious rage shout", "fear": "dark afraid tremble",
-         "shame": "blush sorry hide"}
-OOD_WORDS = {"happy": "glad smile", "mad": "rage shout", "scared": "afraid dark", "bored": "dull grey"}
-MAPPING = {"happy": "joy", "mad": "anger", "scared": "fear"}  # shame has no counterpart; bored is left out
+from tests.toy_ood import CLASSES, MAPPING, write_toy
 
 
 def _hand_macro_f1(y, pred, shared) -> float:
@@ -41,18 +36,9 @@ def _hand_macro_f1(y, pred, shared) -> float:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """A 4-class data set, a tiny encoder knowing its characters, and an out-of-domain CSV + mapping."""
-    from tests.tiny_encoder import make_tiny_bert
-
     d = tmp_path_factory.mktemp("toy")
-    rows = [(f"{w.split()[i % 3]} day number {i} {w.split()[(i + 1) % 3]}", label)
-            for label, w in WORDS.items() for i in range(12)]
-    pd.DataFrame(rows, columns=["text", "label"]).to_csv(d / "toy.csv", index=False)
-    ood_rows = [(f"{w} again {i}", label) for label, w in OOD_WORDS.items() for i in range(5)]
-    pd.DataFrame(ood_rows, columns=["text", "label"]).to_csv(d / "reviews.csv", index=False)
-    (d / "map.json").write_text(json.dumps(MAPPING))
     korean = "정말 행복해요 화가 나요"  # for the cp949 files below
-    encoder = make_tiny_bert(d / "encoder", [r[0] for r in rows + ood_rows] + [korean])
-    return d, encoder
+    return d, write_toy(d, ood_rows_per_label=5, extra_texts=[korean])
 
 
 def _args(d: Path, encoder: Path, out: Path, ood: str, *extra: str) -> list[str]:

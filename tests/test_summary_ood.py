@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,12 +19,9 @@ from lib.evaluation.seed_tests import mean_ci
 from lib.run import main
 from lib.study.baseline_comparison import compare_out_of_domain, shared_macro_f1
 from lib.study.summary import build_summary, ood_column, render_summary, write_summary
+from tests.toy_ood import write_toy
 
 CE, COMBINED = "ce=1.0", "ce=0.15+triplet=0.4+arcface=0.45"
-WORDS = {"joy": "sunny glad smile", "anger": "furious rage shout", "fear": "dark afraid tremble",
-         "shame": "blush sorry hide"}
-OOD_WORDS = {"happy": "glad smile", "mad": "rage shout", "scared": "afraid dark", "bored": "dull grey"}
-MAPPING = {"happy": "joy", "mad": "anger", "scared": "fear"}  # shame (class 3) has no counterpart
 SHARED = [0, 1, 2]  # anger, fear, joy: the run's classes sorted
 SEEDS = (0, 1, 2)
 N_BOOT = 300
@@ -34,16 +30,8 @@ N_BOOT = 300
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """results/runs/<method>/seed<k>: CE and combined with --ood (3 seeds), TF-IDF + LR without."""
-    from tests.tiny_encoder import make_tiny_bert
-
     d = tmp_path_factory.mktemp("toy")
-    rows = [(f"{w.split()[i % 3]} day number {i} {w.split()[(i + 1) % 3]}", label)
-            for label, w in WORDS.items() for i in range(12)]
-    pd.DataFrame(rows, columns=["text", "label"]).to_csv(d / "toy.csv", index=False)
-    ood_rows = [(f"{w} again {i}", label) for label, w in OOD_WORDS.items() for i in range(8)]
-    pd.DataFrame(ood_rows, columns=["text", "label"]).to_csv(d / "reviews.csv", index=False)
-    (d / "map.json").write_text(json.dumps(MAPPING))
-    encoder = make_tiny_bert(d / "encoder", [r[0] for r in rows + ood_rows])
+    encoder = write_toy(d, ood_rows_per_label=8)
     results = d / "results"
     common = ["--dataset", str(d / "toy.csv"), "--max-length", "32", "--quiet"]
     with contextlib.redirect_stdout(io.StringIO()):
