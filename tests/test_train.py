@@ -78,7 +78,7 @@ def test_arcface_centres_are_trained(tiny_config, tmp_path, monkeypatch):
         return real(model, loss_fn, cfg, steps)
 
     monkeypatch.setattr(train, "build_optimizer", spy)
-    run_experiment(tiny_config(loss="arcface"), tmp_path / "arc", quiet=True)
+    run_experiment(tiny_config(loss="arcface", max_train_samples=16, max_eval_samples=16), tmp_path / "arc", quiet=True)
     assert not torch.allclose(seen["before"], seen["module"].centres.detach())
 
 
