@@ -97,3 +97,76 @@ def test_the_command_writes_its_table_and_never_replaces_a_foreign_file(folders,
     assert run_main(re_.main, args) == 2 and "refusing to replace" in capsys.readouterr().err
     assert out.read_text(encoding="utf-8") == "mine\n"
     assert run_main(re_.main, ["--tuned", str(tuned), "--recipe", str(tmp_path / "none"), "--out", str(out)]) == 2
+
+
+class _Run:
+    """What write_set needs of a run folder under construction: a path inside it, its parents made."""
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, rel: str) -> Path:
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        return self.root / rel
+
+
+OOD_SHARED = (0, 2, 5)  # happiness, anger, sadness: the toy set's classes with a counterpart in ko6
+
+
+def _ood_predictions(rng, y: np.ndarray, right: int) -> np.ndarray:
+    """Predictions of which the first ``right`` rows are correct; the others wrong, some of them a class
+    without counterpart (1 embarrassment, 3 anxiety, 4 heartbroken)."""
+    wrong = rng.choice([1, 3, 4, 0, 2, 5], size=len(y))
+    wrong = np.where(wrong == y, 1, wrong)
+    return np.where(np.arange(len(y)) < right, y, wrong)
+
+
+@pytest.fixture(scope="module")
+def ood_folders(folders, tmp_path_factory):
+    """The same folders, every run having also scored a toy out-of-domain set of 60 rows: tuned CE right
+    on 40 + 5 x seed rows, its recipe twin on 30, the combined loss on 35 in both arms."""
+    from lib.data.out_of_domain import OutOfDomainSet
+    from lib.training.out_of_domain import write_set
+
+    root = tmp_path_factory.mktemp("recipe_effect_ood")
+    tuned, recipe = (shutil.copytree(f, root / f.name) for f in folders)
+    rng = np.random.default_rng(7)
+    y = np.array([OOD_SHARED[i % 3] for i in range(60)])
+    class_names = json.loads((RUNS / "ce1.0" / "seed0" / "metrics.json").read_text(encoding="utf-8"))["data"][
+        "class_names"]
+    frame = pd.DataFrame({"id": [f"t{i:02d}" for i in range(60)], "text": "x", "label": y,
+                          "source_label": [("joy", "mad", "sad")[i % 3] for i in range(60)]})
+    toy = OutOfDomainSet("toy", frame, class_names, {"joy": "happiness", "mad": "anger", "sad": "sadness"}, "a toy set")
+    for seed in SEEDS:
+        for folder, name, right in ((tuned, "ce1.0", 40 + 5 * seed), (recipe, "ce1.0", 30),
+                                    (tuned, "ce0.2_triplet0.3_arcface0.5", 35), (recipe, COMBINED, 35)):
+            run = folder / "runs" / name / f"seed{seed}"
+            rule = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["primary_rule"]
+            write_set(_Run(run), toy, {rule: _ood_predictions(np.random.default_rng(seed), y, right)}, rule, [rule])
+    return tuned, recipe
+
+
+def _ood_f1(folder: Path, name: str, seed: int) -> float:
+    run = folder / "runs" / name / f"seed{seed}"
+    rule = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["primary_rule"]
+    frame = pd.read_csv(run / "ood" / "toy" / "predictions.csv")
+    return f1_score(frame["label"], frame[f"pred_{rule}"], labels=list(OOD_SHARED), average="macro", zero_division=0)
+
+
+def test_out_of_domain_sets_are_compared_in_a_family_of_their_own(folders, ood_folders):
+    from lib.evaluation.pvalues import holm
+
+    table = re_.recipe_effect(*ood_folders, n_boot=500)
+    assert list(table["split"]) == ["test", "test", "ood:toy", "ood:toy"]
+    ood = table[table["split"] == "ood:toy"].set_index("method")
+    tuned, recipe = ood_folders
+    expected = np.mean([_ood_f1(tuned, "ce1.0", s) - _ood_f1(recipe, "ce1.0", s) for s in SEEDS])
+    # macro-F1 over the shared classes, a class without counterpart counted as an error: not accuracy
+    accuracy_gain = np.mean([(40 + 5 * s - 30) / 60 for s in SEEDS])
+    assert expected > 0.05 and abs(expected - accuracy_gain) > 1e-3
+    assert ood.loc["ce=1.0", "tl_diff"] == pytest.approx(expected) and ood.loc["ce=1.0", "seeds"] == 3
+    assert ood.loc["ce=0.2+triplet=0.3+arcface=0.5", "tl_diff"] == pytest.approx(0.0)
+    # Holm over the two methods within each split: the test rows are what they were without the set
+    assert np.allclose(ood["p_holm"], holm(ood["tl_p"].to_numpy()))
+    assert np.allclose(ood["p_ttest_holm"], holm(ood["p_ttest"].to_numpy()), equal_nan=True)
+    without = re_.recipe_effect(*folders, n_boot=500)
+    pd.testing.assert_frame_equal(table[table["split"] == "test"].reset_index(drop=True), without)
