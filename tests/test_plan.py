@@ -78,7 +78,7 @@ def test_at_the_tuned_recipes_the_notebook_trains_the_fan_out_plan_and_names_eac
     from lib.study.profiles import FROZEN_TRAINING
 
     study = "results/tuning/ko6-me5-small-frozen"
-    results = tmp_path / "results"
+    results = tmp_path / "results-tuned"  # a folder of its own (lib.study.tuned_recipes.check_results_folder)
     overrides = {**FROZEN_TRAINING, "TUNED_RECIPES": study}
     injected = {**notebook_parameters("paper", nb, "ko6", "me5-small", 4, str(results), frozen=True), **overrides}
     trained = _trained_by_notebook(nb, injected, monkeypatch)
@@ -190,3 +190,25 @@ def test_the_default_profile_retrains_seed_0_of_the_published_ed6_study(tmp_path
         twin = published / run.folder.relative_to(tmp_path) / "config.json"
         saved = json.loads(twin.read_text(encoding="utf-8"))
         assert same_config(saved, run.config.validate()), twin  # run_or_load's own comparison
+
+
+def test_a_notebook_run_by_hand_keeps_tuned_recipes_out_of_a_study_1_folder(tmp_path):
+    """JupyterLab keeps no executed copy to tell a folder's recipe source: with TUNED_RECIPES set and the
+    notebook's Study 1 RESULTS_DIR, the tuned CE run would replace the Study 1 one in place (same folder name)
+    and the summary would pair Study 1's combined loss with tuned CE. Refused by the folder's name."""
+    from lib.study.plan import notebook_configs
+    from lib.study.profiles import FROZEN_TRAINING
+    from lib.study.tuned_recipes import TunedRecipeError
+
+    study = "results/tuning/ko6-me5-small-frozen"
+    params: dict = {}
+    exec(_code_cells("01_baseline_ce")[0], params)  # the parameters cell, as a reader opens it
+    params.update({**notebook_parameters("paper", "01_baseline_ce", "ko6", "me5-small", 4, str(tmp_path / "ko6"),
+                                         frozen=True), **FROZEN_TRAINING})
+    assert notebook_configs("01_baseline_ce", params)  # the Study 1 recipe, in a Study 1 folder
+    with pytest.raises(TunedRecipeError, match=r"named \*-tuned; .*/ko6 is not one"):
+        notebook_configs("01_baseline_ce", {**params, "TUNED_RECIPES": study})
+    tuned = {**params, "TUNED_RECIPES": study, "RESULTS_DIR": str(tmp_path / "ko6-tuned")}
+    assert [c.loss for c in notebook_configs("01_baseline_ce", tuned)][0] == "ce=1.0"
+    with pytest.raises(TunedRecipeError, match="ko6-tuned is a folder of runs at tuned recipes"):
+        notebook_configs("01_baseline_ce", {**tuned, "TUNED_RECIPES": None})

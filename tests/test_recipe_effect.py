@@ -87,6 +87,30 @@ def test_a_method_without_its_recipe_or_without_shared_seeds_is_refused(folders,
         re_.recipe_effect(tuned, other, n_boot=50)
 
 
+def test_arms_that_differ_outside_the_recipe_are_refused(folders, tmp_path):
+    """Study 2's tuned runs train in fp32; the published Study 1 runs in bf16: comparing them would mix the
+    recipe's effect with the numeric mode's. A searched field (encoder_lr, above) may differ; bf16 may not."""
+    tuned, recipe = folders
+    fp32 = tmp_path / "fp32"
+    for seed in SEEDS:
+        for name in ("ce1.0", COMBINED):
+            _copy(RUNS / name / f"seed{seed}", fp32 / "runs" / name / f"seed{seed}", {"bf16": False})
+    with pytest.raises(re_.RecipeEffectError, match=r"differ outside the recipe.*bf16 True against False"):
+        re_.recipe_effect(tuned, fp32, n_boot=50)
+    assert {"encoder_lr", "head_lr", "epochs", "loss", "seed"} <= re_.recipe_fields("ce")
+    assert "triplet_margin" in re_.recipe_fields("combined") and "triplet_margin" not in re_.recipe_fields("ce")
+    assert "bf16" not in re_.recipe_fields("combined") and "batch_size" not in re_.recipe_fields("combined")
+
+
+def test_a_folder_of_baselines_only_is_refused_with_its_name(folders, tmp_path):
+    baselines = tmp_path / "baselines"
+    for seed in SEEDS:  # a CE run relabelled as a loss-free baseline
+        _copy(RUNS / "ce1.0" / f"seed{seed}", baselines / "runs" / "tfidf-lr" / f"seed{seed}",
+              {"method": "tfidf-lr"})
+    with pytest.raises(re_.RecipeEffectError, match="no method with a loss under .*baselines"):
+        re_.recipe_effect(baselines, folders[1], n_boot=50)
+
+
 def test_the_command_writes_its_table_and_never_replaces_a_foreign_file(folders, tmp_path, capsys):
     tuned, recipe = folders
     out = tmp_path / "effect.csv"

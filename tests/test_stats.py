@@ -63,6 +63,20 @@ def test_paired_seed_test_and_summary(tmp_path):
     assert list(comp["method"]) == ["new"] and comp["diff"].iloc[0] > 0 and comp["tl_diff"].iloc[0] > 0
 
 
+def test_identical_arms_get_p_one_and_stay_in_the_holm_family(tmp_path):
+    """A tuned recipe that is the Study 1 recipe trains the same runs: every difference 0, t's p = 1 (not
+    NaN, which Holm would leave out, shrinking the family and the other methods' adjusted p)."""
+    runs = _runs(tmp_path, {"ce": [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 1, 2, 2, 1, 1]],
+                            "same": [[0, 1, 2, 0, 1, 1], [0, 1, 1, 0, 1, 1], [0, 1, 2, 2, 1, 1]],
+                            "new": [[0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 1], [0, 1, 2, 0, 1, 2]]})
+    assert paired_seed_test(runs, "same", "ce")["p_ttest"] == 1.0
+    new = paired_seed_test(runs, "new", "ce")["p_ttest"]
+    comp = compare_to_baseline(runs, "ce", n_boot=50).set_index("method")
+    assert comp.loc["same", "p_ttest"] == 1.0 and comp.loc["new", "p_ttest"] == pytest.approx(new)
+    adjusted = dict(zip(comp.index, holm(comp["p_ttest"].to_numpy())))
+    assert 0 < new < 0.5 and adjusted["new"] == pytest.approx(2 * new)  # a family of two, not one
+
+
 def test_comparison_refuses_different_test_sets(tmp_path):
     runs = _runs(tmp_path, {"ce": [[0, 1, 2, 0, 1, 1]], "new": [[0, 1, 2, 0, 1, 2]]},
                  ids_for={"new": [f"x{i}" for i in range(6)]})

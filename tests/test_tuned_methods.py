@@ -35,3 +35,30 @@ def test_the_primary_comparison_is_the_seed_weights_else_the_one_tuned_combined_
     assert primary_method_key({"ce=1.0|frozen", TUNED + "|frozen"}, True) == TUNED + "|frozen"
     assert primary_method_key({"ce=1.0", TUNED, "ce=0.2+triplet=0.2+arcface=0.6"}, False) == PRIMARY_METHOD
     assert primary_method_key({"ce=1.0"}, False) == PRIMARY_METHOD
+
+
+def test_runs_at_tuned_recipes_are_not_protocol_md_s_primary_study(tmp_path):
+    """The same ko6 me5-small fine-tuned runs: in a Study 1 folder the primary comparison of PROTOCOL.md; in a
+    -tuned folder (Study 2, TUNED_RECIPES) PROTOCOL.md's rule applied, not its primary verdict."""
+    import shutil
+
+    import pytest
+
+    from lib.paths import PROJECT_ROOT
+    from lib.study.summary import build_summary, notes
+
+    runs = PROJECT_ROOT / "results" / "ko6-me5-small" / "runs"
+    if not runs.is_dir():
+        pytest.skip("the primary study's runs are not in this checkout")
+    lines = {}
+    for name in ("ko6-me5-small", "ko6-me5-small-tuned"):
+        for method in ("ce1.0", "ce0.15_triplet0.4_arcface0.45"):
+            for seed in (0, 1, 2):
+                shutil.copytree(runs / method / f"seed{seed}", tmp_path / name / "runs" / method / f"seed{seed}")
+        table, _, _ = build_summary(tmp_path / name, n_boot=200, rng_repeats=1)
+        lines[name] = [line for line in notes(table, "ce=1.0") if "− CE = " in line]
+    assert len(lines["ko6-me5-small"]) == len(lines["ko6-me5-small-tuned"]) == 1
+    assert lines["ko6-me5-small"][0].startswith("Primary comparison (PROTOCOL.md): ")
+    assert lines["ko6-me5-small-tuned"][0].startswith("The protocol's comparison at the tuned recipes (Study 2")
+    # the same numbers: only what the comparison is called differs
+    assert lines["ko6-me5-small"][0].split(": ", 1)[1] == lines["ko6-me5-small-tuned"][0].split(": ", 1)[1]

@@ -124,6 +124,19 @@ def test_two_tuned_methods_with_the_same_parts_are_refused(tmp_path):
     _plan(str(study), tmp_path, notebooks=["03_arcface"])  # the other methods are still one each
 
 
+def test_a_search_the_published_report_does_not_cover_gives_no_recipe(tmp_path):
+    """A search finished after the study was published (its best.json, no line in report.json) has no checked
+    budget: it is not a recipe until the study is published again."""
+    study = _copy_study(KO6, tmp_path / "study")
+    report = json.loads((study / "report.json").read_text(encoding="utf-8"))
+    del report["methods"]["supcon"]
+    (study / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    assert (study / "supcon" / "best.json").is_file()
+    assert "supcon" not in {r.method for r in load(str(study))} and len(load(str(study))) == 7
+    with pytest.raises(TunedRecipeError, match="loss 'supcon' has no tuned method"):
+        _plan(str(study), tmp_path, notebooks=["04_combined"], LOSSES=["supcon"])
+
+
 def test_a_recipe_tuned_under_other_settings_is_refused(tmp_path):
     # the notebook's settings: a fine-tuned study against frozen winners
     with pytest.raises(TunedRecipeError) as e:
@@ -162,16 +175,23 @@ def _executed(results: Path, name: str, parameters: dict) -> None:
 
 
 def test_a_results_folder_holds_runs_of_one_recipe_source(tmp_path):
-    study1, tuned = tmp_path / "study1", tmp_path / "tuned"
+    study1, tuned = tmp_path / "study1", tmp_path / "study1-tuned"
     _executed(study1, "01_baseline_ce-seed0", {"SEED": 0})  # executed before TUNED_RECIPES existed
     _executed(tuned, "04_combined-seed2", {"SEED": 2, "TUNED_RECIPES": KO6})
     check_results_folder(study1, None)
     check_results_folder(tuned, KO6)
     check_results_folder(tuned, str(PROJECT_ROOT / KO6))  # the same folder, spelled absolute
-    check_results_folder(tmp_path / "new", KO6)
+    check_results_folder(tmp_path / "new-tuned", KO6)
+    impostor = tmp_path / "impostor-tuned"  # named as tuned, but its notebooks ran the Study 1 recipe
+    _executed(impostor, "01_baseline_ce-seed0", {"SEED": 0})
     with pytest.raises(TunedRecipeError, match="holds runs at the Study 1 recipe .*01_baseline_ce-seed0.ipynb"):
+        check_results_folder(impostor, KO6)
+    # the name alone guards a folder without executed notebooks (a notebook run by hand in JupyterLab)
+    with pytest.raises(TunedRecipeError, match=r"named \*-tuned; .*/study1 is not one \(e.g. .*/study1-tuned\)"):
         check_results_folder(study1, KO6)
-    with pytest.raises(TunedRecipeError, match=f"holds runs at the tuned recipes of {KO6}"):
+    with pytest.raises(TunedRecipeError, match=r"/new-tuned is a folder of runs at tuned recipes"):
+        check_results_folder(tmp_path / "new-tuned", None)
+    with pytest.raises(TunedRecipeError, match="study1-tuned is a folder of runs at tuned recipes"):
         check_results_folder(tuned, None)
     with pytest.raises(TunedRecipeError, match=f"holds runs at the tuned recipes of {KO6}"):
         check_results_folder(tuned, ED32)
@@ -180,7 +200,7 @@ def test_a_results_folder_holds_runs_of_one_recipe_source(tmp_path):
 def test_run_all_prints_each_recipes_best_json_and_trains_into_a_folder_of_its_own(tmp_path, capsys):
     from lib.study.runner import local_results, tuned_recipes_problem
 
-    assert tuned_recipes_problem("paper", "ko6", "me5-small", [0, 1], tmp_path, list(TRAINING_NOTEBOOKS),
+    assert tuned_recipes_problem("paper", "ko6", "me5-small", [0, 1], tmp_path / "r-tuned", list(TRAINING_NOTEBOOKS),
                                  {**FROZEN_TRAINING, "TUNED_RECIPES": KO6}, {}, True) is None
     out = capsys.readouterr().out
     for path, _ in _winners(KO6).values():
@@ -197,7 +217,7 @@ def test_run_all_prints_each_recipes_best_json_and_trains_into_a_folder_of_its_o
 def test_run_all_refuses_before_anything_runs_with_exit_status_2(extra, message, tmp_path, capsys):
     from lib.study.runner import main
 
-    results = tmp_path / "r"
+    results = tmp_path / "r-tuned"
     assert main(["--dataset", "ko6", "--encoder", "me5-small", "--seeds", "0", "--results", str(results),
                  "--notebooks", "01_baseline_ce,04_combined", *extra]) == 2
     assert message in capsys.readouterr().err

@@ -53,8 +53,20 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
     seeds = sorted(set(a.index) & set(b.index))
     d = (a.loc[seeds] - b.loc[seeds]).to_numpy()
     mean, lo, hi = mean_ci(d)
-    p = float(st.ttest_rel(a.loc[seeds], b.loc[seeds]).pvalue) if len(seeds) >= 2 and d.std() > 1e-12 else float("nan")
+    p = _t_p(d, lambda: st.ttest_rel(a.loc[seeds], b.loc[seeds]).pvalue)
     return {"seeds": len(seeds), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
+
+
+def _t_p(d: np.ndarray, t_test) -> float:
+    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0). Every
+    difference 0 (the same runs, e.g. a tuned recipe that is the Study 1 recipe): p = 1, so the
+    comparison stays in its Holm family (a NaN would leave it out and make the others' adjusted
+    p-values smaller). Fewer than two, or all equal and not 0: NaN (no spread to test against)."""
+    if len(d) < 2:
+        return float("nan")
+    if np.all(np.abs(d) <= 1e-12):
+        return 1.0
+    return float(t_test()) if d.std() > 1e-12 else float("nan")
 
 
 def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:
@@ -68,6 +80,6 @@ def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split
         raise ValueError(f"{method}: a deterministic method has one run, found {len(fixed)}")
     d = fixed[0] - sub.loc[sub["method"] == baseline].sort_values("seed")["macro_f1"].to_numpy()
     mean, lo, hi = mean_ci(d)
-    p = float(st.ttest_1samp(d, 0.0).pvalue) if len(d) >= 2 and d.std() > 1e-12 else float("nan")
+    p = _t_p(d, lambda: st.ttest_1samp(d, 0.0).pvalue)
     return {"seeds": len(d), "diff": mean, "diff_lo": lo, "diff_hi": hi, "p_ttest": p}
 

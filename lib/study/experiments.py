@@ -116,6 +116,8 @@ def run_folder(results: Path, cfg: ExperimentConfig, group: str | None = None) -
 
 # Fields that place a run on hardware without defining the experiment.
 RUNTIME_FIELDS = {"device", "num_threads"}
+# The name of every results folder of runs at tuned recipes (Study 2, TUNED_RECIPES; lib.study.tuned_recipes).
+TUNED_SUFFIX = "-tuned"
 # Fields a loss-free baseline does not read (tfidf-lr reads no encoder field either).
 TRAINING_FIELDS = {f for f in ExperimentConfig.__dataclass_fields__} - {
     "dataset", "encoder", "method", "seed", "max_length", "eval_batch_size", "bf16", "max_train_samples",

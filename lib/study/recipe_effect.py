@@ -12,6 +12,7 @@ left out.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,9 +21,10 @@ import pandas as pd
 from lib.evaluation.pvalues import holm
 from lib.ownership import check_owned
 from lib.study.baseline_comparison import compare_out_of_domain, compare_to_baseline
-from lib.study.experiments import loss_parts, resolve_results_dir, same_method, sort_methods
+from lib.study.experiments import RUNTIME_FIELDS, loss_parts, resolve_results_dir, same_method, sort_methods
 from lib.study.results_folder import csv_header_has
 from lib.study.run_files import ood_sets
+from lib.study.search_spaces import OWN, SHARED, parts_of
 from lib.study.summary import collect
 from lib.training.results import write_csv
 
@@ -54,6 +56,32 @@ def pairs(tuned: pd.DataFrame, recipe: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
+def recipe_fields(method: str) -> set[str]:
+    """The configuration fields in which a method's tuned recipe may differ from its Study 1 recipe: what
+    its search varied (lib.study.search_spaces: the shared fields and its parts' own; the loss spec for a
+    sum's weights), besides the seed and where a run ran."""
+    own = {name for part in parts_of(method) for name in OWN[part]}
+    return set(SHARED) | own | {"loss", "seed"} | RUNTIME_FIELDS
+
+
+def check_same_settings(tuned: pd.DataFrame, recipe: pd.DataFrame, method: str, recipe_method: str) -> None:
+    """Refuse arms that differ outside the recipe (e.g. bf16 against fp32, another encoder or batch size):
+    their difference would not be the recipe's effect."""
+    def config(runs, m):
+        path = Path(runs.loc[runs["method"] == m, "run_path"].iloc[0]) / "config.json"
+        return path, json.loads(path.read_text(encoding="utf-8"))
+
+    (tuned_path, a), (recipe_path, b) = config(tuned, method), config(recipe, recipe_method)
+    allowed = recipe_fields(method)
+    differ = sorted(k for k in set(a) | set(b) if k not in allowed and a.get(k) != b.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {a.get(k)!r} against {b.get(k)!r}" for k in differ)
+        raise RecipeEffectError(
+            f"{method}: the arms differ outside the recipe ({tuned_path} against {recipe_path}): {shown}; train "
+            "the Study 1 recipe with the tuned runs' other settings (e.g. the same bf16), so that only the recipe "
+            "differs")
+
+
 def _arms(tuned: pd.DataFrame, recipe: pd.DataFrame, method: str, recipe_method: str) -> pd.DataFrame:
     return pd.concat([tuned[tuned["method"] == method].assign(method=TUNED),
                       recipe[recipe["method"] == recipe_method].assign(method=RECIPE)], ignore_index=True)
@@ -67,7 +95,12 @@ def recipe_effect(tuned_results: str | Path, recipe_results: str | Path, n_boot:
         if runs.empty:
             raise RecipeEffectError(f"no complete runs under {resolve_results_dir(folder) / 'runs'}")
     rows = []
-    for method, recipe_method in pairs(tuned, recipe):
+    found_pairs = pairs(tuned, recipe)
+    if not found_pairs:
+        raise RecipeEffectError(f"no method with a loss under {resolve_results_dir(tuned_results) / 'runs'} "
+                                "(baselines have no recipe to compare)")
+    for method, recipe_method in found_pairs:
+        check_same_settings(tuned, recipe, method, recipe_method)
         both = _arms(tuned, recipe, method, recipe_method)
         seeds = set(both.loc[both["method"] == TUNED, "seed"]) & set(both.loc[both["method"] == RECIPE, "seed"])
         if not seeds:

@@ -107,9 +107,11 @@ def default_results(profile: str, dataset: str, encoder: str, frozen: bool, tune
     nor a study at the tuned recipes, TUNED_RECIPES, and one at the Study 1 recipe)."""
     from pathlib import PurePath
 
+    from lib.study.experiments import TUNED_SUFFIX
+
     safe_encoder = PurePath(encoder).name.replace("/", "_")
     folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
-    return folder + ("-frozen" if frozen else "") + ("-tuned" if tuned else "")
+    return folder + ("-frozen" if frozen else "") + (TUNED_SUFFIX if tuned else "")
 
 
 LOCAL_RESULTS = "results/local"  # ignored by git: where a study trains unless --publish or --results

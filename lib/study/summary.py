@@ -14,8 +14,8 @@ from lib.evaluation.seed_tests import summarize
 from lib.evaluation.verdict_sensitivity import spread
 from lib.study.baseline_comparison import (compare_out_of_domain, compare_to_baseline, compare_under_rules,
                                            verdict_sensitivity)
-from lib.study.experiments import (ExperimentConfig, display_name, experiment_fields, method_key, resolve_results_dir,
-                                   same_method, sort_methods)
+from lib.study.experiments import (TUNED_SUFFIX, ExperimentConfig, display_name, experiment_fields, method_key,
+                                   resolve_results_dir, same_method, sort_methods)
 from lib.study.run_files import ood_metrics, ood_scores, ood_sets
 from lib.training.results import collect_runs, git, write_csv, write_text
 
@@ -222,8 +222,13 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
+    # Runs at tuned recipes (Study 2) are not PROTOCOL.md's primary study, whatever their data set and encoder.
+    tuned = resolve_results_dir(results).name.endswith(TUNED_SUFFIX)
     table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot, random_state=random_state,
-                       primary_study=is_primary_study(runs), primary_method=primary_key, sensitivity=sensitivity)
+                       primary_study=is_primary_study(runs) and not tuned, primary_method=primary_key,
+                       sensitivity=sensitivity)
+    if tuned:  # absent otherwise: the attrs of a Study 1 summary stay as they were
+        table.attrs["tuned_recipes"] = True
     if out_of_domain:  # absent, not empty, without them: the attrs of a study without sets stay as they were
         table.attrs["out_of_domain"] = out_of_domain
     return table, readable(table, baseline), runs
@@ -431,6 +436,8 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
         r = prim.iloc[0]
         if not table.attrs.get("provenance", {}).get("clean"):
             which = "The protocol's comparison, exploratory here (runs not from one clean commit)"
+        elif table.attrs.get("tuned_recipes"):  # Study 2's protocol, written after its searches, decides these
+            which = "The protocol's comparison at the tuned recipes (Study 2; PROTOCOL.md's verdict rule applied)"
         elif table.attrs.get("primary_study"):
             which = "Primary comparison (PROTOCOL.md)"
         else:

@@ -25,7 +25,7 @@ from pathlib import Path
 from lib.model.losses import format_loss_spec, parse_loss_spec
 from lib.ownership import json_object
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import RUNTIME_FIELDS, resolve_results_dir
+from lib.study.experiments import RUNTIME_FIELDS, TUNED_SUFFIX, resolve_results_dir
 from lib.study.profiles import TRAINING_NOTEBOOKS
 from lib.study.search_spaces import STICK, method_name
 from lib.study.tuning import BEST, SEARCH, shown_path
@@ -77,7 +77,9 @@ def load(value) -> list[Recipe]:
             f"{PARAMETER} {value!r}: {shown_path(study)} is not a published tuning study (report.json with an equal "
             "budget and notebooks/07_tuning.ipynb, written by run_all.sh --profile tune ... --publish); published: "
             f"{', '.join(published_studies()) or 'none'}")
-    recipes = [_recipe(path) for path in sorted(study.glob(f"*/{BEST}"))]
+    # only the methods the published report covers: a search finished after publishing has no checked budget
+    published = set((json_object(study / "report.json", "methods") or {}).get("methods") or {})
+    recipes = [r for r in map(_recipe, sorted(study.glob(f"*/{BEST}"))) if r.method in published]
     if not recipes:
         raise TunedRecipeError(f"{PARAMETER} {value!r}: no method folder of {shown_path(study)} holds a {BEST}")
     return recipes
@@ -152,9 +154,20 @@ def _executed_with(path: Path) -> Path | None:
 
 
 def check_results_folder(results: Path, value) -> None:
-    """One recipe source per results folder: refuse ``value`` where the folder's executed training notebooks
-    ran with another (a folder of Study 1 runs: None), so that no summary mixes the two."""
+    """One recipe source per results folder, so that no summary mixes the two: runs at tuned recipes go to a
+    folder named ``*-tuned``, and only they; and the folder's executed training notebooks ran with ``value``
+    (a folder of Study 1 runs: None). The name is what guards a notebook run by hand (JupyterLab keeps no
+    executed copy): TUNED_RECIPES set with the Study 1 folder would otherwise replace its CE runs in place."""
     want = None if value is None else study_folder(value)
+    name = Path(results).name
+    if want is not None and not name.endswith(TUNED_SUFFIX):
+        raise TunedRecipeError(f"{PARAMETER} {value!r}: runs at tuned recipes go to a results folder of their own, "
+                               f"named *{TUNED_SUFFIX}; {shown_path(Path(results))} is not one (e.g. "
+                               f"{shown_path(Path(results).with_name(name + TUNED_SUFFIX))})")
+    if want is None and name.endswith(TUNED_SUFFIX):
+        raise TunedRecipeError(f"{shown_path(Path(results))} is a folder of runs at tuned recipes (*{TUNED_SUFFIX}); "
+                               f"set {PARAMETER} to the tuning study they came from, or train the Study 1 recipe "
+                               "into another folder")
     for nb in TRAINING_NOTEBOOKS:
         for path in sorted(Path(results).glob(f"notebooks/{nb}-seed*.ipynb")):
             ran = _executed_with(path)

@@ -8,7 +8,7 @@ The search. One search per method (a loss spec: its parts name it, its weights a
 recipe's), with the space of lib/study/search_spaces.py and a named setting of lib/study/profiles.py
 (TUNING): every method of a setting gets the same trials, the same maximum epochs and the same seeds
 per trial. Optuna's TPE sampler proposes (Ray Tune's OptunaSearch; the first trial is the Study 1
-recipe, so each search starts where Study 1 stood) and ASHA ends trials that trail at its rungs
+recipe, a sum's weights scaled to sum 1, so each search starts where Study 1 stood) and ASHA ends trials that trail at its rungs
 (from the setting's grace period, at least 2 epochs). A trial is one ExperimentConfig per seed, each
 trained into an ordinary run folder (``<method>/trials/<trial id>/seed<k>/``); trial.json beside them
 gives the ``python -m lib.run`` command that re-runs it to the same validation score.
