@@ -163,13 +163,21 @@ def _bootstrap(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, b_fixed: bool, me
             reps[start:start + r] = (sw * ma).sum(1) - (mb[:, 0] if b_fixed else (sw * mb).sum(1))
     else:
         reps[:] = seed_w @ full_a[0] - (full_b[0, 0] if b_fixed else seed_w @ full_b[0])
+    return _result(reps, observed, per_seed, level=level, seeds=s, sentences=n, resample=resample,
+                   return_replicates=return_replicates)
+
+
+def _result(reps: np.ndarray, observed: float, per_seed: np.ndarray, *, level: float, seeds: int, sentences,
+            resample: str, return_replicates: bool, over: str | None = None) -> dict:
+    """The returned dict of every bootstrap here, from its replicates (see ``two_level_bootstrap``)."""
+    n_boot = len(reps)
     srt = np.sort(reps)
     lo, hi = order_interval(srt, level)
     n_le, n_ge = int(np.searchsorted(srt, 0, "right")), int(n_boot - np.searchsorted(srt, 0, "left"))
     p, bound = tail_p(min(n_le, n_ge), n_boot, 2)
     out = {"diff": observed, "lo": lo, "hi": hi, "level": level, "p": p, "p_is_bound": bound,
            "se": float(reps.std(ddof=1)) if n_boot > 1 else float("nan"), "n_boot": n_boot,
-           "seeds": s, "sentences": n, "resample": resample, "over": OVER[resample],
+           "seeds": seeds, "sentences": sentences, "resample": resample, "over": over or OVER[resample],
            "per_seed_diff": per_seed}
     if return_replicates:
         out["replicates"] = reps
@@ -257,3 +265,72 @@ def fixed_vs_seeds_bootstrap(fixed_pred, preds, y, *, metric: str | CountMetric 
         del res["replicates"]
     return res
 
+
+
+# What an interval of ``split_bootstrap`` is over: each seed trained and tested on its own split.
+OVER_SPLITS = {"seeds+sentences": "seeds (each with its own split) and each split's test sentences resampled: "
+                                  "the training procedure over splits of the pool",
+               "sentences": "each split's test sentences resampled, seeds fixed: these trained models",
+               "seeds": "seeds (each with its own split) resampled, their test sets as they are"}
+
+
+def split_bootstrap(preds_a, preds_b, ys, *, metric: str | CountMetric = "macro_f1", n_boot: int = 10_000,
+                    level: float = 0.95, resample: str = "seeds+sentences", random_state=0, chunk: int = 500,
+                    return_replicates: bool = False, n_classes: int | None = None) -> dict:
+    """``two_level_bootstrap`` where every seed has a test set of its own (a design that redraws the
+    split per seed, so that the test sentences no longer put a floor under the standard error).
+
+    ``preds_a[s]``, ``preds_b[s]``: seed s's predictions of both methods on its test set, whose labels
+    are ``ys[s]`` (sizes may differ). Each replicate draws S seeds with replacement (the same for a and
+    b) and, for every drawn seed, a resample of that seed's own test sentences, drawn afresh for each
+    time the seed is drawn (a two-stage cluster bootstrap: the splits are the clusters); the replicate is
+    the mean over the drawn seeds of metric(a) - metric(b). ``resample='sentences'`` keeps every seed
+    once, ``'seeds'`` keeps each test set as it is. Returns ``two_level_bootstrap``'s dict, with
+    ``sentences`` the test-set sizes (a list, one per seed)."""
+    if resample not in RESAMPLE:
+        raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError("need 0 < level < 1 and n_boot >= 1")
+    ys = [np.asarray(y, dtype=np.int64) for y in ys]
+    s = len(ys)
+    if not (len(preds_a) == len(preds_b) == s) or s == 0:
+        raise ValueError(f"paired design: {len(preds_a)} and {len(preds_b)} seeds of predictions against {s} test "
+                         "sets; give seed k's predictions of both methods on seed k's test set")
+    a = [_as_seeds(p, len(y), f"preds_a[{i}]")[0] for i, (p, y) in enumerate(zip(preds_a, ys))]
+    b = [_as_seeds(p, len(y), f"preds_b[{i}]")[0] for i, (p, y) in enumerate(zip(preds_b, ys))]
+    if "seeds" in resample and s < 2:
+        raise ValueError(f"resampling seeds needs at least 2 seeds, got {s}; use resample='sentences'")
+    if min(min(y.min(), x.min(), z.min()) for y, x, z in zip(ys, a, b)) < 0:
+        raise ValueError("labels and predictions must be non-negative class indices")
+    k = int(max(max(y.max(), x.max(), z.max()) for y, x, z in zip(ys, a, b))) + 1
+    if n_classes is not None:
+        if n_classes < k:
+            raise ValueError(f"n_classes={n_classes}, but labels or predictions go up to {k - 1}")
+        k = n_classes
+    fn = _metric_fn(metric)
+    groups = [[x[None, :], z[None, :]] for x, z in zip(a, b)]
+    mats = [_count_matrix(y, g, k) for y, g in zip(ys, groups)]
+
+    def diffs(i: int, weights: np.ndarray) -> np.ndarray:  # seed i's metric(a) - metric(b) under each weight row
+        ma, mb = _metric_per_seed(weights.astype(mats[i].dtype), mats[i], groups[i], k, fn)
+        return ma[:, 0] - mb[:, 0]
+
+    per_seed = np.array([diffs(i, np.ones((1, len(y))))[0] for i, y in enumerate(ys)])
+    rng = np.random.default_rng(random_state)
+    draws = rng.integers(0, s, (n_boot, s)) if "seeds" in resample else np.tile(np.arange(s), (n_boot, 1))
+    if "sentences" not in resample:
+        reps = per_seed[draws].mean(1)
+    else:
+        reps = np.zeros(n_boot)
+        for slot in range(s):  # each drawn seed gets its own sentence resample, also when drawn twice
+            for i, y in enumerate(ys):
+                rows = np.flatnonzero(draws[:, slot] == i)
+                n = len(y)
+                step = max(1, min(chunk, 2_500_000 // n))
+                for start in range(0, len(rows), step):
+                    part = rows[start:start + step]
+                    idx = rng.integers(0, n, (len(part), n))
+                    w = np.bincount((idx + n * np.arange(len(part))[:, None]).ravel(), minlength=len(part) * n)
+                    reps[part] += diffs(i, w.reshape(len(part), n)) / s
+    return _result(reps, float(per_seed.mean()), per_seed, level=level, seeds=s, sentences=[len(y) for y in ys],
+                   resample=resample, return_replicates=return_replicates, over=OVER_SPLITS[resample])
