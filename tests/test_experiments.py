@@ -89,6 +89,10 @@ def test_frozen_studies_get_their_own_folder():
     assert default_results("default", "ed32", "minilm", frozen=False) == "results/ed32-minilm"
     assert default_results("default", "ed32", "minilm", frozen=True) == "results/ed32-minilm-frozen"
     assert default_results("paper", "/data/my.csv", "/models/klue", frozen=True) == "results/my-klue-frozen"
+    # a design whose seeds each have their own split, and the tuned recipes, each a folder of its own
+    assert default_results("paper", "ko6", "me5-small", False, resplit=True) == "results/ko6-me5-small-resplit"
+    assert default_results("paper", "ko6", "me5-small", True, tuned=True, resplit=True) == \
+        "results/ko6-me5-small-frozen-resplit-tuned"
 
 
 def test_a_study_trains_into_an_ignored_folder_unless_published(tmp_path):

@@ -212,3 +212,17 @@ def test_a_notebook_run_by_hand_keeps_tuned_recipes_out_of_a_study_1_folder(tmp_
     assert [c.loss for c in notebook_configs("01_baseline_ce", tuned)][0] == "ce=1.0"
     with pytest.raises(TunedRecipeError, match="ko6-tuned is a folder of runs at tuned recipes"):
         notebook_configs("01_baseline_ce", {**tuned, "TUNED_RECIPES": None})
+
+
+def test_resplit_and_out_of_domain_reach_every_run_and_resplit_baselines_run_per_seed(tmp_path):
+    """RESPLIT and OUT_OF_DOMAIN are notebook parameters like any other: every planned run carries them; with
+    a split of each seed's own, the loss-free baselines (otherwise trained once, as seed 0) run for every
+    seed, since the seed chooses their training and test sentences."""
+    overrides = {"RESPLIT": True, "OUT_OF_DOMAIN": "auto"}
+    runs = planned_runs("paper", "ed6", "minilm", [3, 4], tmp_path, ["01_baseline_ce"], overrides)
+    assert runs and all(r.config.resplit and r.config.ood == "auto" for r in runs)
+    baselines = sorted((r.config.method, r.config.seed) for r in runs if r.config.method != "finetune")
+    assert baselines == [("encoder-lr", 3), ("encoder-lr", 4), ("tfidf-lr", 3), ("tfidf-lr", 4)]
+    fixed = planned_runs("paper", "ed6", "minilm", [3, 4], tmp_path, ["01_baseline_ce"], {})
+    assert {r.config.seed for r in fixed if r.config.method != "finetune"} == {0}
+    assert not any(r.config.resplit or r.config.ood for r in fixed)

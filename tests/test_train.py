@@ -147,6 +147,8 @@ def test_a_running_run_reports_each_epoch_in_its_status_file(tiny_config, tmp_pa
     assert not (tmp_path / "run" / "STATUS.json").exists()  # a finished run has no status file
 
 
+# on a CPU that emulates bf16 the run warns that it is slow (tests/test_slow_bf16.py); here that is expected
+@pytest.mark.filterwarnings("ignore:bf16 autocast on this CPU:RuntimeWarning")
 def test_bf16_autocast_trains_and_changes_the_numbers(tiny_config, tmp_path):
     """The notebooks' default mode (BF16 = True): the run completes, records it, and autocast was really on.
     A third of TINY's sentences and half its length: CPUs without bfloat16 emulate it, ~5x slower than fp32."""

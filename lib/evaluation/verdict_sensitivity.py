@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lib.evaluation.bootstrap import two_level_bootstrap
+from lib.evaluation.bootstrap import split_bootstrap, two_level_bootstrap
 from lib.evaluation.margin import protocol_verdict
 
 COLUMNS = ["diff", "lo", "hi", "verdict"]
@@ -22,9 +22,10 @@ def margin_verdict(a, b, y, delta: float, *, n_boot: int = 10_000, random_state:
     """The protocol's verdict on paired (S, n) predictions ``a`` and ``b`` against a claimed gain
     ``delta``: the two-level bootstrap (``random_state``) and the t interval over the S per-seed
     differences, decided on the union of their intervals (``protocol_verdict``). Returns diff
-    (point estimate), lo, hi (the union interval) and verdict."""
-    res = two_level_bootstrap(a, b, y, n_boot=n_boot, random_state=random_state, return_replicates=True,
-                              n_classes=n_classes)
+    (point estimate), lo, hi (the union interval) and verdict. ``y`` a list (one test set per seed, a
+    study whose seeds each have their own split): ``a``, ``b`` lists too, and ``split_bootstrap``."""
+    boot = split_bootstrap if isinstance(y, list) else two_level_bootstrap
+    res = boot(a, b, y, n_boot=n_boot, random_state=random_state, return_replicates=True, n_classes=n_classes)
     *_, both = protocol_verdict(res, delta, level)
     return {"diff": res["diff"], "lo": both["lo"], "hi": both["hi"], "verdict": both["verdict"]}
 
@@ -48,17 +49,24 @@ def leave_one_seed_out(a, b, y, delta: float, *, seeds=None, n_boot: int = 10_00
     """``margin_verdict`` on every S - 1 of the S paired seeds (the same bootstrap RNG seed): one row
     per left-out seed (left_out: its label from ``seeds``, default 0..S-1; seeds: how many remain;
     diff, lo, hi, verdict). Empty below 3 seeds: resampling seeds needs 2 that remain."""
-    a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
-    s = a.shape[0]
+    own_splits = isinstance(y, list)  # one test set per seed: keep lists, drop the seed's test set too
+    if not own_splits:
+        a, b = np.atleast_2d(np.asarray(a)), np.atleast_2d(np.asarray(b))
+    s = len(a)
     labels = list(range(s)) if seeds is None else list(seeds)
-    if len(labels) != s or b.shape[0] != s:
-        raise ValueError(f"paired design: {s} seeds of a, {b.shape[0]} of b, {len(labels)} seed labels")
+    if len(labels) != s or len(b) != s or (own_splits and len(y) != s):
+        raise ValueError(f"paired design: {s} seeds of a, {len(b)} of b, {len(labels)} seed labels")
     rows = []
     if s >= 3:
         for i, label in enumerate(labels):
-            keep = np.arange(s) != i
+            if own_splits:
+                rest = [j for j in range(s) if j != i]
+                left = ([a[j] for j in rest], [b[j] for j in rest], [y[j] for j in rest])
+            else:
+                keep = np.arange(s) != i
+                left = (a[keep], b[keep], y)
             rows.append({"left_out": label, "seeds": s - 1,
-                         **margin_verdict(a[keep], b[keep], y, delta, n_boot=n_boot, random_state=random_state,
+                         **margin_verdict(*left, delta, n_boot=n_boot, random_state=random_state,
                                           n_classes=n_classes, level=level)})
     return pd.DataFrame(rows, columns=["left_out", "seeds", *COLUMNS])
 

@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from lib.evaluation.bootstrap import fixed_vs_seeds_bootstrap, macro_f1_counts, two_level_bootstrap
+from lib.evaluation.bootstrap import fixed_vs_seeds_bootstrap, macro_f1_counts, split_bootstrap, two_level_bootstrap
 from lib.evaluation.margin import protocol_verdict
 from lib.evaluation.seed_tests import fixed_vs_seeds_t_test, paired_seed_test
 from lib.evaluation.verdict_sensitivity import bootstrap_redraws, leave_one_seed_out
@@ -30,7 +30,8 @@ def compare_to_baseline(runs: pd.DataFrame, baseline: str, *, n_boot: int | None
     test set fixed; for a deterministic method over the baseline's seeds).
 
     With ``n_boot`` (e.g. 10_000) also the two-level bootstrap of macro-F1, columns
-      tl_design    'paired seeds' (seeds both ran), 'fixed vs baseline seeds' (a method in
+      tl_design    'paired seeds' (seeds both ran; 'paired seeds, own splits' where each seed has a
+                   split of its own, resplit: ``split_bootstrap``), 'fixed vs baseline seeds' (a method in
                    ``deterministic`` with one run, against the mean over all baseline seeds), or
                    'too few seeds' (fewer than 2; the tl_ columns are NaN)
       tl_seeds     seeds resampled; tl_diff (point estimate; for a deterministic method
@@ -120,7 +121,15 @@ def _two_level_columns(mine: dict, base: dict, seeds: list, y, fixed: bool, n_bo
                     "p_gain": nan, "p_gain_is_bound": False, "t_lo90": nan, "t_hi90": nan, "p_below_claim_t": nan,
                     "p_gain_t": nan, "lo90": nan, "hi90": nan, "verdict_bootstrap": "", "verdict_t": "",
                     "verdict": "", "includes_delta": False})
-    if fixed:
+    own_splits = isinstance(y, dict)  # every seed with its own split: labels per seed (reference_test_set)
+    if own_splits and len(seeds) >= 2:
+        res = split_bootstrap([mine[s] for s in seeds], [base[s] for s in seeds], [y[s] for s in seeds],
+                              n_boot=n_boot, random_state=random_state, return_replicates=True, n_classes=n_classes,
+                              metric=metric)
+        out["tl_design"] = "paired seeds, own splits"
+    elif own_splits:
+        return out
+    elif fixed:
         res = fixed_vs_seeds_bootstrap(next(iter(mine.values())), [base[s] for s in sorted(base)], y, n_boot=n_boot,
                                        random_state=random_state, return_replicates=True, n_classes=n_classes,
                                        metric=metric)
@@ -176,7 +185,10 @@ def verdict_sensitivity(runs: pd.DataFrame, method: str, baseline: str, *, rule:
     seeds = sorted(set(mine) & set(base))
     if len(seeds) < 2:
         raise ValueError(f"{method} against {baseline}: {len(seeds)} paired seed(s); a verdict needs 2 or more")
-    a, b = np.array([mine[s] for s in seeds]), np.array([base[s] for s in seeds])
+    if isinstance(y, dict):  # every seed with its own split: lists, one test set per seed
+        a, b, y = [mine[s] for s in seeds], [base[s] for s in seeds], [y[s] for s in seeds]
+    else:
+        a, b = np.array([mine[s] for s in seeds]), np.array([base[s] for s in seeds])
     kw = {"n_boot": n_boot, "random_state": random_state, "n_classes": n_classes}
     return (bootstrap_redraws(a, b, y, delta, repeats=repeats, **kw),
             leave_one_seed_out(a, b, y, delta, seeds=seeds, **kw))

@@ -86,7 +86,8 @@ def compare(yours: str | Path, published: str | Path) -> pd.DataFrame:
 
 # Training settings that change the numbers; a difference here explains a gap before chance does.
 SETTINGS = ("epochs", "patience", "bf16", "batch_size", "max_length", "encoder_lr", "head_lr", "warmup_ratio",
-            "weight_decay", "freeze_encoder", "max_train_samples", "max_eval_samples", "drop_cross_split_duplicates")
+            "weight_decay", "freeze_encoder", "max_train_samples", "max_eval_samples", "drop_cross_split_duplicates",
+            "resplit")
 
 
 def _settings(study: Path) -> dict[str, list]:

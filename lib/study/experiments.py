@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from lib.training.config import BASELINE_METHODS, ExperimentConfig
@@ -124,8 +124,13 @@ TRAINING_FIELDS = {f for f in ExperimentConfig.__dataclass_fields__} - {
     "max_eval_samples", "drop_cross_split_duplicates", "text_column", "label_column", "empty_texts"}
 
 
+FIELD_DEFAULTS = {f.name: f.default for f in fields(ExperimentConfig) if f.default is not MISSING}
+
+
 def experiment_fields(config: dict) -> dict:
-    """The fields that define what a run computed (for reuse and for consistency checks)."""
+    """The fields that define what a run computed (for reuse and for consistency checks). A field added
+    after a run was saved reads as its default, the behaviour that run had (e.g. resplit)."""
+    config = {**FIELD_DEFAULTS, **config}
     skip = set(RUNTIME_FIELDS)
     if config.get("method", "finetune") != "finetune":
         skip |= TRAINING_FIELDS

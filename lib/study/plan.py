@@ -37,7 +37,8 @@ def _base(p: Mapping) -> ExperimentConfig:
                             batch_size=p["BATCH_SIZE"], max_length=p["MAX_LENGTH"], encoder_lr=p["ENCODER_LR"],
                             head_lr=p["HEAD_LR"], freeze_encoder=p["FREEZE_ENCODER"], bf16=p["BF16"], patience=p["PATIENCE"],
                             max_train_samples=p["MAX_TRAIN_SAMPLES"], max_eval_samples=p["MAX_EVAL_SAMPLES"],
-                            text_column=p["TEXT_COLUMN"], label_column=p["LABEL_COLUMN"])
+                            text_column=p["TEXT_COLUMN"], label_column=p["LABEL_COLUMN"],
+                            resplit=p.get("RESPLIT", False), ood=p.get("OUT_OF_DOMAIN"))
 
 
 def _with_loss(base: ExperimentConfig, loss: str, p: Mapping, **changes) -> ExperimentConfig:
@@ -87,8 +88,9 @@ def _recipe_runs(notebook: str, p: dict) -> list[PlannedRun]:
     base = _base(p)
     if notebook == "01_baseline_ce":
         configs = [_with_loss(base, "ce", p)]
-        # The baselines have no random parts: run once (as seed 0) and reused by the other seeds.
-        configs += [replace(base, method=m, seed=0) for m in p["BASELINES"]]
+        # The baselines have no random parts: run once (as seed 0) and reused by the other seeds; with a
+        # split of each seed's own (RESPLIT) once per seed, since the seed chooses their data.
+        configs += [replace(base, method=m, seed=base.seed if base.resplit else 0) for m in p["BASELINES"]]
         return [PlannedRun(notebook, c) for c in configs]
     if notebook == "02_triplet":
         return [PlannedRun(notebook, _with_loss(base, loss, p, sampler=p["SAMPLER"])) for loss in p["LOSSES"]]

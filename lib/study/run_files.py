@@ -17,14 +17,15 @@ def ood_folder(run_path, name: str) -> Path:
     return Path(run_path) / OOD / name
 
 
-def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | None = None,
+def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | dict | None = None,
                              rule: str | None = None, ood: str | None = None) -> dict[int, np.ndarray]:
     """seed -> test predictions of the primary rule (or of ``rule``), rows in id order (as every run
     writes them); with ``ood``, the predictions on that out-of-domain set instead, of the runs that
     scored it.
 
     With ``ids``, every run must have predicted exactly those sentences: a paired test over
-    different test sets would be meaningless.
+    different test sets would be meaningless. A dict (seed -> ids: a study whose every seed has a
+    split of its own, ``reference_test_set``) holds each seed's runs to that seed's sentences.
     """
     out = {}
     chosen = runs["primary"] if rule is None else runs["rule"] == rule
@@ -34,7 +35,13 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
         if ood is not None and not (folder / "predictions.csv").is_file():
             continue  # this run did not score the set
         frame = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
-        if ids is not None and not np.array_equal(frame["id"].to_numpy(), ids):
+        expected = ids
+        if isinstance(ids, dict) and ood is None:
+            if int(r["seed"]) not in ids:
+                raise ValueError(f"{r['run_path']}: seed {int(r['seed'])} has its own split, and the baseline has no "
+                                 "run on it; a paired comparison needs the baseline's run of every seed")
+            expected = ids[int(r["seed"])]
+        if expected is not None and not np.array_equal(frame["id"].to_numpy(), expected):
             if ood is not None:
                 raise ValueError(f"{folder} predicted other {ood} sentences than the baseline run; paired "
                                  "comparisons need one set (the same out-of-domain file and mapping)")
@@ -44,14 +51,39 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
     return out
 
 
-def reference_test_set(runs: pd.DataFrame, baseline: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+def reference_test_set(runs: pd.DataFrame, baseline: str) -> tuple[np.ndarray | dict, np.ndarray | dict, int | None]:
     """(test labels, sentence ids, class count) from the baseline's first test run: the test set
-    every compared run must have predicted."""
-    first = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"]
+    every compared run must have predicted. In a study whose every seed has a split of its own
+    (``resplit``), labels and ids are dicts, seed -> that seed's baseline run's."""
+    base = runs[(runs["method"] == baseline) & (runs["split"] == "test")]
+    first = base["run_path"]
     if first.empty:
         raise ValueError(f"no test runs of {baseline}")
+    if is_resplit(runs):
+        frames = {int(seed): pd.read_csv(Path(g["run_path"].iloc[0]) / "predictions.csv", dtype={"id": str})
+                  for seed, g in base.groupby("seed")}
+        return ({s: f["label"].to_numpy() for s, f in frames.items()},
+                {s: f["id"].to_numpy() for s, f in frames.items()}, n_classes_of(first.iloc[0]))
     reference = pd.read_csv(Path(first.iloc[0]) / "predictions.csv", dtype={"id": str})
     return reference["label"].to_numpy(), reference["id"].to_numpy(), n_classes_of(first.iloc[0])
+
+
+def is_resplit(runs: pd.DataFrame) -> bool:
+    """Whether the study's runs each have a split of their own seed (config ``resplit``); refused when
+    only some have: their comparisons would pair different designs."""
+    flags = {path: _config_flag(path, "resplit") for path in runs["run_path"].unique()}
+    if len(set(flags.values())) > 1:
+        mixed = sorted(p for p, f in flags.items() if f)[:1] + sorted(p for p, f in flags.items() if not f)[:1]
+        raise ValueError(f"runs with and without a split of their own seed in one study ({' and '.join(mixed)}); "
+                         "keep resplit runs in a results folder of their own")
+    return any(flags.values())
+
+
+def _config_flag(run_path, name: str) -> bool:
+    """A boolean field of a run's config.json; False where the field or the file is absent (a run saved
+    before the field existed, or predictions without a run folder's config)."""
+    path = Path(run_path) / "config.json"
+    return bool(json.loads(path.read_text(encoding="utf-8")).get(name, False)) if path.is_file() else False
 
 
 def n_classes_of(run_path) -> int | None:

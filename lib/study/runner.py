@@ -102,25 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False) -> str:
-    """results/<dataset>-<encoder>[-frozen][-tuned] (a frozen study and a fine-tuned one never share a summary,
-    nor a study at the tuned recipes, TUNED_RECIPES, and one at the Study 1 recipe)."""
+def default_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False,
+                    resplit: bool = False) -> str:
+    """results/<dataset>-<encoder>[-frozen][-resplit][-tuned] (a frozen study and a fine-tuned one never share a
+    summary, nor a study at the tuned recipes, TUNED_RECIPES, and one at the Study 1 recipe, nor one whose seeds
+    each have their own split, RESPLIT, and one on the data set's split)."""
     from pathlib import PurePath
 
     from lib.study.experiments import TUNED_SUFFIX
 
     safe_encoder = PurePath(encoder).name.replace("/", "_")
     folder = PROFILES[profile]["results"].format(dataset=PurePath(dataset).stem, encoder=safe_encoder)
-    return folder + ("-frozen" if frozen else "") + (TUNED_SUFFIX if tuned else "")
+    return folder + ("-frozen" if frozen else "") + ("-resplit" if resplit else "") + (TUNED_SUFFIX if tuned else "")
 
 
 LOCAL_RESULTS = "results/local"  # ignored by git: where a study trains unless --publish or --results
 
 
-def local_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False) -> str:
+def local_results(profile: str, dataset: str, encoder: str, frozen: bool, tuned: bool = False,
+                  resplit: bool = False) -> str:
     """results/local/<study>: a fresh clone trains here and leaves every tracked file unchanged
     (the smoke profile keeps its own ignored results/smoke/<study>)."""
-    published = default_results(profile, dataset, encoder, frozen, tuned)
+    published = default_results(profile, dataset, encoder, frozen, tuned, resplit)
     if not published.startswith("results/") or published.startswith("results/smoke/"):
         return published
     return f"{LOCAL_RESULTS}/{published[len('results/'):]}"
@@ -367,7 +370,8 @@ def main(argv=None) -> int:
               "nor the smoke profile (whose numbers mean nothing)", file=sys.stderr)
         return 2
     tuned = overrides.get("TUNED_RECIPES") is not None  # Study 2: a folder of its own (default_results)
-    study_args = (args.profile, dataset, encoder, frozen, tuned)
+    resplit = bool(overrides.get("RESPLIT"))  # every seed with its own split: likewise
+    study_args = (args.profile, dataset, encoder, frozen, tuned, resplit)
     results = args.results or (default_results if args.publish else local_results)(*study_args)
     from lib.study.experiments import resolve_results_dir
 
@@ -444,7 +448,7 @@ def main(argv=None) -> int:
     if summary.exists():
         print(f"summary: {project_relative(str(summary))}")
         published = Path(args.compare_with) if args.compare_with else PROJECT_ROOT / default_results(
-            "default" if args.profile == "smoke" else args.profile, dataset, encoder, frozen, tuned)
+            "default" if args.profile == "smoke" else args.profile, dataset, encoder, frozen, tuned, resplit)
         compare_with_published(results_path, resolve_results_dir(published), args.profile)
     if publishing:
         print(publish_line(results_path, before, "end", trained), flush=True)

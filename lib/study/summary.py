@@ -16,7 +16,7 @@ from lib.study.baseline_comparison import (compare_out_of_domain, compare_to_bas
                                            verdict_sensitivity)
 from lib.study.experiments import (TUNED_SUFFIX, ExperimentConfig, display_name, experiment_fields, method_key,
                                    resolve_results_dir, same_method, sort_methods)
-from lib.study.run_files import ood_metrics, ood_scores, ood_sets
+from lib.study.run_files import is_resplit, ood_metrics, ood_scores, ood_sets
 from lib.training.results import collect_runs, git, write_csv, write_text
 
 # What the seed study reported (KoBERT on ko6, one seed, best epoch picked on the test split).
@@ -229,6 +229,8 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
                        sensitivity=sensitivity)
     if tuned:  # absent otherwise: the attrs of a Study 1 summary stay as they were
         table.attrs["tuned_recipes"] = True
+    if is_resplit(runs):  # likewise
+        table.attrs["resplit"] = True
     if out_of_domain:  # absent, not empty, without them: the attrs of a study without sets stay as they were
         table.attrs["out_of_domain"] = out_of_domain
     return table, readable(table, baseline), runs
@@ -248,7 +250,7 @@ def _with_chosen_rule_comparison(table, runs, rules, method, baseline, n_boot, r
         return table, None
     res = compare_under_rules(runs, method, chosen[method], baseline, chosen[baseline], n_boot=n_boot,
                               random_state=random_state, delta=MARGIN)
-    if res.get("tl_design") != "paired seeds":
+    if not str(res.get("tl_design")).startswith("paired seeds"):  # "paired seeds[, own splits]"
         return table, None
     at = (table["method"] == method) & (table["rule"] == chosen[method])
     table = table.copy()
@@ -287,7 +289,8 @@ def _with_verdict_sensitivity(table, runs, comparison, vc, method, baseline, n_b
     apriori = table[table["primary"]].set_index("method")["rule"]
     if not comparison.empty and "verdict" in comparison.columns:
         prim = comparison[comparison["method"] == method]
-        if len(prim) and prim.iloc[0]["tl_design"] == "paired seeds" and isinstance(prim.iloc[0]["verdict"], str):
+        if len(prim) and str(prim.iloc[0]["tl_design"]).startswith("paired seeds") \
+                and isinstance(prim.iloc[0]["verdict"], str):
             verdict = prim.iloc[0]["verdict"]
             redraws, loso = verdict_sensitivity(runs, method, baseline, **kw)
             done[apriori[method], apriori[baseline]] = redraws, loso
@@ -430,6 +433,10 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
     """The lines under the table: the margin verdict, the out-of-domain sets, the training budget,
     provenance."""
     out = []
+    if table.attrs.get("resplit"):
+        out.append("Design: every seed has a split of its own (resplit: validation fixed, the test set redrawn "
+                   "from the training and test sentences), so every interval of a difference is over seeds and "
+                   "each seed's own test sentences (lib.evaluation.bootstrap.split_bootstrap).")
     prim = table[(table["method"] == table.attrs.get("primary_method")) & table["primary"]]
     if len(prim) and "verdict" in prim.columns and isinstance(prim.iloc[0].get("verdict"), str) \
             and prim.iloc[0]["verdict"]:

@@ -74,6 +74,9 @@ class ExperimentConfig:
     max_train_samples: int | None = _f(None, "use at most this many training sentences (stratified)")
     max_eval_samples: int | None = _f(None, "use at most this many validation and test sentences (for smoke runs)")
     drop_cross_split_duplicates: bool = _f(False, "drop valid/test texts that also occur in an earlier split")
+    resplit: bool = _f(False, "a test set of this seed's own: validation kept, the test set redrawn (stratified, "
+                              "its size, random_state = seed) from the training and test sentences, the rest "
+                              "training (lib/data/resplit.py: the test pool grows with the seeds)")
     patience: int | None = _f(None, "stop after this many epochs without a better validation macro-F1")
     knn_k: int = _f(10, "neighbours of the k-nearest-neighbour prediction rule")
     device: str = _f("auto", "auto (GPU when present), cpu, cuda, cuda:1, ...")

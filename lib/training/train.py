@@ -24,6 +24,7 @@ from lib.evaluation.evaluate import (RULES, class_centroids, centroid_predict, c
 from lib.training.features import pooled_features
 from lib.training import out_of_domain  # the out-of-domain test sets of config ood
 from lib.data.leakage import drop_cross_split_duplicates, leakage_report
+from lib.data.resplit import resplit
 from lib.model.losses import build_loss, enabled_rules, loss_rules
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
 from lib.training.rules import apriori_rule
@@ -76,6 +77,8 @@ def prepare_data(cfg: ExperimentConfig, validation_only: bool = False) -> DataBu
     else:  # a user's file: one fixed split for every seed, so seeds and methods stay comparable
         bundle = load_dataset(cfg.dataset, seed=0, text_column=cfg.text_column, label_column=cfg.label_column,
                               empty_texts=cfg.empty_texts)
+    if cfg.resplit:  # before anything else reads the splits: this seed's own test set (lib/data/resplit.py)
+        bundle = resplit(bundle, cfg.seed)
     if validation_only:  # tuning (lib.study.tuning): the test split is replaced, unread, before anything uses it
         bundle.test = bundle.train.iloc[:0]
     if cfg.drop_cross_split_duplicates:

@@ -1,0 +1,127 @@
+"""A split redrawn per seed (lib.data.resplit): validation untouched, each seed's test set a stratified draw
+of the original size from the training and test sentences, the same for the same seed."""
+from __future__ import annotations
+
+import numpy as np
+
+from lib.data.datasets import ids_digest, load_dataset
+from lib.data.resplit import resplit
+
+KO6_TEST_DIGEST = "ac8162ec9c4dba0fc81e1b1ec491bee51b2e78d14c58cc5886cd0f142d183c0d"  # tests/test_datasets.py
+
+
+def test_each_seed_draws_its_own_test_set_and_never_touches_validation(shared_data):
+    b = load_dataset("ko6", root=shared_data, download=False)
+    pool = set(b.train["id"]) | set(b.test["id"])
+    tests = {}
+    for seed in (0, 1, 2):
+        r = resplit(b, seed)
+        assert r.sizes() == {"train": 7000, "valid": 2100, "test": 900}
+        assert r.valid.equals(b.valid)  # the split that chose epochs and recipes keeps every sentence
+        assert set(r.train["id"]) | set(r.test["id"]) == pool and not set(r.train["id"]) & set(r.test["id"])
+        # stratified: each class's share of the test set within one sentence of its share of the pool
+        share = np.bincount(np.concatenate([b.train["label"], b.test["label"]]), minlength=6) / len(pool) * 900
+        assert np.all(np.abs(r.class_counts()["test"].to_numpy() - share) <= 1)
+        assert r.notes["resplit"]["seed"] == seed and r.notes["resplit"]["pool"] == 7900
+        assert r.notes["resplit"]["test_ids_sha256"] == ids_digest(r.test["id"]) != KO6_TEST_DIGEST
+        tests[seed] = set(r.test["id"])
+        # texts travel with their ids and labels
+        row = r.test.iloc[0]
+        source = b.train if row["id"] in set(b.train["id"]) else b.test
+        assert source.set_index("id").loc[row["id"], ["text", "label"]].tolist() == [row["text"], row["label"]]
+    assert resplit(b, 1).test.equals(resplit(b, 1).test)  # the same seed, the same draw
+    overlap = len(tests[0] & tests[1]) / 900
+    assert 0.05 < overlap < 0.2  # about 900/7900 of a test set recurs in another seed's: independent draws
+    assert ids_digest(load_dataset("ko6", root=shared_data, download=False).test["id"]) == KO6_TEST_DIGEST
+
+
+def test_a_run_with_resplit_is_scored_on_its_seeds_own_test_set(tiny_config, tmp_path):
+    """Two seeds of one tiny run with ``resplit``, and seed 0 without: the test sentences differ by seed, the
+    run records its draw, and without the option the seed study's test set stays."""
+    import json
+
+    import pandas as pd
+
+    from lib.training.train import run_experiment
+
+    ids, notes = {}, {}
+    for name, cfg in {"s0": tiny_config(resplit=True, seed=0), "s1": tiny_config(resplit=True, seed=1),
+                      "fixed": tiny_config(seed=0)}.items():
+        run_experiment(cfg, tmp_path / name, quiet=True)
+        ids[name] = set(pd.read_csv(tmp_path / name / "predictions.csv", dtype={"id": str})["id"])
+        notes[name] = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))["data"]["notes"]
+        assert json.loads((tmp_path / name / "config.json").read_text(encoding="utf-8"))["resplit"] is (name != "fixed")
+    assert len(ids["s0"]) == len(ids["s1"]) == len(ids["fixed"]) == 48
+    assert ids["s0"] != ids["s1"] and ids["s0"] != ids["fixed"]
+    assert notes["s1"]["resplit"]["seed"] == 1 and "resplit" not in notes["fixed"]
+    assert any(i.startswith("ed-train-") for i in ids["s0"])  # drawn from the pooled training sentences too
+
+
+RUNS = __import__("lib.paths", fromlist=["PROJECT_ROOT"]).PROJECT_ROOT / "results" / "ed6-minilm" / "runs"
+COMBINED = "ce0.15_triplet0.4_arcface0.45"
+
+
+def _own_splits_study(root, seeds=(0, 1, 2), resplit_for=lambda name, seed: True):
+    """Copies of the published ed6 runs of CE and the combined loss, each seed's test sentences renamed as if
+    drawn for that seed alone (ids s<seed>-...; labels and predictions as published), config resplit set."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    for name in ("ce1.0", COMBINED):
+        for seed in seeds:
+            run = root / "runs" / name / f"seed{seed}"
+            shutil.copytree(RUNS / name / f"seed{seed}", run)
+            config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+            (run / "config.json").write_text(json.dumps({**config, "resplit": resplit_for(name, seed)}),
+                                             encoding="utf-8")
+            frame = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+            frame["id"] = f"s{seed}-" + frame["id"]
+            frame.to_csv(run / "predictions.csv", index=False)
+    return root
+
+
+def test_a_study_of_own_splits_pairs_by_seed_with_the_split_bootstrap(tmp_path):
+    """The summary of a resplit study compares each seed's runs on that seed's sentences, with split_bootstrap
+    (not two_level_bootstrap, which would assume one shared test set), and says so in its notes."""
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from lib.evaluation.bootstrap import split_bootstrap
+    from lib.study.summary import build_summary, notes
+
+    if not RUNS.is_dir():
+        pytest.skip("the published ed6 runs are not in this checkout")
+    study = _own_splits_study(tmp_path / "study")
+    table, _, _ = build_summary(study, n_boot=300, rng_repeats=1)
+    row = table[(table["method"] == "ce=0.15+triplet=0.4+arcface=0.45") & table["primary"]].iloc[0]
+    assert row["tl_design"] == "paired seeds, own splits" and row["tl_seeds"] == 3
+
+    def preds(name, seed, rule):
+        f = pd.read_csv(study / "runs" / name / f"seed{seed}" / "predictions.csv")
+        return f[f"pred_{rule}"].to_numpy(), f["label"].to_numpy()
+    a = [preds(COMBINED, s, "centroid")[0] for s in (0, 1, 2)]
+    b = [preds("ce1.0", s, "head")[0] for s in (0, 1, 2)]
+    ys = [preds("ce1.0", s, "head")[1] for s in (0, 1, 2)]
+    expected = split_bootstrap(a, b, ys, n_boot=300, random_state=0, n_classes=6)
+    assert (row["tl_diff"], row["tl_lo"], row["tl_hi"]) == pytest.approx((expected["diff"], expected["lo"],
+                                                                          expected["hi"]))
+    assert any(line.startswith("Design: every seed has a split of its own") for line in notes(table, "ce=1.0"))
+    assert np.isfinite(row["lo90"]) and isinstance(row["verdict"], str) and row["verdict"]
+
+
+def test_a_study_mixing_own_splits_and_the_fixed_one_is_refused(tmp_path):
+    import pytest
+
+    from lib.study.summary import build_summary
+
+    if not RUNS.is_dir():
+        pytest.skip("the published ed6 runs are not in this checkout")
+    within = _own_splits_study(tmp_path / "within", resplit_for=lambda name, seed: seed != 2)
+    with pytest.raises(ValueError, match=r"runs of ce=0.15\+triplet=0.4\+arcface=0.45 differ in resplit"):
+        build_summary(within, n_boot=50, rng_repeats=1)
+    across = _own_splits_study(tmp_path / "across", resplit_for=lambda name, seed: name != "ce1.0")
+    with pytest.raises(ValueError, match="runs with and without a split of their own seed in one study"):
+        build_summary(across, n_boot=50, rng_repeats=1)
