@@ -48,6 +48,20 @@ def test_template_carries_what_jupyterlab_adds_and_writes_to_an_ignored_folder(n
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+def test_papermill_reads_every_parameter_the_runner_knows(name):
+    """papermill parses the parameters cell line by line (name = value  # help); a line it cannot parse
+    (an '=' inside the help text) it skips with a warning, and then calls a value run_all.sh injects
+    an unknown parameter. Both must list the same names."""
+    from papermill.translators import PythonTranslator
+
+    from lib.study.parameters_cell import declared_parameters
+
+    params = next(c for c in _cells(name) if "parameters" in c["metadata"].get("tags", []))
+    inferred = {p.name for p in PythonTranslator.inspect({"source": "".join(params["source"])})}
+    assert inferred == declared_parameters(name)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_is_thin(name):
     code = [c for c in _cells(name) if c["cell_type"] == "code"]
     params = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
