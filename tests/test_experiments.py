@@ -176,3 +176,20 @@ def test_render_only_takes_no_option_that_trains(extra, capsys):
 
     assert main(["--render-only", *extra]) == 2
     assert "--render-only trains nothing" in capsys.readouterr().err
+
+
+def test_the_weight_grid_is_chosen_on_validation_and_an_empty_grid_is_said_so():
+    """Notebook 04's grid cell (lib.study.experiments.grid_choice): the a-priori rule's row with the best
+    validation macro-F1, never the best test score; GRID = [] trains no head and says so."""
+    from lib.study.experiments import grid_choice
+
+    def run(valid, test):
+        return {"rules": ["head", "centroid"], "primary_rule": "centroid",
+                "valid": {"head": {"macro_f1": 0.9}, "centroid": {"macro_f1": valid}},
+                "test": {"head": {"macro_f1": 0.9, "accuracy": 0.9}, "centroid": {"macro_f1": test, "accuracy": test}}}
+    text, grid = grid_choice({"ce=0.6+triplet=0.2+arcface=0.2": run(0.50, 0.70),
+                              "ce=0.15+triplet=0.4+arcface=0.45": run(0.55, 0.60)})
+    assert text.startswith("Chosen on validation: **Combined (seed weights)** (validation macro-F1 0.550")
+    assert list(grid["rule"]) == ["centroid *", "centroid *"] and grid["valid_macro_f1"].is_monotonic_decreasing
+    text, grid = grid_choice({})
+    assert text == "No weight grid: GRID is empty." and grid.empty

@@ -255,6 +255,18 @@ def run_table(metrics: dict[str, dict]) -> "pd.DataFrame":
     return pd.DataFrame(rows).round(4)
 
 
+def grid_choice(metrics: dict[str, dict]) -> tuple[str, "pd.DataFrame"]:
+    """Notebook 04's weight grid: (what validation chose, in words; the grid's rows under the a-priori rule,
+    best validation macro-F1 first). An empty grid (GRID = []) is said so, not an error."""
+    table = run_table(metrics)
+    if table.empty:
+        return "No weight grid: GRID is empty.", table
+    grid = table[table["rule"].str.endswith("*")].sort_values("valid_macro_f1", ascending=False)
+    best = grid.iloc[0]
+    return (f"Chosen on validation: **{best['method']}** (validation macro-F1 {best['valid_macro_f1']:.3f}, "
+            f"test macro-F1 {best['test_macro_f1']:.3f}).", grid)
+
+
 ORDER = ["ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
          "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", *reversed(BASELINE_METHODS)]
 
