@@ -108,7 +108,10 @@ def test_a_study_of_own_splits_pairs_by_seed_with_the_split_bootstrap(tmp_path):
     expected = split_bootstrap(a, b, ys, n_boot=300, random_state=0, n_classes=6)
     assert (row["tl_diff"], row["tl_lo"], row["tl_hi"]) == pytest.approx((expected["diff"], expected["lo"],
                                                                           expected["hi"]))
-    assert any(line.startswith("Design: every seed has a split of its own") for line in notes(table, "ce=1.0"))
+    lines = notes(table, "ce=1.0")
+    assert any(line.startswith("Design: every seed has a split of its own") for line in lines)
+    verdict = next(line for line in lines if "− CE = " in line)
+    assert "t over seeds (each on its own test set)" in verdict and "test set fixed" not in verdict
     assert np.isfinite(row["lo90"]) and isinstance(row["verdict"], str) and row["verdict"]
 
 

@@ -452,7 +452,8 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
         nb = table.attrs["n_boot"]
         # Four decimals wherever a verdict turns on the sign of a bound (-0.00005 is not "-0.000").
         t_part = "" if pd.isna(r.get("t_lo90", np.nan)) else (
-            f"; t over seeds (test set fixed) {_iv(r['t_lo90'], r['t_hi90'])}, {r['verdict_t']}")
+            f"; t over seeds ({'each on its own test set' if table.attrs.get('resplit') else 'test set fixed'}) "
+            f"{_iv(r['t_lo90'], r['t_hi90'])}, {r['verdict_t']}")
         out.append(f"{which}: {display_name(r['method'])} − {display_name(baseline)} = {r['tl_diff']:+.4f} against the "
                    f"claimed +{MARGIN}: **{r['verdict']}** (90% interval {_iv(r['lo90'], r['hi90'])}, the "
                    f"union of the two views, PROTOCOL.md amendment 4: two-level bootstrap over seeds and sentences "
