@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
 WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
 SAVED="$ROOT/results/in-progress"
-source "$ROOT/scripts/worktree.sh"  # clean_worktree
+source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
 # The protocol's order (amendment 3), "results folder|run_all.sh arguments" a line, from the one list
 # of the studies (lib/study/studies.py: standard library only, so any python3 reads it).
@@ -77,11 +77,7 @@ run() {
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
-  # While it trains, save finished runs every $SAVE_EVERY seconds, and once more when it ends.
-  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
-  SAVER=$!
-  trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
-  trap 'exit 130' INT TERM
+  keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
   local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args k
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; study_args "$study"

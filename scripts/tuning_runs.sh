@@ -23,7 +23,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${TUNING_COMMIT:-}"
 WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning}"
 SAVED="$ROOT/results/tuning"
-source "$ROOT/scripts/worktree.sh"  # clean_worktree
+source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
 # name|run_all.sh arguments, in the order they run: the frozen searches first (CPU, minutes a
 # method), then the fine-tuned ones (a GPU: several trials share it).
@@ -92,10 +92,7 @@ run() {
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
-  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
-  SAVER=$!
-  trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
-  trap 'exit 130' INT TERM
+  keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
   local entry name args wanted=("$@")
   for entry in "${SEARCHES[@]}"; do
     name=${entry%%|*}

@@ -1,6 +1,6 @@
 # Sourced by scripts/confirmatory_runs.sh and scripts/tuning_runs.sh: the clean git worktree at a fixed
-# commit that each trains from. bash reads a sourced file whole, so editing this one cannot change
-# what a script that has already sourced it runs.
+# commit that each trains from, and the loop that saves finished work while it trains. bash reads a
+# sourced file whole, so editing this one cannot change what a script that has already sourced it runs.
 
 # clean_worktree ROOT WORKTREE COMMIT [PATH...]
 #   Make WORKTREE a detached worktree of ROOT's repository at COMMIT (unless it exists), sharing ROOT's
@@ -22,4 +22,15 @@ clean_worktree() {
         "$(git -C "$tree" rev-parse HEAD)" != "$(git -C "$root" rev-parse --verify -q "$commit^{commit}")" ]]; then
     echo "error: $tree is not a clean checkout of $commit" >&2; exit 2
   fi
+}
+
+# keep_saving
+#   While the caller trains, run its `save` every $SAVE_EVERY seconds (default 300), and once more when it
+#   exits, however it exits; Ctrl-C or TERM end it with status 130 (the EXIT trap still saves), so a
+#   stopped session loses at most the work in progress.
+keep_saving() {
+  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
+  SAVER=$!
+  trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
+  trap 'exit 130' INT TERM
 }
