@@ -41,6 +41,7 @@ def _trained_by_notebook(nb: str, injected: dict, monkeypatch) -> list[tuple[Pat
 
     # the notebooks train through lib.study.experiments (train_or_reuse calls run_or_load there)
     monkeypatch.setattr("lib.study.experiments.run_or_load", record)
+    monkeypatch.setattr("lib.study.experiments.run_table", table)  # grid_choice's too
     cells = _code_cells(nb)
     ns: dict = {}
     exec(cells[0], ns)  # the parameters cell

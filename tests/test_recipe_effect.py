@@ -102,6 +102,21 @@ def test_arms_that_differ_outside_the_recipe_are_refused(folders, tmp_path):
     assert "bf16" not in re_.recipe_fields("combined") and "batch_size" not in re_.recipe_fields("combined")
 
 
+def test_a_field_added_since_the_recipe_runs_were_trained_reads_as_its_default(folders, tmp_path):
+    """Recipe runs saved before ``resplit`` existed against tuned runs that record it as False: one design."""
+    tuned, recipe = folders
+    newer = tmp_path / "newer"
+    for seed in SEEDS:
+        _copy(tuned / "runs" / "ce1.0" / f"seed{seed}", newer / "runs" / "ce1.0" / f"seed{seed}", {"resplit": False})
+    table = re_.recipe_effect(newer, recipe, n_boot=50)
+    assert list(table["method"]) == ["ce=1.0"]
+    again = tmp_path / "resplit"
+    for seed in SEEDS:
+        _copy(tuned / "runs" / "ce1.0" / f"seed{seed}", again / "runs" / "ce1.0" / f"seed{seed}", {"resplit": True})
+    with pytest.raises(re_.RecipeEffectError, match="resplit True against False"):
+        re_.recipe_effect(again, recipe, n_boot=50)
+
+
 def test_a_folder_of_baselines_only_is_refused_with_its_name(folders, tmp_path):
     baselines = tmp_path / "baselines"
     for seed in SEEDS:  # a CE run relabelled as a loss-free baseline

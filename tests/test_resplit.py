@@ -16,13 +16,16 @@ def test_each_seed_draws_its_own_test_set_and_never_touches_validation(shared_da
     tests = {}
     for seed in (0, 1, 2):
         r = resplit(b, seed)
-        assert r.sizes() == {"train": 7000, "valid": 2100, "test": 900}
+        assert abs(len(r.test) - 900) <= 5 and len(r.train) + len(r.test) == 7900 and len(r.valid) == 2100
         assert r.valid.equals(b.valid)  # the split that chose epochs and recipes keeps every sentence
         assert set(r.train["id"]) | set(r.test["id"]) == pool and not set(r.train["id"]) & set(r.test["id"])
-        # stratified: each class's share of the test set within one sentence of its share of the pool
+        # whole texts move: no test sentence was seen in training (the seed study's own split has 27 such)
+        assert not set(r.train["text"].str.strip()) & set(r.test["text"].str.strip())
+        # stratified: each class's share of the test set within a few sentences of its share of the pool
         share = np.bincount(np.concatenate([b.train["label"], b.test["label"]]), minlength=6) / len(pool) * 900
-        assert np.all(np.abs(r.class_counts()["test"].to_numpy() - share) <= 1)
+        assert np.all(np.abs(r.class_counts()["test"].to_numpy() - share) <= 4)
         assert r.notes["resplit"]["seed"] == seed and r.notes["resplit"]["pool"] == 7900
+        assert r.notes["resplit"]["test"] == len(r.test) and r.notes["resplit"]["grouped_by_text"]
         assert r.notes["resplit"]["test_ids_sha256"] == ids_digest(r.test["id"]) != KO6_TEST_DIGEST
         tests[seed] = set(r.test["id"])
         # texts travel with their ids and labels
@@ -30,7 +33,7 @@ def test_each_seed_draws_its_own_test_set_and_never_touches_validation(shared_da
         source = b.train if row["id"] in set(b.train["id"]) else b.test
         assert source.set_index("id").loc[row["id"], ["text", "label"]].tolist() == [row["text"], row["label"]]
     assert resplit(b, 1).test.equals(resplit(b, 1).test)  # the same seed, the same draw
-    overlap = len(tests[0] & tests[1]) / 900
+    overlap = len(tests[0] & tests[1]) / len(tests[0])
     assert 0.05 < overlap < 0.2  # about 900/7900 of a test set recurs in another seed's: independent draws
     assert ids_digest(load_dataset("ko6", root=shared_data, download=False).test["id"]) == KO6_TEST_DIGEST
 
@@ -112,6 +115,8 @@ def test_a_study_of_own_splits_pairs_by_seed_with_the_split_bootstrap(tmp_path):
     assert any(line.startswith("Design: every seed has a split of its own") for line in lines)
     verdict = next(line for line in lines if "− CE = " in line)
     assert "t over seeds (each on its own test set)" in verdict and "test set fixed" not in verdict
+    assert verdict.startswith("The protocol's comparison on a split of each seed's own (Study 2")
+    assert not table.attrs["primary_study"]
     assert np.isfinite(row["lo90"]) and isinstance(row["verdict"], str) and row["verdict"]
 
 
@@ -128,3 +133,48 @@ def test_a_study_mixing_own_splits_and_the_fixed_one_is_refused(tmp_path):
     across = _own_splits_study(tmp_path / "across", resplit_for=lambda name, seed: name != "ce1.0")
     with pytest.raises(ValueError, match="runs with and without a split of their own seed in one study"):
         build_summary(across, n_boot=50, rng_repeats=1)
+
+
+def test_a_folder_holds_one_design_and_its_name_says_which(tmp_path, capsys):
+    """RESPLIT runs go to *-resplit[-tuned] folders and only they, by run_all.sh and by a notebook run by hand
+    (JupyterLab keeps no executed copy): otherwise they would replace the fixed-split runs seed by seed."""
+    import pytest
+
+    from lib.study.experiments import DesignFolderError, check_design_folder
+    from lib.study.runner import main
+
+    check_design_folder(tmp_path / "ko6-me5-small-resplit", True)
+    check_design_folder(tmp_path / "ko6-me5-small-resplit-tuned", True)
+    check_design_folder(tmp_path / "ko6-me5-small", False)
+    with pytest.raises(DesignFolderError, match=r"named \*-resplit\[-tuned\]; ko6-me5-small-tuned is not one "
+                                                r"\(e.g. ko6-me5-small-resplit-tuned\)"):
+        check_design_folder(tmp_path / "ko6-me5-small-tuned", True)
+    with pytest.raises(DesignFolderError, match="ed6-minilm-resplit is a folder of runs on a split of each seed's own"):
+        check_design_folder(tmp_path / "ed6-minilm-resplit", False)
+    results = tmp_path / "mine"
+    assert main(["--profile", "smoke", "--seeds", "0", "--results", str(results), "--set", "RESPLIT=True"]) == 2
+    assert "mine is not one (e.g. mine-resplit)" in capsys.readouterr().err and not results.exists()
+
+
+def test_the_notebooks_spelling_of_a_boolean_is_a_boolean():
+    """--set RESPLIT=False is the notebook's own spelling; read as the string "False" it would be true."""
+    from lib.study.runner import parse_overrides
+
+    got = parse_overrides(["RESPLIT=False", "BF16=True", "OUT_OF_DOMAIN=None", "FREEZE_ENCODER=false"],
+                          ["01_baseline_ce"])
+    assert got == {"RESPLIT": False, "BF16": True, "OUT_OF_DOMAIN": None, "FREEZE_ENCODER": False}
+
+
+def test_a_baseline_trained_on_the_fixed_split_is_not_reused_for_a_split_of_its_own(shared_data):
+    """The loss-free baselines read the data, so resplit (and ood) are part of what they computed."""
+    import json
+
+    from lib.study.experiments import same_config
+    from lib.training.config import ExperimentConfig
+
+    saved = json.loads((RUNS / "tfidf-lr" / "seed0" / "config.json").read_text(encoding="utf-8"))
+    assert "resplit" not in saved  # written before the field existed: reads as its default
+    cfg = ExperimentConfig.from_dict(saved)
+    assert same_config(saved, cfg)
+    assert not same_config(saved, ExperimentConfig.from_dict({**saved, "resplit": True}))
+    assert not same_config(saved, ExperimentConfig.from_dict({**saved, "ood": "auto"}))

@@ -85,3 +85,14 @@ def test_unpaired_or_malformed_inputs_are_refused():
     with pytest.raises(ValueError, match="at least 2 seeds"):
         split_bootstrap(a[:1], b[:1], ys[:1], n_boot=10)
     assert split_bootstrap(a[:1], b[:1], ys[:1], n_boot=10, resample="sentences")["seeds"] == 1
+
+
+def test_the_two_stage_bootstrap_counts_each_splits_sentence_noise_twice():
+    """Splits are independent clusters: the seeds-only resample already holds each split's sentence noise (it
+    is inside that seed's difference), and the second stage adds it again. With sentence noise alone (no
+    seed effect) the two-stage SE is about sqrt(2) times the seeds-only one: conservative by up to that."""
+    rng = np.random.default_rng(6)
+    ys, a, b = _study(rng, seeds=40, n=300, gain=0.05)
+    two = split_bootstrap(a, b, ys, n_boot=2000, random_state=1)["se"]
+    seeds_only = split_bootstrap(a, b, ys, n_boot=2000, random_state=1, resample="seeds")["se"]
+    assert 1.25 < two / seeds_only < 1.6, two / seeds_only

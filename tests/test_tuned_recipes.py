@@ -138,6 +138,14 @@ def test_a_search_the_published_report_does_not_cover_gives_no_recipe(tmp_path):
         _plan(str(study), tmp_path, notebooks=["04_combined"], LOSSES=["supcon"])
 
 
+def test_how_a_run_is_evaluated_stays_the_notebooks_under_tuned_recipes(tmp_path):
+    """A split of each seed's own and out-of-domain sets are the study's design, not a recipe: the winners
+    were tuned without them, and the tuned runs take them from the notebook."""
+    runs = _plan(KO6, tmp_path / "r-resplit-tuned", RESPLIT=True, OUT_OF_DOMAIN="auto")
+    tuned = [r.config for r in runs if r.config.method == "finetune" and r.group is None]
+    assert len(tuned) == 8 and all(c.resplit and c.ood == "auto" for c in tuned)
+
+
 def test_a_recipe_tuned_under_other_settings_is_refused(tmp_path):
     # the notebook's settings: a fine-tuned study against frozen winners
     with pytest.raises(TunedRecipeError) as e:

@@ -286,7 +286,13 @@ def split_bootstrap(preds_a, preds_b, ys, *, metric: str | CountMetric = "macro_
     time the seed is drawn (a two-stage cluster bootstrap: the splits are the clusters); the replicate is
     the mean over the drawn seeds of metric(a) - metric(b). ``resample='sentences'`` keeps every seed
     once, ``'seeds'`` keeps each test set as it is. Returns ``two_level_bootstrap``'s dict, with
-    ``sentences`` the test-set sizes (a list, one per seed)."""
+    ``sentences`` the test-set sizes (a list, one per seed).
+
+    Conservative by design: splits are independent clusters, so the seed-level draw already carries each
+    split's sentence noise (it is inside that seed's difference) and the second stage adds it again; the
+    SE is up to sqrt(2) times the procedure's where sentence noise dominates (tests/test_split_bootstrap.py).
+    ``'seeds'`` and the t over seeds estimate the procedure's spread given the pool the splits are drawn
+    from, and leave out what that pool itself shares (results/study2-design/power.md)."""
     if resample not in RESAMPLE:
         raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
     if not 0 < level < 1 or n_boot < 1:

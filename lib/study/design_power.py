@@ -12,6 +12,7 @@ cites.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -70,7 +71,10 @@ def measure(study: Path, n_boot: int = 10_000, random_state: int = 0, subsets: i
             sizes.append(m)
     floor, spread = fit_se_by_seeds(sizes, ses)
     full = two_level_bootstrap(a, b, y, **boot)["se"]
+    sizes_of = json.loads(next((study / "runs").glob("*/seed*/metrics.json")).read_text(encoding="utf-8"))
+    pool = sizes_of["data"]["sizes"]["train"] + sizes_of["data"]["sizes"]["test"]  # what a resplit draws from
     return {**parts, "diff": mean["diff"], "seed_list": seeds, "test_sentences": len(y), "n_boot": n_boot,
+            "pool_sentences": pool,
             "random_state": random_state, "verdict_se_floor": floor, "verdict_se_per_seed": spread,
             "verdict_se_all_seeds": full, "subsets_per_size": subsets, "subset_n_boot": subset_boot}
 
@@ -78,14 +82,16 @@ def measure(study: Path, n_boot: int = 10_000, random_state: int = 0, subsets: i
 def mde_table(parts: dict, seed_counts=SEED_COUNTS) -> pd.DataFrame:
     """Per n seeds (2 runs each), under the verdict's fitted SE: on the seed study's split, SE(n)^2 =
     F^2 + S^2 / n, and its minimum detectable effect two-sided at 0.05 and one-sided at 0.05 (the 90%
-    interval's lower bound above 0); with each seed on its own random split of the same sizes (independent
-    test sets), the floor averages too, SE(n)^2 = (F^2 + S^2) / n: a model, not a measurement (it leaves
-    out the training-set draw's spread, which no fixed-split study measures)."""
+    interval's lower bound above 0); with each seed on its own random split (RESPLIT: test sets of the same
+    size drawn from the pool of training and test sentences), the floor averages too, down to what the pool
+    itself shares, SE(n)^2 = F^2 t / p + (F^2 + S^2) / n (t test sentences of a pool of p): a model, not a
+    measurement (it leaves out the training-set draw's spread, which no fixed-split study measures)."""
     floor, spread = parts["verdict_se_floor"], parts["verdict_se_per_seed"]
+    pool_floor = floor * math.sqrt(parts["test_sentences"] / parts["pool_sentences"])
     rows = []
     for n in [*seed_counts, None]:
         fixed = floor if n is None else math.sqrt(floor ** 2 + spread ** 2 / n)
-        splits = 0.0 if n is None else math.sqrt((floor ** 2 + spread ** 2) / n)
+        splits = pool_floor if n is None else math.sqrt(pool_floor ** 2 + (floor ** 2 + spread ** 2) / n)
         rows.append({"n": "infinite" if n is None else n, "runs": None if n is None else 2 * n, "verdict_se": fixed,
                      "mde_two_sided_05": minimum_detectable_effect(fixed),
                      "mde_one_sided_05": minimum_detectable_effect(fixed, alpha=0.10),
@@ -119,9 +125,14 @@ def render(parts: dict, table: pd.DataFrame, study: str) -> str:
         f"{parts['interaction_sd']:.4f} (these model parts need not add up to the verdict's SE, whose bootstrap "
         "counts a seed's own sentence noise at both levels).",
         "",
-        "`splits_*`: each seed on its own random split of the same sizes (independent test sets), so the floor "
-        "averages too, SE(n)² = (F² + S²)/n: a model, not a measurement (it leaves out the training-set draw's "
-        "spread, which no fixed-split study measures; splits of one pool share some test sentences).",
+        "`splits_*`: each seed on its own random split (`RESPLIT`: a test set of the same size drawn from the "
+        f"{parts['pool_sentences']} training and test sentences), so the floor averages too, down to what the pool "
+        f"itself shares: SE(n)² = F²·{parts['test_sentences']}/{parts['pool_sentences']} + (F² + S²)/n. A model, not "
+        "a measurement: it leaves out the training-set draw's spread, which no fixed-split study measures, and it is "
+        "the SE of the procedure, not of an interval: the summary's two-stage bootstrap "
+        "(`split_bootstrap`) counts each split's sentence noise at both stages, so its SE is up to √2 times the "
+        "procedure's (where sentence noise dominates; tests/test_split_bootstrap.py), while the t over seeds alone "
+        "leaves out the pool's floor.",
         "",
         markdown_table(shown),
     ]).rstrip("\n") + "\n"

@@ -118,10 +118,36 @@ def run_folder(results: Path, cfg: ExperimentConfig, group: str | None = None) -
 RUNTIME_FIELDS = {"device", "num_threads"}
 # The name of every results folder of runs at tuned recipes (Study 2, TUNED_RECIPES; lib.study.tuned_recipes).
 TUNED_SUFFIX = "-tuned"
+# ... and of runs whose seeds each have their own split (RESPLIT; lib/data/resplit.py): <study>-resplit[-tuned].
+RESPLIT_MARK = "-resplit"
+
+
+class DesignFolderError(ValueError):
+    """A results folder named for another design than the runs planned into it: exit status 2."""
+    exit_status = 2
+
+
+def check_design_folder(results: Path, resplit: bool) -> None:
+    """Runs on a split of each seed's own go to a folder named ``*-resplit`` (or ``*-resplit-tuned``), and
+    only they: a notebook run by hand with RESPLIT = True and its default RESULTS_DIR would otherwise
+    replace the fixed-split runs there, seed by seed."""
+    name = Path(results).name.removesuffix(TUNED_SUFFIX)
+    if bool(resplit) == name.endswith(RESPLIT_MARK):
+        return
+    shown = Path(results).name
+    if resplit:
+        raise DesignFolderError(f"RESPLIT True: runs on a split of each seed's own go to a results folder of their "
+                                f"own, named *{RESPLIT_MARK}[{TUNED_SUFFIX}]; {shown} is not one (e.g. "
+                                f"{name + RESPLIT_MARK + shown[len(name):]})")
+    raise DesignFolderError(f"{shown} is a folder of runs on a split of each seed's own (*{RESPLIT_MARK}); set "
+                            "RESPLIT True, or train the data set's own split into another folder")
+
+
 # Fields a loss-free baseline does not read (tfidf-lr reads no encoder field either).
 TRAINING_FIELDS = {f for f in ExperimentConfig.__dataclass_fields__} - {
     "dataset", "encoder", "method", "seed", "max_length", "eval_batch_size", "bf16", "max_train_samples",
-    "max_eval_samples", "drop_cross_split_duplicates", "text_column", "label_column", "empty_texts"}
+    "max_eval_samples", "drop_cross_split_duplicates", "text_column", "label_column", "empty_texts", "resplit",
+    "ood"}
 
 
 FIELD_DEFAULTS = {f.name: f.default for f in fields(ExperimentConfig) if f.default is not MISSING}

@@ -115,11 +115,13 @@ def notebook_configs(notebook: str, params: Mapping, group: str | None = None) -
     executed notebook keeps the line (provenance of the run folders)."""
     runs = [r for r in notebook_runs(notebook, params) if r.group == group]
     study = _upper(params).get("TUNED_RECIPES")
-    if "RESULTS_DIR" in _upper(params):  # one recipe source per folder, also for a notebook run by hand
-        from lib.study.experiments import resolve_results_dir
+    if "RESULTS_DIR" in _upper(params):  # one recipe source and one design per folder, also run by hand
+        from lib.study.experiments import check_design_folder, resolve_results_dir
         from lib.study.tuned_recipes import check_results_folder
 
-        check_results_folder(resolve_results_dir(_upper(params)["RESULTS_DIR"]), study)
+        folder = resolve_results_dir(_upper(params)["RESULTS_DIR"])
+        check_results_folder(folder, study)
+        check_design_folder(folder, bool(_upper(params).get("RESPLIT")))
     if study is not None and any(_is_tuned(r) for r in runs):
         from lib.study.tuned_recipes import describe
 

@@ -161,8 +161,12 @@ def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
         try:
             out[name] = json.loads(text)
         except ValueError:
-            out[name] = text
+            # the notebooks' own spelling (True, False, None): as a string "False" would read as true
+            out[name] = PYTHON_LITERALS.get(text.strip(), text)
     return out
+
+
+PYTHON_LITERALS = {"True": True, "False": False, "None": None}
 
 
 def is_frozen_study(items: list[str], freeze_encoder: bool) -> bool:
@@ -188,6 +192,17 @@ def tuned_recipes_problem(profile: str, dataset: str, encoder: str, seeds: list[
             runs = planned_runs(profile, dataset, encoder, seeds, results, selected, overrides, columns, frozen=frozen)
             print(describe([r.config for r in runs if r.group is None], value), flush=True)
     except (TunedRecipeError, ConfigError) as e:
+        return str(e)
+    return None
+
+
+def design_folder_problem(results: Path, resplit: bool) -> str | None:
+    """RESPLIT and the results folder's name agree (lib.study.experiments.check_design_folder), or the problem."""
+    from lib.study.experiments import DesignFolderError, check_design_folder
+
+    try:
+        check_design_folder(results, resplit)
+    except DesignFolderError as e:
         return str(e)
     return None
 
@@ -376,6 +391,10 @@ def main(argv=None) -> int:
     from lib.study.experiments import resolve_results_dir
 
     results_path = resolve_results_dir(results)
+    problem = design_folder_problem(results_path, resplit)  # before the folder is made
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     publishing = is_published(results_path)
     before = finished_runs(results_path)
     if os.path.lexists(results_path) and not results_path.is_dir():

@@ -222,14 +222,15 @@ def build_summary(results: str | Path, baseline: str = "ce=1.0", n_boot: int = 1
     order = {k: i for i, k in enumerate(sort_methods(table["method"].unique()))}
     table = table.sort_values(["method", "rule"], key=lambda s: s.map(order) if s.name == "method" else s)
     table = table.reset_index(drop=True)
-    # Runs at tuned recipes (Study 2) are not PROTOCOL.md's primary study, whatever their data set and encoder.
-    tuned = resolve_results_dir(results).name.endswith(TUNED_SUFFIX)
+    # Runs at tuned recipes (Study 2), or each on a split of its seed's own, are not PROTOCOL.md's primary study
+    # (its estimand is on the seed study's fixed 900 test sentences), whatever their data set and encoder.
+    tuned, own_splits = resolve_results_dir(results).name.endswith(TUNED_SUFFIX), is_resplit(runs)
     table.attrs.update(baseline=baseline, provenance=prov, n_boot=n_boot, random_state=random_state,
-                       primary_study=is_primary_study(runs) and not tuned, primary_method=primary_key,
-                       sensitivity=sensitivity)
+                       primary_study=is_primary_study(runs) and not tuned and not own_splits,
+                       primary_method=primary_key, sensitivity=sensitivity)
     if tuned:  # absent otherwise: the attrs of a Study 1 summary stay as they were
         table.attrs["tuned_recipes"] = True
-    if is_resplit(runs):  # likewise
+    if own_splits:  # likewise
         table.attrs["resplit"] = True
     if out_of_domain:  # absent, not empty, without them: the attrs of a study without sets stay as they were
         table.attrs["out_of_domain"] = out_of_domain
@@ -435,16 +436,20 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
     out = []
     if table.attrs.get("resplit"):
         out.append("Design: every seed has a split of its own (resplit: validation fixed, the test set redrawn "
-                   "from the training and test sentences), so every interval of a difference is over seeds and "
-                   "each seed's own test sentences (lib.evaluation.bootstrap.split_bootstrap).")
+                   "from the training and test sentences), so every in-domain interval of a difference is over "
+                   "seeds and each seed's own test sentences (lib.evaluation.bootstrap.split_bootstrap, "
+                   "conservative: it counts each split's sentence noise at both stages); the out-of-domain sets "
+                   "are shared by every seed, as before.")
     prim = table[(table["method"] == table.attrs.get("primary_method")) & table["primary"]]
     if len(prim) and "verdict" in prim.columns and isinstance(prim.iloc[0].get("verdict"), str) \
             and prim.iloc[0]["verdict"]:
         r = prim.iloc[0]
         if not table.attrs.get("provenance", {}).get("clean"):
             which = "The protocol's comparison, exploratory here (runs not from one clean commit)"
-        elif table.attrs.get("tuned_recipes"):  # Study 2's protocol, written after its searches, decides these
-            which = "The protocol's comparison at the tuned recipes (Study 2; PROTOCOL.md's verdict rule applied)"
+        elif table.attrs.get("tuned_recipes") or table.attrs.get("resplit"):  # Study 2's protocol decides these
+            design = [d for d, on in (("at the tuned recipes", table.attrs.get("tuned_recipes")),
+                                      ("on a split of each seed's own", table.attrs.get("resplit"))) if on]
+            which = f"The protocol's comparison {' and '.join(design)} (Study 2; PROTOCOL.md's verdict rule applied)"
         elif table.attrs.get("primary_study"):
             which = "Primary comparison (PROTOCOL.md)"
         else:

@@ -33,7 +33,9 @@ from lib.study.tuning_report import is_published
 from lib.training.config import ConfigError, ExperimentConfig
 
 PARAMETER = "TUNED_RECIPES"
-NOTEBOOK_FIELDS = {"seed"} | RUNTIME_FIELDS  # the notebook's own: which seed, and where it runs
+# the notebook's own: which seed, where it runs, and how it is evaluated (a split of each seed's own,
+# out-of-domain sets), none of which a recipe is tuned for
+NOTEBOOK_FIELDS = {"seed", "resplit", "ood"} | RUNTIME_FIELDS
 
 
 class TunedRecipeError(ValueError):
