@@ -39,25 +39,27 @@ def test_each_seed_draws_its_own_test_set_and_never_touches_validation(shared_da
 
 
 def test_a_run_with_resplit_is_scored_on_its_seeds_own_test_set(tiny_config, tmp_path):
-    """Two seeds of one tiny run with ``resplit``, and seed 0 without: the test sentences differ by seed, the
-    run records its draw, and without the option the seed study's test set stays."""
+    """Two seeds of one tiny run with ``resplit``: the test sentences differ by seed and the run records its
+    draw; without the option the data set's own test set stays (prepare_data, nothing trained)."""
     import json
 
     import pandas as pd
 
-    from lib.training.train import run_experiment
+    from lib.training.train import prepare_data, run_experiment
 
     ids, notes = {}, {}
-    for name, cfg in {"s0": tiny_config(resplit=True, seed=0), "s1": tiny_config(resplit=True, seed=1),
-                      "fixed": tiny_config(seed=0)}.items():
+    for name, cfg in {"s0": tiny_config(resplit=True, seed=0), "s1": tiny_config(resplit=True, seed=1)}.items():
         run_experiment(cfg, tmp_path / name, quiet=True)
         ids[name] = set(pd.read_csv(tmp_path / name / "predictions.csv", dtype={"id": str})["id"])
         notes[name] = json.loads((tmp_path / name / "metrics.json").read_text(encoding="utf-8"))["data"]["notes"]
-        assert json.loads((tmp_path / name / "config.json").read_text(encoding="utf-8"))["resplit"] is (name != "fixed")
+        assert json.loads((tmp_path / name / "config.json").read_text(encoding="utf-8"))["resplit"] is True
+    fixed = prepare_data(tiny_config(seed=0))
+    ids["fixed"] = set(fixed.test["id"])
     assert len(ids["s0"]) == len(ids["s1"]) == len(ids["fixed"]) == 48
     assert ids["s0"] != ids["s1"] and ids["s0"] != ids["fixed"]
-    assert notes["s1"]["resplit"]["seed"] == 1 and "resplit" not in notes["fixed"]
+    assert notes["s1"]["resplit"]["seed"] == 1 and "resplit" not in fixed.notes
     assert any(i.startswith("ed-train-") for i in ids["s0"])  # drawn from the pooled training sentences too
+    assert all(i.startswith("ed-test-") for i in ids["fixed"])
 
 
 RUNS = __import__("lib.paths", fromlist=["PROJECT_ROOT"]).PROJECT_ROOT / "results" / "ed6-minilm" / "runs"
