@@ -26,7 +26,8 @@ clean_worktree() {
 
 # keep_saving
 #   While the caller trains, run its `save` every $SAVE_EVERY seconds (default 300), and once more when it
-#   exits, however it exits; Ctrl-C or TERM end it with status 130 (the EXIT trap still saves), so a
+#   exits, however it exits; Ctrl-C or TERM end it with status 130 once the command in progress returns (the
+#   EXIT trap still saves: stop the trainer too, as a session's end does), so a
 #   stopped session loses at most the work in progress.
 keep_saving() {
   ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &

@@ -21,9 +21,10 @@ from lib.data.datasets import DataBundle, ids_digest
 def resplit(bundle: DataBundle, seed: int) -> DataBundle:
     """``bundle`` with its test set redrawn for ``seed``: validation unchanged; test and training drawn from
     their pooled rows, stratified by label, the test set of about the original size; rows keep their pooled
-    order. Rows with the same text move together (the data sets' own splits keep duplicates in one split:
-    drawn row by row, a seed's test set would hold sentences its training set has seen), so the test set
-    may differ from the original size by a few rows."""
+    order. Rows with the same text move together (EmpatheticDialogues' own splits keep duplicates in one
+    split, ko6's does not, with 27 texts in both its training and test sets; drawn row by row, a seed's test
+    set would hold sentences its training set has seen), so the test set may differ from the original size by
+    a few rows. Stratification is dropped where a class has a single text."""
     pool = pd.concat([bundle.train, bundle.test], ignore_index=True)
     key = pool["text"].str.strip()
     units = pool.groupby(key, sort=False).agg(label=("label", "first"), rows=("label", "size"))

@@ -7,7 +7,8 @@ seed on one test set: tuned − recipe under each method's a-priori rule, the t 
 two-level bootstrap (seeds and test sentences), Holm's adjustment over the methods (one family per
 split); "significant" needs both adjusted p-values below 0.05 (PROTOCOL.md amendment 4(b)). The same
 on every out-of-domain set both folders' runs scored. Baselines without a loss have no recipe and are
-left out.
+left out. Arms that differ outside the recipe (bf16, the data's split, out-of-domain sets, batch size...)
+are refused: their difference would not be the recipe's.
 """
 from __future__ import annotations
 

@@ -70,15 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=parse_seeds, help="comma-separated seeds, e.g. 0,1,2 (default: the profile's)")
     p.add_argument("--text-column", help="text column of a CSV data set (default: text)")
     p.add_argument("--label-column", help="label column of a CSV data set (default: label)")
-    p.add_argument("--results", help="results folder (default: results/local/<dataset>-<encoder>, ignored by git; "
-                                     "smoke: results/smoke/<dataset>-<encoder>)")
+    p.add_argument("--results", help="results folder (default: results/local/<dataset>-<encoder>[-frozen][-resplit]"
+                                     "[-tuned], ignored by git; smoke: results/smoke/<dataset>-<encoder>); with "
+                                     "RESPLIT or TUNED_RECIPES set its name must end so")
     p.add_argument("--publish", action="store_true",
                    help="write into the published results/<dataset>-<encoder> (tracked by git) instead: finished "
                         "runs there are reused, not re-trained, so the notebooks are re-rendered from the "
                         "published numbers; missing runs are trained and added")
     p.add_argument("--compare-with", metavar="DIR",
                    help="published study to compare the summary with at the end (default: "
-                        "results/<dataset>-<encoder>[-frozen] where it has a summary.csv)")
+                        "results/<dataset>-<encoder>[-frozen][-resplit][-tuned] where it has a summary.csv)")
     p.add_argument("--notebooks",
                    help="comma-separated notebook names to run (default: the profile's: all, except that paper "
                         "skips 02 and 03, since PROTOCOL.md compares CE and combined on ko6, unless the encoder is "
@@ -89,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and writes to results/<dataset>-<encoder>-frozen by default")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
-                        "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, else a plain string); repeatable")
+                        "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, or True/False/None as the notebooks write them, "
+                        "else a plain string); repeatable")
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
     p.add_argument("--render-only", action="store_true",
                    help="train nothing: re-execute the notebooks from finished runs (figures, summary); a run that "

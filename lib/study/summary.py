@@ -449,7 +449,8 @@ def notes(table: pd.DataFrame, baseline: str) -> list[str]:
         elif table.attrs.get("tuned_recipes") or table.attrs.get("resplit"):  # Study 2's protocol decides these
             design = [d for d, on in (("at the tuned recipes", table.attrs.get("tuned_recipes")),
                                       ("on a split of each seed's own", table.attrs.get("resplit"))) if on]
-            which = f"The protocol's comparison {' and '.join(design)} (Study 2; PROTOCOL.md's verdict rule applied)"
+            which = (f"The protocol's comparison {' and '.join(design)} (Study 2, whose own protocol is not yet "
+                     "written; PROTOCOL.md's verdict rule applied)")
         elif table.attrs.get("primary_study"):
             which = "Primary comparison (PROTOCOL.md)"
         else:

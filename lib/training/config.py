@@ -87,7 +87,7 @@ class ExperimentConfig:
     empty_texts: str = _f("drop", "empty texts in a CSV data set: drop them (counted) or refuse the file",
                           ("drop", "error"))
     ood: str | None = _f(None, "out-of-domain test sets, scored once after training with every prediction rule "
-                               "into ood/<name>/ of the run folder (fine-tuned runs only): a comma list of auto (the "
+                               "into ood/<name>/ of the run folder (the loss-free baselines with their one rule): a comma list of auto (the "
                                "data set's named pair: ko_single_turn7 for ko6, goemotions6 for ed6), a pair name, or "
                                "CSV=MAPPING.json (a CSV with the text and label columns and a JSON object {\"their "
                                "label\": \"our class\"}; CSV@cp949=MAPPING.json for a cp949 file). Scored by macro-F1 "
