@@ -68,21 +68,17 @@ def reference_test_set(runs: pd.DataFrame, baseline: str) -> tuple[np.ndarray | 
 
 
 def is_resplit(runs: pd.DataFrame) -> bool:
-    """Whether the study's runs each have a split of their own seed (config ``resplit``); refused when
-    only some have: their comparisons would pair different designs."""
-    flags = {path: _config_flag(path, "resplit") for path in runs["run_path"].unique()}
+    """Whether the study's runs each have a split of their own seed (config ``resplit``, the runs table's
+    column; a table without it, e.g. predictions without run folders, has none); refused when only some
+    have: their comparisons would pair different designs."""
+    if "resplit" not in runs.columns:
+        return False
+    flags = dict(zip(runs["run_path"], runs["resplit"].astype(bool)))
     if len(set(flags.values())) > 1:
         mixed = sorted(p for p, f in flags.items() if f)[:1] + sorted(p for p, f in flags.items() if not f)[:1]
         raise ValueError(f"runs with and without a split of their own seed in one study ({' and '.join(mixed)}); "
                          "keep resplit runs in a results folder of their own")
     return any(flags.values())
-
-
-def _config_flag(run_path, name: str) -> bool:
-    """A boolean field of a run's config.json; False where the field or the file is absent (a run saved
-    before the field existed, or predictions without a run folder's config)."""
-    path = Path(run_path) / "config.json"
-    return bool(json.loads(path.read_text(encoding="utf-8")).get(name, False)) if path.is_file() else False
 
 
 def n_classes_of(run_path) -> int | None:

@@ -266,7 +266,8 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                                else run),
                     "dataset": cfg["dataset"], "encoder": met.get("encoder", cfg.get("encoder")),
                     "loss": cfg["loss"], "method": met.get("method", cfg["loss"]),
-                    "frozen": cfg.get("freeze_encoder", False), "seed": cfg["seed"], "split": split,
+                    "frozen": cfg.get("freeze_encoder", False), "resplit": bool(cfg.get("resplit", False)),
+                    "seed": cfg["seed"], "split": split,
                     # the a-priori rule by today's definition, also for runs that selected with another
                     "rule": rule, "primary": rule == apriori_rule(cfg.get("method", "finetune"), cfg["loss"]),
                     "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
@@ -274,7 +275,7 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "commit": env.get("git", {}).get("commit"), "dirty": env.get("git", {}).get("dirty"),
                     "hardware": hardware_of(env), "run_path": str(run),
                 })
-    cols = ["dataset", "encoder", "method", "loss", "frozen", "seed", "split", "rule", "primary", "macro_f1",
-            "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "hardware", "run", "run_path"]
+    cols = ["dataset", "encoder", "method", "loss", "frozen", "resplit", "seed", "split", "rule", "primary",
+            "macro_f1", "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "hardware", "run", "run_path"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["dataset", "encoder", "method", "frozen", "split", "rule", "seed"]).reset_index(drop=True)
