@@ -193,3 +193,14 @@ def test_the_weight_grid_is_chosen_on_validation_and_an_empty_grid_is_said_so():
     assert list(grid["rule"]) == ["centroid *", "centroid *"] and grid["valid_macro_f1"].is_monotonic_decreasing
     text, grid = grid_choice({})
     assert text == "No weight grid: GRID is empty." and grid.empty
+
+
+def test_a_tuned_sum_is_listed_under_the_method_with_its_parts():
+    from lib.study.experiments import display_name, listed_method
+
+    assert listed_method("ce=0.4+triplet=0.3+arcface=0.3") == "ce=0.15+triplet=0.4+arcface=0.45"
+    assert listed_method("ce=0.4+triplet=0.3+arcface=0.3|frozen") == "ce=0.15+triplet=0.4+arcface=0.45|frozen"
+    assert listed_method("ce=0.2+supcon=0.8") == "ce=0.5+supcon=0.5"
+    assert listed_method("ce=1.0") == "ce=1.0" and listed_method("tfidf-lr") == "tfidf-lr"
+    assert listed_method("ce=0.5+supcon=0.3+arcface=0.2") == "ce=0.5+supcon=0.3+arcface=0.2"  # no listed method
+    assert display_name("ce=0.2+supcon=0.8") == "CE + SupCon (weights 0.2 / 0.8)"

@@ -74,3 +74,22 @@ def test_a_figure_it_did_not_write_is_never_replaced(studies, capsys):
     assert main(["--results", str(studies)]) == 2
     assert "refusing to replace" in capsys.readouterr().err and path.read_bytes() == before
     assert not (studies / "main_table.md").exists()  # refused before anything was written
+
+
+def test_tuned_recipes_get_a_marker_of_their_own_and_a_figure_of_one_recipe_does_not_name_it(studies, monkeypatch):
+    nan = float("nan")
+    _summary(studies / "a-tuned", [["ce=1.0", "head", True, 20, 0.72, nan, nan, nan, None],
+                                   ["ce=0.5+triplet=0.2+arcface=0.3", "centroid", True, 20, 0.725, 0.005, -0.004,
+                                    0.014, "smaller gain"]])
+    assert main(["--results", str(studies)]) == 0
+    one_recipe = (studies / "main_figure.png").read_bytes()
+    assert all("recipe" not in r for r in json.loads(png_text(studies / "main_figure.png", VERDICT_FIGURE_KEY))["rows"])
+    both = (*STUDIES, ("a-tuned", "A fine-tuned, tuned"))
+    rows = verdict_rows(studies, both)
+    assert list(rows["recipe"]) == ["Study 1 recipe", "Study 1 recipe", "tuned recipes"]
+    assert rows.iloc[2][["diff", "verdict"]].tolist() == [0.005, "smaller gain"]  # the tuned weights' verdict row
+    monkeypatch.setattr("lib.study.report.STUDIES", both)
+    assert main(["--results", str(studies)]) == 0
+    plotted = json.loads(png_text(studies / "main_figure.png", VERDICT_FIGURE_KEY))["rows"]
+    assert [r["recipe"] for r in plotted] == ["Study 1 recipe", "Study 1 recipe", "tuned recipes"]
+    assert (studies / "main_figure.png").read_bytes() != one_recipe

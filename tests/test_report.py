@@ -82,3 +82,27 @@ def test_a_main_table_of_an_earlier_version_is_still_ours(two_studies, monkeypat
     assert main(["--results", str(two_studies)]) == 0 and "p_ttest_holm" in pd.read_csv(path).columns
     path.write_text("method,macro_f1\nx,1\n", encoding="utf-8")
     assert main(["--results", str(two_studies)]) == 2 and path.read_text(encoding="utf-8").startswith("method,macro_f1")
+
+
+def test_tuned_weights_share_the_listed_methods_row_and_each_cell_states_its_weights(two_studies):
+    """Study 2: each study's combined loss at its own tuned weights is one row, not one row per weighting."""
+    nan = float("nan")
+    _summary(two_studies / "a-tuned", [
+        ["ce=1.0", "head", True, 20, 0.72, 0.71, 0.73, nan, nan, nan, nan, nan, nan],
+        ["ce=0.5+triplet=0.2+arcface=0.3", "centroid", True, 20, 0.73, 0.72, 0.74, 0.01, 0.0, 0.02, 0.03, False,
+         10000],
+        ["ce=0.43+supcon=0.57", "head", True, 20, 0.725, 0.715, 0.735, 0.005, -0.01, 0.02, 0.4, False, 10000],
+    ])
+    studies = (("a", "A"), ("a-tuned", "A tuned"))
+    wide = wide_table(collect_studies(two_studies, studies)).set_index("method")
+    assert list(wide.index) == ["CE", "Combined", "CE + SupCon (weights 0.43 / 0.57)"]
+    assert wide.loc["Combined", "A"].startswith("0.710 [0.690, 0.730] (n=5, weights 0.15 / 0.4 / 0.45); +0.010")
+    assert wide.loc["Combined", "A tuned"].startswith("0.730 [0.720, 0.740] (n=20, weights 0.5 / 0.2 / 0.3); +0.010")
+    assert wide.loc["CE", "A tuned"] == "0.720 [0.710, 0.730] (n=20)"  # one weighting: no weights said
+    assert wide.loc["Combined"].iloc[-1] == "0.660"  # the seed study's number stays in its row
+    # a study with two weightings of one method has no single cell for it
+    table = pd.read_csv(two_studies / "a-tuned" / "summary.csv")
+    extra = table.iloc[[1]].assign(method="ce=0.1+triplet=0.1+arcface=0.8")
+    pd.concat([table, extra]).to_csv(two_studies / "a-tuned" / "summary.csv", index=False)
+    with pytest.raises(ValueError, match="A tuned: 2 weightings of Combined"):
+        wide_table(collect_studies(two_studies, studies))

@@ -12,7 +12,9 @@ def test_a_tuned_sum_is_named_after_its_parts_with_its_weights():
     assert display_name(PRIMARY_METHOD) == "Combined (seed weights)"
     assert display_name(TUNED) == "Combined (weights 0.251 / 0.328 / 0.421)"
     assert display_name("triplet=0.3+arcface=0.7|frozen") == "Triplet + ArcFace (weights 0.3 / 0.7) [frozen]"
-    assert display_name("ce=0.5+supcon=0.5") == "ce 0.5 + supcon 0.5"  # no listed method with these parts
+    assert display_name("ce=0.5+supcon=0.5") == "CE + SupCon"  # Study 2's ed6 pairing is listed
+    assert display_name("ce=0.3+supcon=0.7") == "CE + SupCon (weights 0.3 / 0.7)"
+    assert display_name("ce=0.5+arcface=0.3+supcon=0.2") == "ce 0.5 + arcface 0.3 + supcon 0.2"  # no listed method
     assert display_name("tfidf-lr") == "TF-IDF + LR"
 
 
@@ -24,9 +26,10 @@ def test_same_method_needs_the_same_parts_and_the_same_encoder_setting():
 
 
 def test_a_tuned_sum_takes_its_method_s_place_in_the_order():
-    keys = ["supcon=1.0", "tfidf-lr", TUNED, "ce=1.0", "ce=0.5+supcon=0.5", "triplet=0.3+arcface=0.7"]
-    assert sort_methods(keys) == ["ce=1.0", TUNED, "triplet=0.3+arcface=0.7", "supcon=1.0", "tfidf-lr",
-                                  "ce=0.5+supcon=0.5"]
+    keys = ["supcon=1.0", "tfidf-lr", TUNED, "ce=1.0", "ce=0.3+supcon=0.7", "triplet=0.3+arcface=0.7",
+            "ce=0.5+arcface=0.3+supcon=0.2"]
+    assert sort_methods(keys) == ["ce=1.0", TUNED, "triplet=0.3+arcface=0.7", "supcon=1.0", "ce=0.3+supcon=0.7",
+                                  "tfidf-lr", "ce=0.5+arcface=0.3+supcon=0.2"]  # a method nobody listed: last
 
 
 def test_the_primary_comparison_is_the_seed_weights_else_the_one_tuned_combined_loss():

@@ -29,6 +29,7 @@ DISPLAY = {
     "ce=1.0+arcface=1.0": "CE + ArcFace",
     "triplet=1.0+arcface=1.0": "Triplet + ArcFace",
     "ce=0.15+triplet=0.4+arcface=0.45": "Combined (seed weights)",
+    "ce=0.5+supcon=0.5": "CE + SupCon",  # Gunel et al. (2021)'s pairing, Study 2's ed6 search
     "tfidf-lr": "TF-IDF + LR",
     "encoder-lr": "Frozen encoder + LR",
 }
@@ -97,6 +98,17 @@ def _named_like(base: str) -> str | None:
         return None
     weights = " / ".join(f"{w:g}" for w in parse_loss_spec(base).values())
     return f"{DISPLAY[named[0]].removesuffix(' (seed weights)')} (weights {weights})"
+
+
+def listed_method(key: str) -> str:
+    """The listed method a key belongs to: a weighted sum at other weights (a tuned one) belongs to the
+    DISPLAY method with its parts ("ce=0.4+triplet=0.3+arcface=0.3" -> the combined loss's key), so
+    that a table puts each study's tuned weights in one row; any other key is its own."""
+    base, bar, frozen = key.partition("|")
+    if base in DISPLAY:
+        return key
+    named = [k for k in DISPLAY if same_method(k, base)]
+    return named[0] + bar + frozen if named else key
 
 
 def display_name(key: str) -> str:
@@ -294,7 +306,8 @@ def grid_choice(metrics: dict[str, dict]) -> tuple[str, "pd.DataFrame"]:
 
 
 ORDER = ["ce=1.0", "triplet=1.0", "ce=1.0+triplet=1.0", "arcface=1.0", "ce=1.0+arcface=1.0",
-         "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", *reversed(BASELINE_METHODS)]
+         "ce=0.15+triplet=0.4+arcface=0.45", "triplet=1.0+arcface=1.0", "supcon=1.0", "ce=0.5+supcon=0.5",
+         *reversed(BASELINE_METHODS)]
 
 
 def sort_methods(keys) -> list[str]:

@@ -171,8 +171,9 @@ VERDICT_FIGURE_KEY = "lib.report verdict intervals"
 def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
     """PNG bytes: one line per study, combined - CE with its 90% verdict interval and verdict, beside
     0 and the claimed ``margin``. ``rows``: title, seeds, primary, diff, lo90, hi90, verdict, top to
-    bottom. The same rows give the same bytes: matplotlib's default style (no matplotlibrc, no
-    seaborn theme), its own fonts, no timestamp or version in the file."""
+    bottom, and optionally recipe: where rows of more than one recipe are drawn, each recipe has its own
+    colour and marker in the legend. The same rows give the same bytes: matplotlib's default style (no
+    matplotlibrc, no seaborn theme), its own fonts, no timestamp or version in the file."""
     import io
 
     import matplotlib
@@ -184,9 +185,18 @@ def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
         y = np.arange(len(rows))[::-1]  # first row on top
         ax.axvline(0, color="0.5", lw=1, label="no difference")
         ax.axvline(margin, color="tab:red", lw=1, ls="--", label=f"claimed gain {margin:+.3f}")
-        ax.hlines(y, rows["lo90"], rows["hi90"], color="tab:blue", lw=2)
-        ax.plot(rows["diff"], y, "o", color="tab:blue")
-        ax.plot([], [], "o-", color="tab:blue", lw=2, label="combined − CE, 90% verdict interval")  # legend only
+        recipes = list(dict.fromkeys(rows["recipe"])) if "recipe" in rows else []
+        if len(recipes) > 1:  # Study 1's recipe beside the tuned ones
+            styles = dict(zip(recipes, [("o", "tab:blue"), ("s", "tab:orange"), ("D", "tab:green"), ("^", "tab:purple")]))
+            for recipe, (marker, colour) in styles.items():
+                at = (rows["recipe"] == recipe).to_numpy()
+                ax.hlines(y[at], rows["lo90"][at], rows["hi90"][at], color=colour, lw=2)
+                ax.plot(rows["diff"][at], y[at], marker, color=colour)
+                ax.plot([], [], marker + "-", color=colour, lw=2, label=f"{recipe}: combined − CE, 90% verdict interval")
+        else:
+            ax.hlines(y, rows["lo90"], rows["hi90"], color="tab:blue", lw=2)
+            ax.plot(rows["diff"], y, "o", color="tab:blue")
+            ax.plot([], [], "o-", color="tab:blue", lw=2, label="combined − CE, 90% verdict interval")  # legend only
         labels = [f"{r.title} ({int(r.seeds)} seeds)" + (", primary" if r.primary else "") for r in rows.itertuples()]
         ax.set_yticks(y, labels)
         for tick, r in zip(ax.get_yticklabels(), rows.itertuples()):
@@ -197,10 +207,13 @@ def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel("test macro-F1, combined loss − cross-entropy (a-priori rules)")
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False, fontsize=9)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3 if len(recipes) < 2 else 2, frameon=False,
+                  fontsize=9)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plotted = rows[["title", "seeds", "primary", "diff", "lo90", "hi90", "verdict"]].to_dict("records")
+    # The recipe only where it tells rows apart: a figure of one recipe keeps the bytes it had before.
+    plotted = rows[["title", "seeds", "primary", "diff", "lo90", "hi90", "verdict",
+                    *(["recipe"] if len(recipes) > 1 else [])]].to_dict("records")
     text = json.dumps({"margin": margin, "rows": plotted}, sort_keys=True, ensure_ascii=False)
     buffer.seek(0)
     return _palette(buffer, {VERDICT_FIGURE_KEY: text})

@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from lib.ownership import NotOursError, check_owned
-from lib.study.experiments import display_name, resolve_results_dir, same_method, sort_methods
+from lib.study.experiments import (TUNED_SUFFIX, display_name, listed_method, resolve_results_dir,
+                                   same_method, sort_methods)
+from lib.training.config import parse_loss_spec
 from lib.training.results import write_csv, write_text
 from lib.evaluation.pvalues import format_p
 from lib.study.results_folder import csv_header_has
@@ -69,13 +71,18 @@ def collect_studies(results_root: str | Path = "results", studies=None) -> pd.Da
     return out.reset_index(drop=True)
 
 
-def _cell(r) -> str:
+def _weights(key: str) -> str:
+    """ "weights 0.15 / 0.4 / 0.45": a sum's weights as a cell states them in a row of several weightings."""
+    return "weights " + " / ".join(f"{w:g}" for w in parse_loss_spec(key.partition("|")[0]).values())
+
+
+def _cell(r, weights: str = "") -> str:
     if pd.isna(r["macro_f1"]):
         return ""
     text = f"{r['macro_f1']:.3f}"
     if not pd.isna(r["macro_f1_lo"]):
         text += f" [{r['macro_f1_lo']:.3f}, {r['macro_f1_hi']:.3f}]"
-    text += f" (n={int(r['seeds'])})"
+    text += f" (n={int(r['seeds'])}{', ' + weights if weights else ''})"
     if not pd.isna(r["tl_diff"]):
         bound = bool(r["tl_p_is_bound"]) if not pd.isna(r["tl_p_is_bound"]) else False
         p = format_p(float(r["p_holm"]), int(r["tl_n_boot"]), bound)
@@ -87,14 +94,26 @@ def _cell(r) -> str:
 
 def wide_table(long: pd.DataFrame) -> pd.DataFrame:
     """One row per method, one column per study: mean [95% CI over seeds] (n seeds); difference to CE
-    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p, Holm-adjusted t p."""
+    [95% CI over seeds and sentences], Holm-adjusted two-level bootstrap p, Holm-adjusted t p.
+
+    A weighted sum at other weights than the listed method's (Study 2's tuned recipes) shares that
+    method's row; where a row holds more than one weighting, the row is named without weights and every
+    cell states its own (a row of one weighting names it, as display_name does)."""
     titles = list(dict.fromkeys(long["title"]))
+    listed = long["method"].map(listed_method)
     rows = []
-    for method in sort_methods(long["method"].unique()):
-        row = {"method": display_name(method)}
+    for method in dict.fromkeys(map(listed_method, sort_methods(long["method"].unique()))):
+        members = long[listed == method]
+        mixed = members["method"].nunique() > 1
+        # one weighting: its own name (with its weights where they are not the listed method's)
+        row = {"method": display_name(method).removesuffix(" (seed weights)") if mixed else
+               display_name(members["method"].iloc[0])}
         for title in titles:
-            hit = long[(long["method"] == method) & (long["title"] == title)]
-            row[title] = _cell(hit.iloc[0]) if len(hit) else "–"
+            hit = members[members["title"] == title]
+            if len(hit) > 1:
+                raise ValueError(f"{title}: {len(hit)} weightings of {display_name(method)} under their a-priori "
+                                 f"rules ({', '.join(hit['method'])}); a study holds one")
+            row[title] = _cell(hit.iloc[0], _weights(hit.iloc[0]["method"]) if mixed else "") if len(hit) else "–"
         reported = SEED_STUDY.loc[SEED_STUDY["method"] == method, "seed_study_test_macro_f1"]
         row[SEED_STUDY_TITLE] = f"{reported.iloc[0]:.3f}" if len(reported) else ""
         rows.append(row)
@@ -103,14 +122,18 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
 
 # The primary study's folder (results/<dataset>-<encoder>[-frozen]), bold in the figure.
 PRIMARY_FOLDER = "-".join(PRIMARY_STUDY[:2]) + ("-frozen" if PRIMARY_STUDY[2] else "")
-FIGURE_COLUMNS = ["study", "title", "seeds", "primary", "diff", "lo90", "hi90", "verdict"]
+FIGURE_COLUMNS = ["study", "title", "seeds", "primary", "diff", "lo90", "hi90", "verdict", "recipe"]
+# The recipe a study's runs were trained at, as its folder says (lib.study.tuned_recipes writes runs at
+# tuned recipes only to a folder named <study>-tuned).
+RECIPES = {False: "Study 1 recipe", True: "tuned recipes"}
 
 
 def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
     """Per study, in the main table's order: the combined loss against CE under the a-priori rules
     (summary.csv's row with a verdict), its difference, 90% verdict interval (PROTOCOL.md: the union
     of the two-level bootstrap's and the t interval) and verdict. A summary without a verdict column
-    (written before the protocol) adds no row."""
+    (written before the protocol) adds no row. ``recipe``: "Study 1 recipe" or "tuned recipes" (a
+    ``-tuned`` folder)."""
     rows = []
     for folder, title, path, table in _summaries(resolve_results_dir(results_root), studies):
         if not {"verdict", "lo90", "hi90", "tl_diff"} <= set(table.columns):
@@ -124,7 +147,7 @@ def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataF
         r = hit.iloc[0]
         rows.append({"study": folder, "title": title, "seeds": int(r["seeds"]), "primary": folder == PRIMARY_FOLDER,
                      "diff": float(r["tl_diff"]), "lo90": float(r["lo90"]), "hi90": float(r["hi90"]),
-                     "verdict": str(r["verdict"])})
+                     "verdict": str(r["verdict"]), "recipe": RECIPES[folder.endswith(TUNED_SUFFIX)]})
     return pd.DataFrame(rows, columns=FIGURE_COLUMNS)
 
 
