@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # How the confirmatory studies of PROTOCOL.md are trained and published (amendments 2(b) and 3):
 # every run from one clean worktree of commit 1e99608, resumable across working sessions.
+# STUDY_PROTOCOL=2: the same for Study 2's (PROTOCOL-2.md, lib/study/studies.py STUDIES_2), from the commit
+# that protocol names (STUDY_COMMIT until it does), in a worktree of its own (default ../study2).
 #
 #   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress, then train
 #                                          every study not yet published, in the protocol's order,
@@ -13,19 +15,26 @@
 #                                          move a finished study into results/STUDY and render it
 #                                          with this checkout's analysis code (amendment 4(h))
 #
-# The worktree is $STUDY_WORKTREE (default: ../study beside this checkout); it shares this
+# The worktree is $STUDY_WORKTREE (default: ../study, ../study2 for Study 2, beside this checkout); it shares this
 # checkout's .venv. STUDY_DATA_DIR must name the data folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
-WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
+PROTOCOL="${STUDY_PROTOCOL:-1}"
+case "$PROTOCOL" in
+  1) COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
+     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}" ;;
+  2) COMMIT="${STUDY_COMMIT:-}"  # PROTOCOL-2.md §6 names it; until then it must be given
+     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study2}" ;;
+  *) echo "error: STUDY_PROTOCOL=$PROTOCOL: 1 (PROTOCOL.md) or 2 (PROTOCOL-2.md)" >&2; exit 2 ;;
+esac
 SAVED="$ROOT/results/in-progress"
 source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
-# The protocol's order (amendment 3), "results folder|run_all.sh arguments" a line, from the one list
-# of the studies (lib/study/studies.py: standard library only, so any python3 reads it).
-mapfile -t STUDIES < <(PYTHONPATH="$ROOT" "${STUDIES_PYTHON:-python3}" -m lib.study.studies)
-if (( ${#STUDIES[@]} == 0 )); then echo "error: cannot read the studies from $ROOT/lib/study/studies.py" >&2; exit 2; fi
+# The protocol's order (amendment 3), "results folder|run_all.sh arguments|seed-by-seed arguments|seeds"
+# a line, from the one list of the studies (lib/study/studies.py: standard library only, so any python3
+# reads it; it says why when it cannot).
+listing="$(PYTHONPATH="$ROOT" "${STUDIES_PYTHON:-python3}" -m lib.study.studies --protocol "$PROTOCOL")" || exit 2
+mapfile -t STUDIES <<< "$listing"
 
 data_env() {  # what training and rendering need
   if [[ -z "${STUDY_DATA_DIR:-}" ]]; then echo "error: set STUDY_DATA_DIR to the data folder" >&2; exit 2; fi
@@ -33,10 +42,14 @@ data_env() {  # what training and rendering need
   export TOKENIZERS_PARALLELISM=false
 }
 
-study_args() {  # the run_all.sh arguments of one study of STUDIES, into the array "args"
-  local entry
+study_args() {  # one study of STUDIES: its run_all.sh arguments into the array "args", the arguments
+  # run seed by seed first into "paired" (empty: none) and its seeds into "seeds"
+  local entry folder all by_seed list
   for entry in "${STUDIES[@]}"; do
-    if [[ "${entry%%|*}" == "$1" ]]; then eval "args=(${entry#*|})"; return 0; fi
+    IFS='|' read -r folder all by_seed list <<< "$entry"
+    if [[ "$folder" == "$1" ]]; then
+      eval "args=($all)"; eval "paired=($by_seed)"; IFS=',' read -r -a seeds <<< "$list"; return 0
+    fi
   done
   echo "error: $1 is not a confirmatory study (one of: ${STUDIES[*]%%|*})" >&2; exit 2
 }
@@ -44,6 +57,9 @@ study_args() {  # the run_all.sh arguments of one study of STUDIES, into the arr
 published() { [[ -f "$ROOT/results/$1/run_times.csv" ]]; }  # written only when a protocol study is published
 
 worktree() {  # the runner then runs from the worktree
+  if [[ -z "$COMMIT" ]]; then
+    echo "error: PROTOCOL-2.md's commit is not in this script yet: set STUDY_COMMIT to the commit it names" >&2; exit 2
+  fi
   clean_worktree "$ROOT" "$WORKTREE" "$COMMIT"
   cd "$WORKTREE"
 }
@@ -78,13 +94,13 @@ run() {
   worktree
   restore
   keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
-  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args k
+  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args paired seeds k
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; study_args "$study"
     if published "$study"; then echo "$study: published, skipped"; continue; fi
-    if [[ "$study" == ko6-me5-small ]]; then  # amendment 2(b): seed by seed, so CE and combined stay paired
-      for k in 0 1 2 3 4 5 6 7 8 9; do
-        "${py[@]}" --profile paper --seeds "$k" --notebooks 00_data_exploration,01_baseline_ce,04_combined
+    if (( ${#paired[@]} )); then  # amendment 2(b): seed by seed, so the compared methods stay paired
+      for k in "${seeds[@]}"; do
+        "${py[@]}" "${paired[@]}" --seeds "$k"
       done
     fi
     "${py[@]}" "${args[@]}"
@@ -125,7 +141,7 @@ save() {
 }
 
 publish() {
-  local study=$1 args
+  local study=$1 args paired seeds
   [[ -n "$study" ]] || { echo "usage: scripts/confirmatory_runs.sh publish STUDY" >&2; exit 2; }
   study_args "$study"
   data_env
@@ -160,7 +176,7 @@ main() {
     restore) restore ;;
     save) save ;;
     publish) publish "${2:-}" ;;
-    *) sed -n 2,18p "$0" >&2; exit 2 ;;
+    *) sed -n 2,19p "$0" >&2; exit 2 ;;
   esac
 }
 # One line, read before anything runs: editing this file during a long run cannot change what runs.

@@ -145,7 +145,7 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     assert _git(worktree, "rev-parse", "--short=7", "HEAD").strip() == commit
     assert _git(worktree, "status", "--porcelain") == ""  # the .venv link is not a change
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    primary = [f"-m lib.runner --profile paper --seeds {k} --notebooks 00_data_exploration,01_baseline_ce,04_combined"
+    primary = [f"-m lib.runner --profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined --seeds {k}"
                for k in range(10)]
     assert calls == primary + [
         "-m lib.runner --profile paper",
@@ -156,6 +156,53 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
     assert saved == {f"results/in-progress/ko6-me5-small/runs/ce1.0/seed{k}/metrics.json" for k in range(10)}
     assert _git(repo, "status", "--porcelain", "results") == ""
+
+
+STUDIES_2 = """
+STUDIES_2 = (Study("ko6-me5-small-tuned", "ko6, me5-small fine-tuned, tuned", (300, 301),
+                   "--profile paper --seeds 300,301 --set TUNED_RECIPES=results/tuning/ko6-me5-small",
+                   "--profile paper --notebooks 01_baseline_ce,04_combined --set TUNED_RECIPES=results/tuning/ko6-me5-small"),
+             Study("ed6-minilm-tuned", "ed6, MiniLM fine-tuned, tuned", (300,),
+                   "--profile paper-secondary --seeds 300 --set 'TUNED_RECIPES=results/tuning/ed6-minilm'"))
+PROTOCOLS[2] = ("PROTOCOL-2.md", STUDIES_2)
+"""
+
+
+def test_study_2_trains_its_own_list_seed_by_seed_first_and_needs_its_commit(checkout, tmp_path):
+    repo, _ = checkout
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    (repo / ".gitignore").write_text("results/**/test_embeddings.npy\nresults/local/\n.venv/\n")
+    env = {**os.environ, "STUDY_PROTOCOL": "2", "STUDY_WORKTREE": str(tmp_path / "study2"), "SAVE_EVERY": "1",
+           "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt")}
+    run = ["bash", str(repo / "scripts" / SCRIPT.name), "run"]
+    out = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == ("error: PROTOCOL-2.md names no study yet (its studies are written "
+                                                  "into lib/study/studies.py with it)\n")
+    module = repo / "lib" / "study" / "studies.py"  # what PROTOCOL-2.md's commit writes into it
+    module.write_text(module.read_text().replace('\n\nif __name__ == "__main__":', STUDIES_2 + '\n\nif __name__ == "__main__":'))
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "Study 2's studies")
+    out = subprocess.run(run, cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "set STUDY_COMMIT to the commit it names" in out.stderr
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    commit = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    out = subprocess.run(run, cwd=repo, env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert _git(tmp_path / "study2", "rev-parse", "--short=7", "HEAD").strip() == commit
+    tuned = "--set TUNED_RECIPES=results/tuning/ko6-me5-small"
+    assert (tmp_path / "calls.txt").read_text().splitlines() == [
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 300",
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 301",
+        f"-m lib.runner --profile paper --seeds 300,301 {tuned}",
+        "-m lib.runner --profile paper-secondary --seeds 300 --set TUNED_RECIPES=results/tuning/ed6-minilm"]
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed6-minilm"], cwd=repo,
+                         env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a confirmatory study (one of: ko6-me5-small-tuned ed6-minilm-tuned)" in out.stderr
 
 
 def test_run_refuses_a_worktree_that_is_not_a_clean_checkout_of_the_commit(checkout, tmp_path):

@@ -1,11 +1,14 @@
-"""The published studies of PROTOCOL.md: the one list that the report, the confirmatory-runs script
+"""The published studies of each protocol: the one list that the report, the confirmatory-runs script
 and the tests read.
 
 Each entry says where the study lives (``results/<folder>``), its column title in the main table,
-the seeds PROTOCOL.md §3 fixed for it, and the ``run_all.sh`` arguments that trained it. The tuple
-is in the protocol's training order (amendment 3); ``COLUMN_ORDER`` is the main table's reading
-order. Standard library only: ``scripts/confirmatory_runs.sh`` reads it with any Python
-(``python -m lib.study.studies``), before the project's environment matters.
+the seeds its protocol fixed for it, the ``run_all.sh`` arguments that trained it and, where the
+protocol has the compared methods of a seed trained back to back, the arguments run seed by seed
+first. ``STUDIES`` is PROTOCOL.md's (Study 1), in its training order (amendment 3); ``STUDIES_2`` is
+Study 2's, written into this file with PROTOCOL-2.md, before any of its runs. ``COLUMN_ORDER`` is
+the main table's reading order. Standard library only: ``scripts/confirmatory_runs.sh`` reads it
+with any Python (``python -m lib.study.studies [--protocol 2]``), before the project's environment
+matters.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ class Study:
     title: str            # column title in the main table
     seeds: tuple[int, ...]  # PROTOCOL.md §3, fixed before its runs
     run_all_args: str     # the run_all.sh arguments that trained it (shell words)
+    # run_all.sh arguments run once per seed (with --seeds k) before run_all_args: the compared methods
+    # of a seed trained back to back, so that a study stopped half-way stays paired (PROTOCOL.md 2(b))
+    paired_args: str = ""
 
 
 _PROFILE_5 = "--profile paper-secondary"
@@ -30,12 +36,16 @@ STUDIES: tuple[Study, ...] = (
           f"{_PROFILE_5} --freeze-encoder --by-seed --dataset ed32"),
     Study("goemo27-minilm-frozen", "goemo27, MiniLM frozen", tuple(range(5)),
           f"{_PROFILE_5} --freeze-encoder --by-seed --dataset goemo27"),
-    Study("ko6-me5-small", "ko6, me5-small fine-tuned", tuple(range(10)), "--profile paper"),
+    Study("ko6-me5-small", "ko6, me5-small fine-tuned", tuple(range(10)), "--profile paper",
+          "--profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined"),
     Study("ed6-minilm", "ed6, MiniLM fine-tuned", tuple(range(5)), f"{_PROFILE_5} --by-seed"),
     Study("ed32-minilm", "ed32, MiniLM fine-tuned", tuple(range(5)),
           f"{_PROFILE_5} --by-seed --dataset ed32 --notebooks 00_data_exploration,01_baseline_ce,04_combined,"
           "05_tsne_analysis,06_summary --set 'LOSSES=[\"combined\"]'"),
 )
+# Study 2 (PROTOCOL-2.md): filled in with its protocol, in one commit, before any of its runs.
+STUDIES_2: tuple[Study, ...] = ()
+PROTOCOLS = {1: ("PROTOCOL.md", STUDIES), 2: ("PROTOCOL-2.md", STUDIES_2)}
 # The main table's columns, left to right: each data set fine-tuned before frozen.
 COLUMN_ORDER = ("ed6-minilm", "ko6-me5-small", "ko6-me5-small-frozen", "ed32-minilm", "ed32-minilm-frozen",
                 "goemo27-minilm-frozen")
@@ -53,16 +63,28 @@ def report_columns() -> tuple[tuple[str, str], ...]:
     return tuple((study(f).folder, study(f).title) for f in COLUMN_ORDER)
 
 
+USAGE = "usage: python -m lib.study.studies [--protocol N]  (N: 1, PROTOCOL.md, the default; 2, PROTOCOL-2.md)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lib.study.studies``: one line per study, ``folder|run_all.sh arguments``, in the
+    """``python -m lib.study.studies [--protocol N]``: one line per study of protocol N,
+    ``folder|run_all.sh arguments|seed-by-seed arguments|seeds`` (seeds comma-separated), in the
     protocol's order (what scripts/confirmatory_runs.sh trains and publishes)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv:
-        print("usage: python -m lib.study.studies  (no arguments)", file=sys.stderr)
+    if argv and (len(argv) != 2 or argv[0] != "--protocol" or not argv[1].isdigit() or int(argv[1]) not in PROTOCOLS):
+        print(USAGE, file=sys.stderr)
         return 2
-    for s in STUDIES:
-        shlex.split(s.run_all_args)  # a quoting slip fails here, not half-way through a shell loop
-        print(f"{s.folder}|{s.run_all_args}")
+    name, studies = PROTOCOLS[int(argv[1]) if argv else 1]
+    if not studies:
+        print(f"error: {name} names no study yet (its studies are written into lib/study/studies.py with it)",
+              file=sys.stderr)
+        return 2
+    for s in studies:
+        for words in (s.run_all_args, s.paired_args):
+            shlex.split(words)  # a quoting slip fails here, not half-way through a shell loop
+            if "|" in words:
+                raise ValueError(f"{s.folder}: '|' separates the printed fields; not in run_all.sh arguments")
+        print(f"{s.folder}|{s.run_all_args}|{s.paired_args}|{','.join(map(str, s.seeds))}")
     return 0
 
 

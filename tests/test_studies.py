@@ -1,0 +1,28 @@
+"""lib.study.studies: the one list of each protocol's studies, as scripts/confirmatory_runs.sh reads it."""
+from __future__ import annotations
+
+import shlex
+
+from lib.study import studies
+
+
+def test_each_line_gives_the_folder_the_arguments_the_seed_by_seed_arguments_and_the_seeds(capsys):
+    assert studies.main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("|")[0] for line in lines] == [s.folder for s in studies.STUDIES]
+    primary = next(line for line in lines if line.startswith("ko6-me5-small|")).split("|")
+    assert primary == ["ko6-me5-small", "--profile paper",
+                       "--profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined",
+                       "0,1,2,3,4,5,6,7,8,9"]
+    ed32 = next(line for line in lines if line.startswith("ed32-minilm|")).split("|")
+    assert shlex.split(ed32[1])[-2:] == ["--set", 'LOSSES=["combined"]'] and ed32[2] == "" and ed32[3] == "0,1,2,3,4"
+    assert studies.main(["--protocol", "1"]) == 0 and capsys.readouterr().out.splitlines() == lines
+
+
+def test_a_protocol_without_studies_or_an_unknown_one_is_refused_in_one_line(capsys, monkeypatch):
+    monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", ()))
+    assert studies.main(["--protocol", "2"]) == 2
+    assert capsys.readouterr().err == ("error: PROTOCOL-2.md names no study yet (its studies are written into "
+                                       "lib/study/studies.py with it)\n")
+    for bad in (["--protocol", "3"], ["--protocol"], ["2"], ["--protocol", "x"]):
+        assert studies.main(bad) == 2 and capsys.readouterr().err == studies.USAGE + "\n", bad
