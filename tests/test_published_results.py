@@ -16,7 +16,7 @@ from lib.paths import PROJECT_ROOT
 from lib.study import tuning_report
 from lib.study.plots import VERDICT_FIGURE_KEY, png_text
 from lib.study.report import STUDIES, collect_studies, main_figure_png, verdict_rows, wide_table
-from lib.study.studies import STUDIES as PROTOCOL_STUDIES
+from lib.study.studies import PROTOCOLS, STUDIES as PROTOCOL_STUDIES
 from lib.study.summary import build_summary, markdown_table, render_summary
 
 RESULTS = PROJECT_ROOT / "results"
@@ -111,26 +111,44 @@ def _run_commits(folder: str) -> set[str]:
     return {json.loads((r / "environment.json").read_text(encoding="utf-8"))["git"]["commit"] for r in runs}
 
 
-def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds():
-    studies = sorted(PUBLISHED)
-    assert studies and set(studies) <= set(PROTOCOL_SEEDS)
+@pytest.mark.parametrize("number", sorted(PROTOCOLS))
+def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds(number):
+    """Each protocol (PROTOCOL.md, then PROTOCOL-2.md for Study 2): its published studies hold exactly its
+    seeds, come from one commit, and that commit descends from the one that added the protocol."""
+    name, listed = PROTOCOLS[number]
+    seeds_of = {s.folder: set(s.seeds) for s in listed}
+    studies = sorted(f for f in seeds_of if (RESULTS / f / "summary.csv").exists())
+    if number > 1 and not studies:
+        pytest.skip(f"no study of {name} is published yet")
+    assert studies
     for folder in studies:
         seeds = {int(p.name[len("seed"):]) for p in (RESULTS / folder / "runs").glob("*/seed*")}
-        assert seeds == PROTOCOL_SEEDS[folder], folder  # no seed added or dropped after the fact
+        assert seeds == seeds_of[folder], folder  # no seed added or dropped after the fact
     commits = set().union(*(_run_commits(folder) for folder in studies))
     assert len(commits) == 1, commits  # PROTOCOL.md, amendment 3: every study from one commit
-    _tracked("PROTOCOL.md")  # skips outside a git checkout
+    _tracked(name)  # skips outside a git checkout
     shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=PROJECT_ROOT, capture_output=True,
                              text=True).stdout.strip()
-    if shallow == "true":  # its oldest commit would pose as the one that added PROTOCOL.md
-        pytest.skip("a shallow clone: the history that orders PROTOCOL.md and the runs is not here")
-    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", "PROTOCOL.md"], cwd=PROJECT_ROOT,
+    if shallow == "true":  # its oldest commit would pose as the one that added the protocol
+        pytest.skip(f"a shallow clone: the history that orders {name} and the runs is not here")
+    first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", name], cwd=PROJECT_ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     (commit,) = commits
     known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PROJECT_ROOT).returncode == 0
     if not first or not known:
-        pytest.skip("the history that orders PROTOCOL.md and the runs is not in this checkout")
+        pytest.skip(f"the history that orders {name} and the runs is not in this checkout")
     assert subprocess.run(["git", "merge-base", "--is-ancestor", first[-1], commit], cwd=PROJECT_ROOT).returncode == 0
+
+
+def test_study_2_seeds_were_never_used_by_study_1_or_the_searches():
+    """PROTOCOL-2.md's seeds are fresh: none trained a Study 1 run or a tuning trial (its seeds and the
+    winners' fresh re-run seeds)."""
+    from lib.study.profiles import TUNING
+
+    used = {k for s in PROTOCOLS[1][1] for k in s.seeds}
+    used |= {k for setting in TUNING.values() for k in (*setting["seeds"], *setting["confirm_seeds"])}
+    for study in PROTOCOLS[2][1]:
+        assert not set(study.seeds) & used, study.folder
 
 
 def test_the_readme_states_the_primary_verdict_of_its_summary():
