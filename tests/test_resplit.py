@@ -180,3 +180,18 @@ def test_a_baseline_trained_on_the_fixed_split_is_not_reused_for_a_split_of_its_
     assert same_config(saved, cfg)
     assert not same_config(saved, ExperimentConfig.from_dict({**saved, "resplit": True}))
     assert not same_config(saved, ExperimentConfig.from_dict({**saved, "ood": "auto"}))
+
+
+def test_dropping_cross_split_duplicates_leaves_every_seed_the_same_validation_sentences(tiny_config):
+    """drop_cross_split_duplicates works on the data set's own split before a seed redraws its test set:
+    dropped afterwards, the validation sentences would depend on each seed's training set."""
+    from lib.training.train import prepare_data
+
+    full = dict(dataset="ko6", max_train_samples=None, max_eval_samples=None, drop_cross_split_duplicates=True)
+    fixed = prepare_data(tiny_config(seed=0, **full))
+    assert fixed.notes["dropped_cross_split_duplicates"] == {"valid": 53, "test": 32}  # ko6's own split repeats texts
+    for seed in (0, 1):
+        b = prepare_data(tiny_config(seed=seed, resplit=True, **full))
+        assert b.valid.equals(fixed.valid), seed
+        assert not set(b.valid["text"]) & (set(b.train["text"]) | set(b.test["text"]))
+        assert b.notes["dropped_cross_split_duplicates"] == fixed.notes["dropped_cross_split_duplicates"]

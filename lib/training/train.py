@@ -77,12 +77,14 @@ def prepare_data(cfg: ExperimentConfig, validation_only: bool = False) -> DataBu
     else:  # a user's file: one fixed split for every seed, so seeds and methods stay comparable
         bundle = load_dataset(cfg.dataset, seed=0, text_column=cfg.text_column, label_column=cfg.label_column,
                               empty_texts=cfg.empty_texts)
+    # On the data set's own split, before any redraw: with resplit too every seed then keeps the same
+    # validation sentences (dropped after a redraw, they would depend on the seed's training set).
+    if cfg.drop_cross_split_duplicates:
+        bundle = drop_cross_split_duplicates(bundle)
     if cfg.resplit:  # before anything else reads the splits: this seed's own test set (lib/data/resplit.py)
         bundle = resplit(bundle, cfg.seed)
     if validation_only:  # tuning (lib.study.tuning): the test split is replaced, unread, before anything uses it
         bundle.test = bundle.train.iloc[:0]
-    if cfg.drop_cross_split_duplicates:
-        bundle = drop_cross_split_duplicates(bundle)
     # Fixed subsamples (random_state 0), so every seed and method sees the same sentences and
     # paired comparisons stay paired; the seed varies initialisation and data order only.
     bundle.train = subsample(bundle.train, cfg.max_train_samples, 0)
