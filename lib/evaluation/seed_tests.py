@@ -58,15 +58,16 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
 
 
 def _t_p(d: np.ndarray, t_test) -> float:
-    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0). Every
-    difference 0 (the same runs, e.g. a tuned recipe that is the Study 1 recipe): p = 1, so the
-    comparison stays in its Holm family (a NaN would leave it out and make the others' adjusted
-    p-values smaller). Fewer than two, or all equal and not 0: NaN (no spread to test against)."""
+    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0). Without
+    spread the t statistic is 0/0 or ±inf, which scipy answers with NaN, and Holm would leave a NaN
+    out of its family (making the others' adjusted p-values smaller), so the limits are given: every
+    difference 0 (the same runs, e.g. a tuned recipe that is the Study 1 recipe) p = 1; all equal and
+    not 0, p = 0 (as the same view's interval, [d, d], says). Fewer than two: NaN (no t view)."""
     if len(d) < 2:
         return float("nan")
     if np.all(np.abs(d) <= 1e-12):
         return 1.0
-    return float(t_test()) if d.std() > 1e-12 else float("nan")
+    return float(t_test()) if d.std() > 1e-12 else 0.0
 
 
 def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:
