@@ -141,14 +141,15 @@ def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds(
 
 
 def test_study_2_seeds_were_never_used_by_study_1_or_the_searches():
-    """PROTOCOL-2.md's seeds are fresh: none trained a Study 1 run or a tuning trial (its seeds and the
-    winners' fresh re-run seeds)."""
+    """Seeds are fresh at every stage: the searches' (trials and the winners' re-runs) share none with
+    Study 1's, and PROTOCOL-2.md's share none with either."""
     from lib.study.profiles import TUNING
 
-    used = {k for s in PROTOCOLS[1][1] for k in s.seeds}
-    used |= {k for setting in TUNING.values() for k in (*setting["seeds"], *setting["confirm_seeds"])}
+    study_1 = {k for s in PROTOCOLS[1][1] for k in s.seeds}
+    tuning = {k for setting in TUNING.values() for k in (*setting["seeds"], *setting["confirm_seeds"])}
+    assert study_1 and tuning and not study_1 & tuning
     for study in PROTOCOLS[2][1]:
-        assert not set(study.seeds) & used, study.folder
+        assert not set(study.seeds) & (study_1 | tuning), study.folder
 
 
 def test_the_readme_states_the_primary_verdict_of_its_summary():
