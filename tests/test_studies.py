@@ -26,3 +26,15 @@ def test_a_protocol_without_studies_or_an_unknown_one_is_refused_in_one_line(cap
                                        "lib/study/studies.py with it)\n")
     for bad in (["--protocol", "3"], ["--protocol"], ["2"], ["--protocol", "x"]):
         assert studies.main(bad) == 2 and capsys.readouterr().err == studies.USAGE + "\n", bad
+
+
+def test_a_study_2_in_a_study_1_folder_is_refused(capsys, monkeypatch):
+    """Publishing it would replace Study 1's published folder (scripts/confirmatory_runs.sh publish)."""
+    again = studies.Study("ko6-me5-small", "ko6 again", (300,), "--profile paper --set BF16=false")
+    fresh = studies.Study("ko6-me5-small-tuned", "ko6 tuned", (300,), "--profile paper --set TUNED_RECIPES=x")
+    monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (fresh, again)))
+    assert studies.main(["--protocol", "2"]) == 2
+    assert capsys.readouterr().err == ("error: PROTOCOL-2.md lists ko6-me5-small, a study of PROTOCOL.md: each "
+                                       "protocol's studies need folders of their own\n")
+    monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (fresh,)))
+    assert studies.main(["--protocol", "2"]) == 0 and capsys.readouterr().out.startswith("ko6-me5-small-tuned|")

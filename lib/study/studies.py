@@ -74,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and (len(argv) != 2 or argv[0] != "--protocol" or not argv[1].isdigit() or int(argv[1]) not in PROTOCOLS):
         print(USAGE, file=sys.stderr)
         return 2
-    name, studies = PROTOCOLS[int(argv[1]) if argv else 1]
+    number = int(argv[1]) if argv else 1
+    name, studies = PROTOCOLS[number]
+    earlier = {s.folder: n for n, (_, listed) in PROTOCOLS.items() if n != number for s in listed}
+    taken = [s.folder for s in studies if s.folder in earlier]
+    if taken:  # publishing would replace the other protocol's published study (confirmatory_runs.sh publish)
+        print(f"error: {name} lists {', '.join(taken)}, a study of {PROTOCOLS[earlier[taken[0]]][0]}: each protocol's "
+              "studies need folders of their own", file=sys.stderr)
+        return 2
     if not studies:
         print(f"error: {name} names no study yet (its studies are written into lib/study/studies.py with it)",
               file=sys.stderr)
