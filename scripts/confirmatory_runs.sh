@@ -98,12 +98,13 @@ run() {
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; study_args "$study"
     if published "$study"; then echo "$study: published, skipped"; continue; fi
+    # into the folder the list names (results/local/<study>, what publish reads), whatever the runner's default
     if (( ${#paired[@]} )); then  # amendment 2(b): seed by seed, so the compared methods stay paired
       for k in "${seeds[@]}"; do
-        "${py[@]}" "${paired[@]}" --seeds "$k"
+        "${py[@]}" "${paired[@]}" --seeds "$k" --results "results/local/$study"
       done
     fi
-    "${py[@]}" "${args[@]}"
+    "${py[@]}" "${args[@]}" --results "results/local/$study"
   done
 }
 
@@ -155,7 +156,7 @@ publish() {
   # --render-only: a run missing from the worktree fails its notebook instead of being trained here,
   # by this checkout's code; then the study as git has it comes back (nothing was committed)
   if ! .venv/bin/python -m lib.study.run_times "results/$study" ||
-     ! .venv/bin/python -m lib.runner "${args[@]}" --publish --render-only; then
+     ! .venv/bin/python -m lib.runner "${args[@]}" --results "results/$study" --publish --render-only; then
     # the failed notebooks (ignored by git) say why in full: keep them beside the worktree's runs
     local kept="$WORKTREE/results/local/$study/publish-failed"
     mkdir -p "$kept"

@@ -145,13 +145,14 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     assert _git(worktree, "rev-parse", "--short=7", "HEAD").strip() == commit
     assert _git(worktree, "status", "--porcelain") == ""  # the .venv link is not a change
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    primary = [f"-m lib.runner --profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined --seeds {k}"
-               for k in range(10)]
+    primary = [f"-m lib.runner --profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined --seeds {k} "
+               "--results results/local/ko6-me5-small" for k in range(10)]
     assert calls == primary + [
-        "-m lib.runner --profile paper",
-        "-m lib.runner --profile paper-secondary --by-seed",
+        "-m lib.runner --profile paper --results results/local/ko6-me5-small",
+        "-m lib.runner --profile paper-secondary --by-seed --results results/local/ed6-minilm",
         "-m lib.runner --profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,"
-        '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"]']
+        '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"] '
+        "--results results/local/ed32-minilm"]
     # every finished run was committed, by the saver while it ran or at its exit
     saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
     assert saved == {f"results/in-progress/ko6-me5-small/runs/ce1.0/seed{k}/metrics.json" for k in range(10)}
@@ -194,12 +195,13 @@ def test_study_2_trains_its_own_list_seed_by_seed_first_and_needs_its_commit(che
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert _git(tmp_path / "study2", "rev-parse", "--short=7", "HEAD").strip() == commit
-    tuned = "--set TUNED_RECIPES=results/tuning/ko6-me5-small"
+    tuned, ko6, ed6 = ("--set TUNED_RECIPES=results/tuning/ko6-me5-small", "--results results/local/ko6-me5-small-tuned",
+                       "--results results/local/ed6-minilm-tuned")
     assert (tmp_path / "calls.txt").read_text().splitlines() == [
-        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 300",
-        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 301",
-        f"-m lib.runner --profile paper --seeds 300,301 {tuned}",
-        "-m lib.runner --profile paper-secondary --seeds 300 --set TUNED_RECIPES=results/tuning/ed6-minilm"]
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 300 {ko6}",
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 301 {ko6}",
+        f"-m lib.runner --profile paper --seeds 300,301 {tuned} {ko6}",
+        f"-m lib.runner --profile paper-secondary --seeds 300 --set TUNED_RECIPES=results/tuning/ed6-minilm {ed6}"]
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed6-minilm"], cwd=repo,
                          env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a confirmatory study (one of: ko6-me5-small-tuned ed6-minilm-tuned)" in out.stderr
@@ -292,7 +294,7 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     runner = ["-m", "lib.runner", "--profile", "paper-secondary", "--by-seed", "--dataset", "ed32", "--notebooks",
               "00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary", "--set",
-              'LOSSES=["combined"]', "--publish", "--render-only"]
+              'LOSSES=["combined"]', "--results", "results/ed32-minilm", "--publish", "--render-only"]
     assert calls == ["[-m][lib.study.run_times][results/ed32-minilm]", "".join(f"[{a}]" for a in runner)]
     # run_times.csv is written from the files' times: the copies keep them
     for seed in range(2):

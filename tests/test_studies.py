@@ -38,3 +38,21 @@ def test_a_study_2_in_a_study_1_folder_is_refused(capsys, monkeypatch):
                                        "protocol's studies need folders of their own\n")
     monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (fresh,)))
     assert studies.main(["--protocol", "2"]) == 0 and capsys.readouterr().out.startswith("ko6-me5-small-tuned|")
+
+
+def test_publish_takes_the_folder_of_a_listed_study_and_no_other(monkeypatch, capsys):
+    """--publish --results results/<folder>: only a folder some protocol lists (a Study 1 recipe re-trained for
+    Study 2 gets a name the runner would not derive); anything else is refused before a folder is made."""
+    from lib.paths import PROJECT_ROOT
+    from lib.study import runner
+
+    arm = studies.Study("ed6-minilm-study1-recipe", "ed6, Study 1 recipe in fp32", (300,), "--set BF16=false")
+    monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (arm,)))
+    assert runner.listed_study_folder("results/ed6-minilm") and runner.listed_study_folder("results/" + arm.folder)
+    assert runner.listed_study_folder(str(PROJECT_ROOT / "results" / arm.folder))
+    for other in ("results/local/" + arm.folder, "results/ed6-minilm-unlisted", "ed6-minilm", "results/tuning"):
+        assert not runner.listed_study_folder(other), other
+    assert runner.main(["--publish", "--results", "results/ed6-minilm-unlisted", "--notebooks", "06_summary"]) == 2
+    assert "--publish writes into the published results/<dataset>-<encoder>, or with --results into results/<a " \
+           "study a protocol lists>" in capsys.readouterr().err
+    assert not (PROJECT_ROOT / "results" / "ed6-minilm-unlisted").exists()

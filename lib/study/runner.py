@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "[-tuned], ignored by git; smoke: results/smoke/<dataset>-<encoder>); with "
                                      "RESPLIT or TUNED_RECIPES set its name must end so")
     p.add_argument("--publish", action="store_true",
-                   help="write into the published results/<dataset>-<encoder> (tracked by git) instead: finished "
+                   help="write into the published results/<dataset>-<encoder> (tracked by git; or --results "
+                        "results/<folder> of a study that lib/study/studies.py lists) instead: finished "
                         "runs there are reused, not re-trained, so the notebooks are re-rendered from the "
                         "published numbers; missing runs are trained and added")
     p.add_argument("--compare-with", metavar="DIR",
@@ -196,6 +197,18 @@ def tuned_recipes_problem(profile: str, dataset: str, encoder: str, seeds: list[
     except (TunedRecipeError, ConfigError) as e:
         return str(e)
     return None
+
+
+def listed_study_folder(results: str) -> bool:
+    """``results`` is the published folder of a study some protocol lists (results/<folder>, lib/study/studies.py):
+    the one --results that --publish takes, for a study whose folder name the runner would not derive (e.g. a
+    Study 1 recipe re-trained for Study 2)."""
+    from lib.study.experiments import resolve_results_dir
+    from lib.study.studies import PROTOCOLS
+
+    folders = {s.folder for _, listed in PROTOCOLS.values() for s in listed}
+    path = resolve_results_dir(results)
+    return path.parent == (PROJECT_ROOT / "results").resolve() and path.name in folders
 
 
 def design_folder_problem(results: Path, resplit: bool) -> str | None:
@@ -382,9 +395,10 @@ def main(argv=None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if args.publish and (args.results or args.profile == "smoke"):
-        print("error: --publish writes into the published results/<dataset>-<encoder>; it takes neither --results "
-              "nor the smoke profile (whose numbers mean nothing)", file=sys.stderr)
+    if args.publish and (args.profile == "smoke" or (args.results and not listed_study_folder(args.results))):
+        print("error: --publish writes into the published results/<dataset>-<encoder>, or with --results into "
+              "results/<a study a protocol lists> (lib/study/studies.py); it takes no other --results nor the "
+              "smoke profile (whose numbers mean nothing)", file=sys.stderr)
         return 2
     tuned = overrides.get("TUNED_RECIPES") is not None  # Study 2: a folder of its own (default_results)
     resplit = bool(overrides.get("RESPLIT"))  # every seed with its own split: likewise
