@@ -4,11 +4,11 @@
 # STUDY_PROTOCOL=2: the same for Study 2's (PROTOCOL-2.md, lib/study/studies.py STUDIES_2), from the commit
 # that protocol names (STUDY_COMMIT until it does), in a worktree of its own (default ../study2).
 #
-#   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress, then train
+#   scripts/confirmatory_runs.sh run       restore the runs saved in results/in-progress[-2], then train
 #                                          every study not yet published, in the protocol's order,
 #                                          saving finished runs as it goes (every 5 min, and at exit)
 #   scripts/confirmatory_runs.sh restore   only the first step of run (no training)
-#   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress and commit
+#   scripts/confirmatory_runs.sh save      copy finished runs into results/in-progress[-2] and commit
 #                                          them (only that path), so a stopped machine loses at most
 #                                          the run it was training
 #   scripts/confirmatory_runs.sh publish STUDY
@@ -22,12 +22,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROTOCOL="${STUDY_PROTOCOL:-1}"
 case "$PROTOCOL" in
   1) COMMIT="${STUDY_COMMIT:-1e99608}"  # the protocol's (amendment 3); another only for tests
-     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}" ;;
+     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study}"
+     SAVED="$ROOT/results/in-progress" ;;
   2) COMMIT="${STUDY_COMMIT:-}"  # PROTOCOL-2.md §6 names it; until then it must be given
-     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study2}" ;;
+     WORKTREE="${STUDY_WORKTREE:-$(dirname "$ROOT")/study2}"
+     SAVED="$ROOT/results/in-progress-2" ;;  # each protocol's runs restored only into its own worktree
   *) echo "error: STUDY_PROTOCOL=$PROTOCOL: 1 (PROTOCOL.md) or 2 (PROTOCOL-2.md)" >&2; exit 2 ;;
 esac
-SAVED="$ROOT/results/in-progress"
 source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
 # The protocol's order (amendment 3), "results folder|run_all.sh arguments|seed-by-seed arguments|seeds"
@@ -104,7 +105,7 @@ run() {
         "${py[@]}" "${paired[@]}" --seeds "$k" --results "results/local/$study"
       done
     fi
-    "${py[@]}" "${args[@]}" --results "results/local/$study"
+    "${py[@]}" "${args[@]}" --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/local/$study"
   done
 }
 
@@ -156,7 +157,8 @@ publish() {
   # --render-only: a run missing from the worktree fails its notebook instead of being trained here,
   # by this checkout's code; then the study as git has it comes back (nothing was committed)
   if ! .venv/bin/python -m lib.study.run_times "results/$study" ||
-     ! .venv/bin/python -m lib.runner "${args[@]}" --results "results/$study" --publish --render-only; then
+     ! .venv/bin/python -m lib.runner "${args[@]}" --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/$study" \
+         --publish --render-only; then
     # the failed notebooks (ignored by git) say why in full: keep them beside the worktree's runs
     local kept="$WORKTREE/results/local/$study/publish-failed"
     mkdir -p "$kept"

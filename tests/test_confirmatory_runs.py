@@ -112,8 +112,10 @@ STUB_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
 while [[ $# -gt 0 ]]; do
   if [[ "$1" == --seeds ]]; then
-    run=results/local/ko6-me5-small/runs/ce1.0/seed$2
-    mkdir -p "$run" && echo '{}' > "$run/config.json" && echo '{}' > "$run/metrics.json"
+    for k in ${2//,/ }; do
+      run=results/local/ko6-me5-small/runs/ce1.0/seed$k
+      mkdir -p "$run" && echo '{}' > "$run/config.json" && echo '{}' > "$run/metrics.json"
+    done
   fi
   shift
 done
@@ -148,10 +150,10 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
     primary = [f"-m lib.runner --profile paper --notebooks 00_data_exploration,01_baseline_ce,04_combined --seeds {k} "
                "--results results/local/ko6-me5-small" for k in range(10)]
     assert calls == primary + [
-        "-m lib.runner --profile paper --results results/local/ko6-me5-small",
-        "-m lib.runner --profile paper-secondary --by-seed --results results/local/ed6-minilm",
+        "-m lib.runner --profile paper --seeds 0,1,2,3,4,5,6,7,8,9 --results results/local/ko6-me5-small",
+        "-m lib.runner --profile paper-secondary --by-seed --seeds 0,1,2,3,4 --results results/local/ed6-minilm",
         "-m lib.runner --profile paper-secondary --by-seed --dataset ed32 --notebooks 00_data_exploration,"
-        '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"] '
+        '01_baseline_ce,04_combined,05_tsne_analysis,06_summary --set LOSSES=["combined"] --seeds 0,1,2,3,4 '
         "--results results/local/ed32-minilm"]
     # every finished run was committed, by the saver while it ran or at its exit
     saved = {p for p in _git(repo, "ls-files", "results/in-progress").split() if p.endswith("metrics.json")}
@@ -161,10 +163,10 @@ def test_run_trains_the_unpublished_studies_in_order_from_a_clean_worktree_and_s
 
 STUDIES_2 = """
 STUDIES_2 = (Study("ko6-me5-small-tuned", "ko6, me5-small fine-tuned, tuned", (300, 301),
-                   "--profile paper --seeds 300,301 --set TUNED_RECIPES=results/tuning/ko6-me5-small",
+                   "--profile paper --set TUNED_RECIPES=results/tuning/ko6-me5-small",
                    "--profile paper --notebooks 01_baseline_ce,04_combined --set TUNED_RECIPES=results/tuning/ko6-me5-small"),
              Study("ed6-minilm-tuned", "ed6, MiniLM fine-tuned, tuned", (300,),
-                   "--profile paper-secondary --seeds 300 --set 'TUNED_RECIPES=results/tuning/ed6-minilm'"))
+                   "--profile paper-secondary --set 'TUNED_RECIPES=results/tuning/ed6-minilm'"))
 PROTOCOLS[2] = ("PROTOCOL-2.md", STUDIES_2)
 """
 
@@ -200,8 +202,8 @@ def test_study_2_trains_its_own_list_seed_by_seed_first_and_needs_its_commit(che
     assert (tmp_path / "calls.txt").read_text().splitlines() == [
         f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 300 {ko6}",
         f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 301 {ko6}",
-        f"-m lib.runner --profile paper --seeds 300,301 {tuned} {ko6}",
-        f"-m lib.runner --profile paper-secondary --seeds 300 --set TUNED_RECIPES=results/tuning/ed6-minilm {ed6}"]
+        f"-m lib.runner --profile paper {tuned} --seeds 300,301 {ko6}",
+        f"-m lib.runner --profile paper-secondary --set TUNED_RECIPES=results/tuning/ed6-minilm --seeds 300 {ed6}"]
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed6-minilm"], cwd=repo,
                          env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a confirmatory study (one of: ko6-me5-small-tuned ed6-minilm-tuned)" in out.stderr
@@ -294,7 +296,8 @@ def test_publish_replaces_the_legacy_study_with_the_finished_runs_and_drops_the_
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     runner = ["-m", "lib.runner", "--profile", "paper-secondary", "--by-seed", "--dataset", "ed32", "--notebooks",
               "00_data_exploration,01_baseline_ce,04_combined,05_tsne_analysis,06_summary", "--set",
-              'LOSSES=["combined"]', "--results", "results/ed32-minilm", "--publish", "--render-only"]
+              'LOSSES=["combined"]', "--seeds", "0,1,2,3,4", "--results", "results/ed32-minilm", "--publish",
+              "--render-only"]
     assert calls == ["[-m][lib.study.run_times][results/ed32-minilm]", "".join(f"[{a}]" for a in runner)]
     # run_times.csv is written from the files' times: the copies keep them
     for seed in range(2):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lib.study.plots import VERDICT_FIGURE_KEY, png_text
-from lib.study.report import main, verdict_rows
+from lib.study.report import main, main_figure_png, verdict_rows
 
 COMBINED = "ce=0.15+triplet=0.4+arcface=0.45"
 STUDIES = (("a", "A fine-tuned"), ("b", "B frozen"), ("old", "before the protocol"))
@@ -92,4 +92,21 @@ def test_tuned_recipes_get_a_marker_of_their_own_and_a_figure_of_one_recipe_does
     assert main(["--results", str(studies)]) == 0
     plotted = json.loads(png_text(studies / "main_figure.png", VERDICT_FIGURE_KEY))["rows"]
     assert [r["recipe"] for r in plotted] == ["Study 1 recipe", "Study 1 recipe", "tuned recipes"]
-    assert (studies / "main_figure.png").read_bytes() != one_recipe
+    # the tuned row is drawn in its own colour (tab:orange), a figure of one recipe has none of it
+    assert _pixels(studies / "main_figure.png", (255, 127, 14)) > 50 and _pixels_of(one_recipe, (255, 127, 14)) == 0
+    same_rows_one_style = main_figure_png(rows.assign(recipe="Study 1 recipe"))
+    assert _pixels_of(same_rows_one_style, (255, 127, 14)) == 0
+
+
+def _pixels_of(png: bytes, rgb) -> int:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3).astype(int)
+    return int((np.abs(pixels - np.asarray(rgb)).max(axis=1) <= 8).sum())
+
+
+def _pixels(path, rgb) -> int:
+    return _pixels_of(path.read_bytes(), rgb)

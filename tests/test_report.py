@@ -84,7 +84,8 @@ def test_a_main_table_of_an_earlier_version_is_still_ours(two_studies, monkeypat
     assert main(["--results", str(two_studies)]) == 2 and path.read_text(encoding="utf-8").startswith("method,macro_f1")
 
 
-def test_tuned_weights_share_the_listed_methods_row_and_each_cell_states_its_weights(two_studies):
+def test_tuned_weights_share_the_listed_methods_row_and_each_cell_states_its_weights(two_studies, monkeypatch,
+                                                                                    capsys):
     """Study 2: each study's combined loss at its own tuned weights is one row, not one row per weighting."""
     nan = float("nan")
     _summary(two_studies / "a-tuned", [
@@ -106,3 +107,6 @@ def test_tuned_weights_share_the_listed_methods_row_and_each_cell_states_its_wei
     pd.concat([table, extra]).to_csv(two_studies / "a-tuned" / "summary.csv", index=False)
     with pytest.raises(ValueError, match="A tuned: 2 weightings of Combined"):
         wide_table(collect_studies(two_studies, studies))
+    monkeypatch.setattr("lib.study.report.STUDIES", studies)  # the command refuses it before writing anything
+    assert main(["--results", str(two_studies)]) == 2 and "2 weightings of Combined" in capsys.readouterr().err
+    assert not (two_studies / "main_table.csv").exists() and not (two_studies / "main_table.md").exists()

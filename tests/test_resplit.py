@@ -195,3 +195,22 @@ def test_dropping_cross_split_duplicates_leaves_every_seed_the_same_validation_s
         assert b.valid.equals(fixed.valid), seed
         assert not set(b.valid["text"]) & (set(b.train["text"]) | set(b.test["text"]))
         assert b.notes["dropped_cross_split_duplicates"] == fixed.notes["dropped_cross_split_duplicates"]
+
+
+def test_tuning_with_duplicates_dropped_never_reads_the_test_split(tiny_config, monkeypatch):
+    """validation_only (tuning) replaces the test split before drop_cross_split_duplicates could read it."""
+    from lib.data import datasets
+    from lib.training import train
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the test split was read ({name})")
+
+    def load_without_test(*args, **kwargs):
+        bundle = datasets.load_dataset(*args, **kwargs)
+        bundle.test = Untouchable()
+        return bundle
+
+    monkeypatch.setattr(train, "load_dataset", load_without_test)
+    b = train.prepare_data(tiny_config(dataset="ko6", drop_cross_split_duplicates=True), validation_only=True)
+    assert len(b.test) == 0 and b.notes["dropped_cross_split_duplicates"]["test"] == 0

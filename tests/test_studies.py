@@ -56,3 +56,22 @@ def test_publish_takes_the_folder_of_a_listed_study_and_no_other(monkeypatch, ca
     assert "--publish writes into the published results/<dataset>-<encoder>, or with --results into results/<a " \
            "study a protocol lists>" in capsys.readouterr().err
     assert not (PROJECT_ROOT / "results" / "ed6-minilm-unlisted").exists()
+
+
+def test_a_study_whose_line_would_train_other_seeds_is_refused(capsys, monkeypatch):
+    """A study's seeds are written once (Study.seeds): arguments naming --seeds, no seeds or repeated ones, and a
+    '|' the line could not carry are refused, naming the study."""
+    good = studies.Study("ed6-minilm-tuned", "t", (300, 301), "--profile paper-secondary --set TUNED_RECIPES=x")
+    cases = {"arguments name --seeds": good.__class__(good.folder, "t", (300,), "--profile paper --seeds 0,1"),
+             "arguments name --seeds:": good.__class__(good.folder, "t", (300,), "--profile paper",
+                                                       "--profile paper --seeds=0"),
+             "seeds ()": good.__class__(good.folder, "t", (), "--profile paper"),
+             "seeds (300, 300)": good.__class__(good.folder, "t", (300, 300), "--profile paper"),
+             "'|' separates": good.__class__(good.folder, "t", (300,), "--set 'A=x|y'"),
+             "No closing quotation": good.__class__(good.folder, "t", (300,), "--set 'A=x")}
+    for expected, bad in cases.items():
+        monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (good, bad)))
+        assert studies.main(["--protocol", "2"]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.startswith("error: PROTOCOL-2.md, study ed6-minilm-tuned: ")
+        assert expected in out.err and out.err.count("\n") == 1, (expected, out.err)

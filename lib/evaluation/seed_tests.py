@@ -58,16 +58,18 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
 
 
 def _t_p(d: np.ndarray, t_test) -> float:
-    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0). Without
-    spread the t statistic is 0/0 or ±inf, which scipy answers with NaN, and Holm would leave a NaN
-    out of its family (making the others' adjusted p-values smaller), so the limits are given: every
-    difference 0 (the same runs, e.g. a tuned recipe that is the Study 1 recipe) p = 1; all equal and
-    not 0, p = 0 (as the same view's interval, [d, d], says). Fewer than two: NaN (no t view)."""
+    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0), where the
+    differences have a spread. Without one, t is 0/0 or ±inf: scipy gives NaN for the first (which
+    Holm would leave out of its family, making the others' adjusted p-values smaller) and 0 or a
+    rounding-noise p for the second, stronger than n seeds can say. So: every difference 0 (the same
+    runs, e.g. a tuned recipe that is the Study 1 recipe) p = 1; all equal and not 0 (few distinct
+    macro-F1 values, as on a small set) the exact sign-flip permutation p, 2^(1-n): n = 2 gives 0.5,
+    n = 10 gives 0.002. Fewer than two: NaN (no t view)."""
     if len(d) < 2:
         return float("nan")
     if np.all(np.abs(d) <= 1e-12):
         return 1.0
-    return float(t_test()) if d.std() > 1e-12 else 0.0
+    return float(t_test()) if d.std() > 1e-12 else float(2.0 ** (1 - len(d)))
 
 
 def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:

@@ -166,6 +166,8 @@ def centre_distances(emb: np.ndarray, labels: np.ndarray, class_names: list[str]
 # The tEXt key of the main figure (python -m lib.report): it holds the plotted numbers as JSON, so a
 # test compares them with the summaries whatever the renderer, and lib.report knows its own file.
 VERDICT_FIGURE_KEY = "lib.report verdict intervals"
+# Marker and colour of each recipe, fixed so that a recipe looks the same in every figure.
+RECIPE_STYLES = {"Study 1 recipe": ("o", "tab:blue"), "tuned recipes": ("s", "tab:orange")}
 
 
 def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
@@ -186,10 +188,14 @@ def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
         ax.axvline(0, color="0.5", lw=1, label="no difference")
         ax.axvline(margin, color="tab:red", lw=1, ls="--", label=f"claimed gain {margin:+.3f}")
         recipes = list(dict.fromkeys(rows["recipe"])) if "recipe" in rows else []
+        unknown = set(recipes) - set(RECIPE_STYLES)
+        if unknown:
+            raise ValueError(f"no style for the recipe(s) {', '.join(sorted(unknown))} (lib.study.plots.RECIPE_STYLES)")
         if len(recipes) > 1:  # Study 1's recipe beside the tuned ones
-            styles = dict(zip(recipes, [("o", "tab:blue"), ("s", "tab:orange"), ("D", "tab:green"), ("^", "tab:purple")]))
-            for recipe, (marker, colour) in styles.items():
+            for recipe, (marker, colour) in RECIPE_STYLES.items():
                 at = (rows["recipe"] == recipe).to_numpy()
+                if not at.any():
+                    continue
                 ax.hlines(y[at], rows["lo90"][at], rows["hi90"][at], color=colour, lw=2)
                 ax.plot(rows["diff"][at], y[at], marker, color=colour)
                 ax.plot([], [], marker + "-", color=colour, lw=2, label=f"{recipe}: combined − CE, 90% verdict interval")

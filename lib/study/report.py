@@ -125,7 +125,7 @@ PRIMARY_FOLDER = "-".join(PRIMARY_STUDY[:2]) + ("-frozen" if PRIMARY_STUDY[2] el
 FIGURE_COLUMNS = ["study", "title", "seeds", "primary", "diff", "lo90", "hi90", "verdict", "recipe"]
 # The recipe a study's runs were trained at, as its folder says (lib.study.tuned_recipes writes runs at
 # tuned recipes only to a folder named <study>-tuned).
-RECIPES = {False: "Study 1 recipe", True: "tuned recipes"}
+RECIPES = {False: "Study 1 recipe", True: "tuned recipes"}  # each with its style in lib.study.plots.RECIPE_STYLES
 
 
 def verdict_rows(results_root: str | Path = "results", studies=None) -> pd.DataFrame:
@@ -198,6 +198,7 @@ def main(argv=None) -> int:
     root = resolve_results_dir(args.results)
     try:
         long = collect_studies(args.results)
+        wide = wide_table(long)  # refuses a study with two weightings of one method: before anything is written
         verdicts = verdict_rows(args.results)
         tuned = tuning_report.published_table(root / "tuning") if (root / "tuning").is_dir() else None
         for name, ours, what in (
@@ -211,7 +212,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_csv(root / "main_table.csv", long.round(6))
-    write_text(root / "main_table.md", markdown_table(wide_table(long)))
+    write_text(root / "main_table.md", markdown_table(wide))
     print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")
     if len(verdicts):  # studies summarised before the protocol have no verdict to draw
         _write_bytes(root / "main_figure.png", main_figure_png(verdicts))

@@ -24,7 +24,8 @@ class Study:
     seeds: tuple[int, ...]  # PROTOCOL.md §3, fixed before its runs
     run_all_args: str     # the run_all.sh arguments that trained it (shell words)
     # run_all.sh arguments run once per seed (with --seeds k) before run_all_args: the compared methods
-    # of a seed trained back to back, so that a study stopped half-way stays paired (PROTOCOL.md 2(b))
+    # of a seed trained back to back, so that a study stopped half-way stays paired (PROTOCOL.md 2(b)).
+    # Neither names --seeds: the script adds ``seeds``, the one place a study's seeds are written.
     paired_args: str = ""
 
 
@@ -52,10 +53,12 @@ COLUMN_ORDER = ("ed6-minilm", "ko6-me5-small", "ko6-me5-small-frozen", "ed32-min
 
 
 def study(folder: str) -> Study:
-    for s in STUDIES:
+    """The study of any protocol whose folder is ``folder``."""
+    every = [s for _, listed in PROTOCOLS.values() for s in listed]
+    for s in every:
         if s.folder == folder:
             return s
-    raise KeyError(f"{folder} is not a published study (one of: {', '.join(s.folder for s in STUDIES)})")
+    raise KeyError(f"{folder} is not a published study (one of: {', '.join(s.folder for s in every)})")
 
 
 def report_columns() -> tuple[tuple[str, str], ...]:
@@ -87,12 +90,29 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     for s in studies:
-        for words in (s.run_all_args, s.paired_args):
-            shlex.split(words)  # a quoting slip fails here, not half-way through a shell loop
-            if "|" in words:
-                raise ValueError(f"{s.folder}: '|' separates the printed fields; not in run_all.sh arguments")
+        problem = _listing_problem(s)
+        if problem:
+            print(f"error: {name}, study {s.folder}: {problem}", file=sys.stderr)
+            return 2
+    for s in studies:
         print(f"{s.folder}|{s.run_all_args}|{s.paired_args}|{','.join(map(str, s.seeds))}")
     return 0
+
+
+def _listing_problem(s: Study) -> str | None:
+    """What would make the script train other seeds than the study's, or misread its line (None: nothing)."""
+    if not s.seeds or len(set(s.seeds)) != len(s.seeds) or any(not isinstance(k, int) or k < 0 for k in s.seeds):
+        return f"seeds {s.seeds!r}: distinct non-negative integers, at least one"
+    for words in (s.run_all_args, s.paired_args):
+        if "|" in words:
+            return "'|' separates the printed fields; it cannot stand in run_all.sh arguments"
+        try:
+            split = shlex.split(words)  # a quoting slip fails here, not half-way through a shell loop
+        except ValueError as e:
+            return f"run_all.sh arguments {words!r}: {e}"
+        if "--seeds" in split or any(w.startswith("--seeds=") for w in split):
+            return "its run_all.sh arguments name --seeds: the script adds the study's seeds (one place for them)"
+    return None
 
 
 if __name__ == "__main__":

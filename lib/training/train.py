@@ -77,13 +77,17 @@ def prepare_data(cfg: ExperimentConfig, validation_only: bool = False) -> DataBu
     else:  # a user's file: one fixed split for every seed, so seeds and methods stay comparable
         bundle = load_dataset(cfg.dataset, seed=0, text_column=cfg.text_column, label_column=cfg.label_column,
                               empty_texts=cfg.empty_texts)
+    # Tuning (lib.study.tuning) replaces the test split, unread, before anything uses it; a redraw
+    # (resplit) pools it with training first, so there it goes once this seed's test set is drawn.
+    if validation_only and not cfg.resplit:
+        bundle.test = bundle.train.iloc[:0]
     # On the data set's own split, before any redraw: with resplit too every seed then keeps the same
     # validation sentences (dropped after a redraw, they would depend on the seed's training set).
     if cfg.drop_cross_split_duplicates:
         bundle = drop_cross_split_duplicates(bundle)
     if cfg.resplit:  # before anything else reads the splits: this seed's own test set (lib/data/resplit.py)
         bundle = resplit(bundle, cfg.seed)
-    if validation_only:  # tuning (lib.study.tuning): the test split is replaced, unread, before anything uses it
+    if validation_only:
         bundle.test = bundle.train.iloc[:0]
     # Fixed subsamples (random_state 0), so every seed and method sees the same sentences and
     # paired comparisons stay paired; the seed varies initialisation and data order only.
