@@ -210,6 +210,16 @@ def test_the_tuning_table_recomputes_from_the_published_searches_and_is_in_the_r
             assert not re.findall(r'(?:^|[\s"=])/[\w.-]+/', path.read_text(encoding="utf-8")), path
 
 
+def test_the_recipes_table_recomputes_from_the_published_searches_and_is_in_the_readme():
+    if not PUBLISHED_SEARCHES:
+        pytest.skip("no tuning study is published yet")
+    found = tuning_report.published_recipes(TUNING)
+    table = (TUNING / "recipes_table.md").read_text(encoding="utf-8")
+    assert tuning_report.recipes_markdown(found) == table and table.strip() in _results_section()
+    pd.testing.assert_frame_equal(pd.read_csv(TUNING / "recipes_table.csv", dtype=str, keep_default_na=False), found)
+    assert sorted(set(found["study"])) == sorted(p.name for p in PUBLISHED_SEARCHES)
+
+
 def test_main_table_recomputes_from_the_summaries_and_is_in_the_readme():
     table = (RESULTS / "main_table.md").read_text(encoding="utf-8")
     assert markdown_table(wide_table(collect_studies(RESULTS))) == table
@@ -240,7 +250,7 @@ def _blocks(section: str) -> list[str]:
 @pytest.mark.parametrize("where, at_least", RESULT_PAGES.items())
 def test_every_number_in_the_results_section_is_in_a_committed_results_file(where, at_least):
     committed = [RESULTS / "main_table.md"] + [RESULTS / f / "summary.md" for f in PUBLISHED]
-    committed += [TUNING / "tuning_table.md"] if PUBLISHED_SEARCHES else []
+    committed += [TUNING / "tuning_table.md", TUNING / "recipes_table.md"] if PUBLISHED_SEARCHES else []
     text = " ".join(p.read_text(encoding="utf-8") for p in committed)
     number = r"(?<![\d.])\d\.\d{3,4}(?!\d)"  # scores (3 decimals) and p-values (4)
     known = set(re.findall(number, text))

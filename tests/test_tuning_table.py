@@ -22,7 +22,7 @@ def tuning_root(tmp_path: Path) -> Path:
         pytest.skip("no published tuning study in this checkout")
     study = tmp_path / "tuning" / PUBLISHED.name
     (study / "notebooks").mkdir(parents=True)
-    for name in ("report.json", "budget.csv"):
+    for name in ("report.json", "budget.csv", "best_configs.csv"):
         shutil.copy(PUBLISHED / name, study / name)
     shutil.copy(PUBLISHED / "notebooks" / "07_tuning.ipynb", study / "notebooks" / "07_tuning.ipynb")
     return tmp_path / "tuning"
@@ -47,3 +47,35 @@ def test_an_old_budget_is_refused_by_file_and_column(tuning_root, capsys):
     assert err.startswith("error: ") and "recipe_trial_status" in err and "Traceback" not in err
     assert not [p.name for p in tuning_root.parent.iterdir() if p.is_file()]  # nothing written
     assert not (tuning_root / "tuning_table.csv").exists()
+
+
+def test_each_tuned_recipe_stands_beside_the_study_1_recipe(tuning_root):
+    """The README's recipes table, from the published frozen ko6 search: best (Study 1's), a sum's weights
+    likewise, nothing for a parameter the method's search has not (the encoder's learning rate, frozen)."""
+    table = tuning_report.published_recipes(tuning_root).set_index("method")
+    configs = pd.read_csv(PUBLISHED / "best_configs.csv", dtype=str).set_index(["method", "parameter"])
+    best, recipe = configs.loc[("arcface", "head_lr"), ["best", "recipe"]]
+    assert table.loc["arcface", "head lr"] == f"{float(best):.3g} ({float(recipe):.3g})" == "0.00897 (0.001)"
+    assert table.loc["arcface", "encoder lr"] == "–" and table.loc["ce", "loss's own"] == "–"
+    assert table.loc["arcface", "loss's own"].startswith("ArcFace margin 0.127 (0.5); ArcFace scale ")
+    assert table.loc["ce+arcface", "weights"] == "0.277 / 0.723 (0.5 / 0.5)" and table.loc["arcface", "weights"] == "–"
+    assert len(table) == 8 and "| ArcFace |" in tuning_report.recipes_markdown(table.reset_index())
+
+
+def test_a_best_configs_file_without_its_columns_is_refused_by_name(tuning_root):
+    path = tuning_root / PUBLISHED.name / "best_configs.csv"
+    pd.read_csv(path).drop(columns=["recipe"]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"best_configs\.csv lacks the column\(s\) recipe"):
+        tuning_report.published_recipes(tuning_root)
+
+
+def test_the_report_writes_the_recipes_table_and_never_replaces_one_it_did_not_write(tuning_root, capsys):
+    for study in STUDIES:  # the main table's summaries, read only
+        (tuning_root.parent / study.folder).symlink_to(PROJECT_ROOT / "results" / study.folder)
+    assert report_main(["--results", str(tuning_root.parent)]) == 0
+    written = tuning_root / "recipes_table.md"
+    assert written.read_text(encoding="utf-8") == tuning_report.recipes_markdown(
+        tuning_report.published_recipes(tuning_root))
+    written.write_text("my notes\n", encoding="utf-8")  # not a table this program wrote
+    assert report_main(["--results", str(tuning_root.parent)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err and written.read_text(encoding="utf-8") == "my notes\n"

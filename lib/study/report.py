@@ -5,7 +5,8 @@ them. ``python -m lib.report`` writes ``results/main_table.csv`` (long, one row 
 method), ``results/main_table.md`` (wide, what the README shows) and ``results/main_figure.png``
 (combined - CE in every study, with its verdict interval: the figure atop the README); once Study 2's
 searches are published (lib.study.tuning --publish), ``results/tuning/tuning_table.csv`` and ``.md``:
-what tuning bought each method, from each published search's budget.csv.
+what tuning bought each method, from each published search's budget.csv, and ``recipes_table.csv`` and
+``.md``: each method's tuned recipe beside Study 1's, from each study's best_configs.csv.
 """
 from __future__ import annotations
 
@@ -189,6 +190,8 @@ TUNING_TABLE = "tuning/tuning_table"  # what tuning bought each method (lib.stud
 
 
 _is_tuning_table_md = _md_table_starting("| study | method |")
+RECIPES_TABLE = "tuning/recipes_table"  # each tuned recipe beside Study 1's (lib.study.tuning_report.published_recipes)
+_is_recipes_table_md = _md_table_starting("| study | method | encoder lr |")
 
 
 def main(argv=None) -> int:
@@ -201,12 +204,15 @@ def main(argv=None) -> int:
         wide = wide_table(long)  # refuses a study with two weightings of one method: before anything is written
         verdicts = verdict_rows(args.results)
         tuned = tuning_report.published_table(root / "tuning") if (root / "tuning").is_dir() else None
+        recipes = tuning_report.published_recipes(root / "tuning") if (root / "tuning").is_dir() else None
         for name, ours, what in (
                 ("main_table.csv", lambda p: csv_header_has(p, IDENTITY_COLUMNS), "a main table"),
                 ("main_table.md", _is_main_table_md, "a main table"),
                 ("main_figure.png", _is_main_figure, "the main figure"),
                 (TUNING_TABLE + ".csv", lambda p: csv_header_has(p, tuning_report.TABLE_COLUMNS), "a tuning table"),
-                (TUNING_TABLE + ".md", _is_tuning_table_md, "a tuning table")):
+                (TUNING_TABLE + ".md", _is_tuning_table_md, "a tuning table"),
+                (RECIPES_TABLE + ".csv", lambda p: csv_header_has(p, tuning_report.RECIPE_COLUMNS), "a recipes table"),
+                (RECIPES_TABLE + ".md", _is_recipes_table_md, "a recipes table")):
             check_owned(root / name, ours, f"{what} written by python -m lib.report")
     except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -222,4 +228,8 @@ def main(argv=None) -> int:
         write_text(root / (TUNING_TABLE + ".md"), tuning_report.table_markdown(tuned))
         print(f"{len(tuned)} tuned methods from {tuned['study'].nunique()} published searches -> "
               f"{root / (TUNING_TABLE + '.md')}")
+    if recipes is not None and len(recipes):
+        write_csv(root / (RECIPES_TABLE + ".csv"), recipes)
+        write_text(root / (RECIPES_TABLE + ".md"), tuning_report.recipes_markdown(recipes))
+        print(f"{len(recipes)} tuned recipes beside Study 1's -> {root / (RECIPES_TABLE + '.md')}")
     return 0

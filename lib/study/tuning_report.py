@@ -366,3 +366,59 @@ def table_markdown(table: pd.DataFrame) -> str:
             lines.append(f"- {study}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
                          f"the combined loss's gain: {ce - combined:+.4f}.")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ---- across the published searches: each method's tuned recipe beside Study 1's (README) ----
+
+SHARED_TITLES = {"encoder_lr": "encoder lr", "head_lr": "head lr", "warmup_ratio": "warm-up", "epochs": "epochs",
+                 "weight_decay": "weight decay", "dropout": "dropout"}
+OWN_TITLES = {"triplet_margin": "triplet margin", "triplet_mining": "mining", "triplet_distance": "distance",
+              "arcface_margin": "ArcFace margin", "arcface_scale": "ArcFace scale",
+              "supcon_temperature": "SupCon temperature"}
+RECIPE_COLUMNS = ["study", "method", *SHARED_TITLES.values(), "loss's own", "weights"]
+
+
+def _short(value: str) -> str:
+    """A value of best_configs.csv for reading: numbers to 3 significant digits, words as they are."""
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
+
+
+def _weights(spec: str) -> str:
+    return " / ".join(f"{w:.3g}" for w in search_spaces.parse_loss_spec(spec).values())
+
+
+def published_recipes(tuning_root: str | Path) -> pd.DataFrame:
+    """One row per published study and method: each searched hyperparameter as "best (Study 1 recipe)", from
+    each study's best_configs.csv (a sum's weights likewise; "–" where the method's space has no such
+    parameter, e.g. the encoder's learning rate with a frozen encoder)."""
+    rows = []
+    for study in sorted(p for p in Path(tuning_root).iterdir() if p.is_dir() and is_published(p)):
+        path = study / "best_configs.csv"
+        configs = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = {"method", "parameter", "recipe", "best"} - set(configs.columns)
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {', '.join(sorted(missing))}: publish the study again")
+        for method, c in configs.groupby("method", sort=True):
+            values = dict(zip(c["parameter"], zip(c["best"], c["recipe"])))
+            row = {"study": study.name, "method": method}
+            for name, title in SHARED_TITLES.items():
+                row[title] = f"{_short(values[name][0])} ({_short(values[name][1])})" if name in values else "–"
+            row["loss's own"] = "; ".join(f"{title} {_short(values[name][0])} ({_short(values[name][1])})"
+                                          for name, title in OWN_TITLES.items() if name in values) or "–"
+            best, recipe = values["loss"]
+            row["weights"] = (f"{_weights(best)} ({_weights(recipe)})"
+                              if len(search_spaces.parse_loss_spec(best)) > 1 else "–")
+            rows.append(row)
+    return pd.DataFrame(rows, columns=RECIPE_COLUMNS)
+
+
+def recipes_markdown(table: pd.DataFrame) -> str:
+    """The recipes table (methods by their names), with what its cells mean."""
+    from lib.study.summary import markdown_table
+
+    shown = table.assign(method=table["method"].map(_method_title))
+    return (markdown_table(shown) + "\n- Each cell: the tuned value (the Study 1 recipe's, as its trial 1 ran it: a sum's "
+            "weights scaled to sum 1); 3 significant digits; – where the method's search has no such parameter.\n")
