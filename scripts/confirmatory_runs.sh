@@ -149,6 +149,14 @@ publish() {
   data_env
   local src="$WORKTREE/results/local/$study"
   [[ -d "$src/runs" ]] || { echo "error: no finished runs in $src/runs" >&2; exit 2; }
+  local run_dir others=()  # the summary reads every run there is: only the study's seeds may be published
+  while IFS= read -r run_dir; do
+    [[ " ${seeds[*]} " == *" ${run_dir##*/seed} "* ]] || others+=("${run_dir#"$src"/}")
+  done < <(find "$src/runs" -type d -regex '.*/seed[0-9]+' | sort)
+  if (( ${#others[@]} )); then
+    echo "error: $study lists seeds ${seeds[*]}; not publishing runs of other seeds: ${others[*]} (nothing was changed)" >&2
+    exit 2
+  fi
   cd "$ROOT"
   if [[ -e "results/$study" ]]; then git rm -rq "results/$study"; rm -rf "results/$study"; fi
   mkdir -p "results/$study"

@@ -325,6 +325,20 @@ def test_a_failed_render_leaves_the_published_study_as_git_has_it(checkout, tmp_
     assert _git(repo, "status", "--porcelain", "--untracked-files=all", "results") == ""  # saved copy kept, none staged
 
 
+def test_publish_refuses_runs_of_seeds_the_study_does_not_list(checkout, tmp_path):
+    """ed32-minilm lists seeds 0-4: a seed 7 run in the worktree would reach the summary; nothing is published."""
+    repo, worktree = checkout
+    legacy, _ = _commit_legacy_and_saved(repo)
+    local = worktree / "results" / "local" / "ed32-minilm" / "runs"
+    _run(local / "ce1.0" / "seed0", finished_at=1_700_000_000)
+    _run(local / "grid" / "ce0.6" / "seed7", finished_at=1_700_000_000)
+    out = _publish(repo, worktree, tmp_path)
+    assert out.returncode == 2 and out.stderr == ("error: ed32-minilm lists seeds 0 1 2 3 4; not publishing runs of "
+                                                  "other seeds: runs/grid/ce0.6/seed7 (nothing was changed)\n")
+    assert (legacy / "summary.md").read_text() == "legacy" and not (tmp_path / "calls.txt").exists()
+    assert _git(repo, "status", "--porcelain", "--untracked-files=all", "results") == ""
+
+
 def test_save_commits_only_what_it_saved(checkout):
     """A study being published beside a running one: its staged changes under results/ stay out of
     the saver's commit."""

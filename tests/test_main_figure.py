@@ -96,6 +96,12 @@ def test_tuned_recipes_get_a_marker_of_their_own_and_a_figure_of_one_recipe_does
     assert _pixels(studies / "main_figure.png", (255, 127, 14)) > 50 and _pixels_of(one_recipe, (255, 127, 14)) == 0
     same_rows_one_style = main_figure_png(rows.assign(recipe="Study 1 recipe"))
     assert _pixels_of(same_rows_one_style, (255, 127, 14)) == 0
+    # a recipe keeps its colour wherever its rows stand, and when it is the only one drawn
+    tuned_first = main_figure_png(rows.iloc[::-1].reset_index(drop=True))
+    assert _pixels_of(tuned_first, (255, 127, 14)) == pytest.approx(_pixels(studies / "main_figure.png", (255, 127, 14)),
+                                                                      rel=0.05)
+    tuned_only = main_figure_png(rows.iloc[[2]].reset_index(drop=True))
+    assert _pixels_of(tuned_only, (255, 127, 14)) > 50 and _pixels_of(tuned_only, (31, 119, 180)) == 0  # no tab:blue
 
 
 def _pixels_of(png: bytes, rgb) -> int:

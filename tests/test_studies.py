@@ -59,19 +59,33 @@ def test_publish_takes_the_folder_of_a_listed_study_and_no_other(monkeypatch, ca
 
 
 def test_a_study_whose_line_would_train_other_seeds_is_refused(capsys, monkeypatch):
-    """A study's seeds are written once (Study.seeds): arguments naming --seeds, no seeds or repeated ones, and a
-    '|' the line could not carry are refused, naming the study."""
+    """A study's seeds are written once (Study.seeds): arguments naming --seeds, no seeds or repeated ones, a
+    field the line could not carry ('|', a line break) and a folder listed twice are refused, naming the study."""
     good = studies.Study("ed6-minilm-tuned", "t", (300, 301), "--profile paper-secondary --set TUNED_RECIPES=x")
-    cases = {"arguments name --seeds": good.__class__(good.folder, "t", (300,), "--profile paper --seeds 0,1"),
-             "arguments name --seeds:": good.__class__(good.folder, "t", (300,), "--profile paper",
-                                                       "--profile paper --seeds=0"),
-             "seeds ()": good.__class__(good.folder, "t", (), "--profile paper"),
-             "seeds (300, 300)": good.__class__(good.folder, "t", (300, 300), "--profile paper"),
-             "'|' separates": good.__class__(good.folder, "t", (300,), "--set 'A=x|y'"),
-             "No closing quotation": good.__class__(good.folder, "t", (300,), "--set 'A=x")}
-    for expected, bad in cases.items():
-        monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (good, bad)))
+    bad = "ko6-me5-small-tuned"
+    cases = {"arguments name --seeds": studies.Study(bad, "t", (300,), "--profile paper --seeds 0,1"),
+             "arguments name --seeds:": studies.Study(bad, "t", (300,), "--profile paper", "--profile paper --seeds=0"),
+             "seeds ()": studies.Study(bad, "t", (), "--profile paper"),
+             "seeds (300, 300)": studies.Study(bad, "t", (300, 300), "--profile paper"),
+             "'|' separates": studies.Study(bad, "t", (300,), "--set 'A=x|y'"),
+             "a line break": studies.Study(bad, "t", (300,), "--profile paper\n--set A=1"),
+             "No closing quotation": studies.Study(bad, "t", (300,), "--set 'A=x")}
+    for expected, study in cases.items():
+        monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (good, study)))
         assert studies.main(["--protocol", "2"]) == 2
         out = capsys.readouterr()
-        assert out.out == "" and out.err.startswith("error: PROTOCOL-2.md, study ed6-minilm-tuned: ")
+        assert out.out == "" and out.err.startswith(f"error: PROTOCOL-2.md, study '{bad}': ")
         assert expected in out.err and out.err.count("\n") == 1, (expected, out.err)
+    monkeypatch.setitem(studies.PROTOCOLS, 2, ("PROTOCOL-2.md", (good, good)))
+    assert studies.main(["--protocol", "2"]) == 2
+    assert capsys.readouterr().err == "error: PROTOCOL-2.md lists ed6-minilm-tuned more than once\n"
+
+
+def test_study_1_seeds_are_its_profiles_in_order():
+    """Study.seeds (what scripts/confirmatory_runs.sh passes) and the profile each Study 1 study names (what its
+    documented commands, without --seeds, train) give the same seeds in the same order."""
+    from lib.study.profiles import PROFILES
+
+    for s in studies.STUDIES:
+        words = shlex.split(s.run_all_args)
+        assert list(s.seeds) == PROFILES[words[words.index("--profile") + 1]]["seeds"], s.folder

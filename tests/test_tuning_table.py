@@ -2,6 +2,7 @@
 refused by name (exit 2), not with a KeyError."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -21,10 +22,7 @@ def tuning_root(tmp_path: Path) -> Path:
     if not tuning_report.is_published(PUBLISHED):
         pytest.skip("no published tuning study in this checkout")
     study = tmp_path / "tuning" / PUBLISHED.name
-    (study / "notebooks").mkdir(parents=True)
-    for name in ("report.json", "budget.csv", "best_configs.csv"):
-        shutil.copy(PUBLISHED / name, study / name)
-    shutil.copy(PUBLISHED / "notebooks" / "07_tuning.ipynb", study / "notebooks" / "07_tuning.ipynb")
+    shutil.copytree(PUBLISHED, study)  # the records (search.json, best.json, trials) and the report
     return tmp_path / "tuning"
 
 
@@ -53,19 +51,23 @@ def test_each_tuned_recipe_stands_beside_the_study_1_recipe(tuning_root):
     """The README's recipes table, from the published frozen ko6 search: best (Study 1's), a sum's weights
     likewise, nothing for a parameter the method's search has not (the encoder's learning rate, frozen)."""
     table = tuning_report.published_recipes(tuning_root).set_index("method")
-    configs = pd.read_csv(PUBLISHED / "best_configs.csv", dtype=str).set_index(["method", "parameter"])
-    best, recipe = configs.loc[("arcface", "head_lr"), ["best", "recipe"]]
-    assert table.loc["arcface", "head lr"] == f"{float(best):.3g} ({float(recipe):.3g})" == "0.00897 (0.001)"
+    best = json.loads((PUBLISHED / "arcface" / "best.json").read_text(encoding="utf-8"))["config"]["head_lr"]
+    assert table.loc["arcface", "head lr"] == f"{best:.3g} (0.001)" == "0.00897 (0.001)"
     assert table.loc["arcface", "encoder lr"] == "–" and table.loc["ce", "loss's own"] == "–"
     assert table.loc["arcface", "loss's own"].startswith("ArcFace margin 0.127 (0.5); ArcFace scale ")
     assert table.loc["ce+arcface", "weights"] == "0.277 / 0.723 (0.5 / 0.5)" and table.loc["arcface", "weights"] == "–"
     assert len(table) == 8 and "| ArcFace |" in tuning_report.recipes_markdown(table.reset_index())
 
 
-def test_a_best_configs_file_without_its_columns_is_refused_by_name(tuning_root):
-    path = tuning_root / PUBLISHED.name / "best_configs.csv"
-    pd.read_csv(path).drop(columns=["recipe"]).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"best_configs\.csv lacks the column\(s\) recipe"):
+def test_a_winner_without_its_config_is_refused_by_name(tuning_root):
+    path = tuning_root / PUBLISHED.name / "ce" / "best.json"
+    best = json.loads(path.read_text(encoding="utf-8"))
+    del best["config"]["dropout"]
+    path.write_text(json.dumps(best), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ce: the recipe or the winner lacks dropout"):
+        tuning_report.published_recipes(tuning_root)
+    path.unlink()
+    with pytest.raises(ValueError, match=r"ce/best\.json: missing or without its config"):
         tuning_report.published_recipes(tuning_root)
 
 

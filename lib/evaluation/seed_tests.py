@@ -58,18 +58,19 @@ def paired_seed_test(table: pd.DataFrame, method: str, baseline: str, split: str
 
 
 def _t_p(d: np.ndarray, t_test) -> float:
-    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0), where the
-    differences have a spread. Without one, t is 0/0 or ±inf: scipy gives NaN for the first (which
-    Holm would leave out of its family, making the others' adjusted p-values smaller) and 0 or a
-    rounding-noise p for the second, stronger than n seeds can say. So: every difference 0 (the same
-    runs, e.g. a tuned recipe that is the Study 1 recipe) p = 1; all equal and not 0 (few distinct
-    macro-F1 values, as on a small set) the exact sign-flip permutation p, 2^(1-n): n = 2 gives 0.5,
-    n = 10 gives 0.002. Fewer than two: NaN (no t view)."""
+    """``t_test()``'s p-value for the differences ``d`` (a t-test of their mean against 0). Without spread t
+    is 0/0 or ±inf: every difference 0 (the same runs, e.g. a tuned recipe that is the Study 1 recipe) gives
+    p = 1, so the comparison stays in its Holm family (scipy's NaN would leave it out and make the others'
+    adjusted p-values smaller); all equal and not 0 gives 0, the t-test's own limit (scipy's answer for an
+    exact tie, a rounding-noise p for a near one), continuous with nearly equal differences, whose t p is
+    tiny too. Such ties come from the few values macro-F1 takes on small sets, so the t view alone says
+    little there: "significant" also needs the two-level bootstrap's p (PROTOCOL.md amendment 4), which
+    resamples the sentences. Fewer than two: NaN (no t view)."""
     if len(d) < 2:
         return float("nan")
     if np.all(np.abs(d) <= 1e-12):
         return 1.0
-    return float(t_test()) if d.std() > 1e-12 else float(2.0 ** (1 - len(d)))
+    return float(t_test()) if d.std() > 1e-12 else 0.0
 
 
 def fixed_vs_seeds_t_test(table: pd.DataFrame, method: str, baseline: str, split: str = "test") -> dict:

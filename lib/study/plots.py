@@ -199,10 +199,11 @@ def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
                 ax.hlines(y[at], rows["lo90"][at], rows["hi90"][at], color=colour, lw=2)
                 ax.plot(rows["diff"][at], y[at], marker, color=colour)
                 ax.plot([], [], marker + "-", color=colour, lw=2, label=f"{recipe}: combined − CE, 90% verdict interval")
-        else:
-            ax.hlines(y, rows["lo90"], rows["hi90"], color="tab:blue", lw=2)
-            ax.plot(rows["diff"], y, "o", color="tab:blue")
-            ax.plot([], [], "o-", color="tab:blue", lw=2, label="combined − CE, 90% verdict interval")  # legend only
+        else:  # one recipe: its own style, the legend unchanged
+            marker, colour = RECIPE_STYLES[recipes[0] if recipes else "Study 1 recipe"]
+            ax.hlines(y, rows["lo90"], rows["hi90"], color=colour, lw=2)
+            ax.plot(rows["diff"], y, marker, color=colour)
+            ax.plot([], [], marker + "-", color=colour, lw=2, label="combined − CE, 90% verdict interval")  # legend only
         labels = [f"{r.title} ({int(r.seeds)} seeds)" + (", primary" if r.primary else "") for r in rows.itertuples()]
         ax.set_yticks(y, labels)
         for tick, r in zip(ax.get_yticklabels(), rows.itertuples()):

@@ -203,6 +203,7 @@ def main(argv=None) -> int:
         long = collect_studies(args.results)
         wide = wide_table(long)  # refuses a study with two weightings of one method: before anything is written
         verdicts = verdict_rows(args.results)
+        figure = main_figure_png(verdicts) if len(verdicts) else None  # drawn before anything is written
         tuned = tuning_report.published_table(root / "tuning") if (root / "tuning").is_dir() else None
         recipes = tuning_report.published_recipes(root / "tuning") if (root / "tuning").is_dir() else None
         for name, ours, what in (
@@ -220,8 +221,8 @@ def main(argv=None) -> int:
     write_csv(root / "main_table.csv", long.round(6))
     write_text(root / "main_table.md", markdown_table(wide))
     print(f"{len(long)} rows from {long['study'].nunique()} studies -> {root / 'main_table.md'}")
-    if len(verdicts):  # studies summarised before the protocol have no verdict to draw
-        _write_bytes(root / "main_figure.png", main_figure_png(verdicts))
+    if figure is not None:  # studies summarised before the protocol have no verdict to draw
+        _write_bytes(root / "main_figure.png", figure)
         print(f"combined - CE in {len(verdicts)} studies -> {root / 'main_figure.png'}")
     if tuned is not None and len(tuned):  # Study 2's searches, once published (lib.study.tuning --publish)
         write_csv(root / (TUNING_TABLE + ".csv"), tuned.drop(columns=["_gain", "_recipe_status"]))

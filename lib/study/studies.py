@@ -89,10 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {name} names no study yet (its studies are written into lib/study/studies.py with it)",
               file=sys.stderr)
         return 2
+    folders = [s.folder for s in studies]
+    twice = sorted({f for f in folders if folders.count(f) > 1})
+    if twice:  # the script would train the first one's arguments twice
+        print(f"error: {name} lists {', '.join(twice)} more than once", file=sys.stderr)
+        return 2
     for s in studies:
         problem = _listing_problem(s)
         if problem:
-            print(f"error: {name}, study {s.folder}: {problem}", file=sys.stderr)
+            print(f"error: {name}, study {s.folder!r}: {problem}", file=sys.stderr)
             return 2
     for s in studies:
         print(f"{s.folder}|{s.run_all_args}|{s.paired_args}|{','.join(map(str, s.seeds))}")
@@ -103,9 +108,10 @@ def _listing_problem(s: Study) -> str | None:
     """What would make the script train other seeds than the study's, or misread its line (None: nothing)."""
     if not s.seeds or len(set(s.seeds)) != len(s.seeds) or any(not isinstance(k, int) or k < 0 for k in s.seeds):
         return f"seeds {s.seeds!r}: distinct non-negative integers, at least one"
+    for field in (s.folder, s.title, s.run_all_args, s.paired_args):
+        if "|" in field or "\n" in field or "\r" in field:
+            return f"{field!r}: '|' separates the printed fields and a line break the studies; neither can stand in one"
     for words in (s.run_all_args, s.paired_args):
-        if "|" in words:
-            return "'|' separates the printed fields; it cannot stand in run_all.sh arguments"
         try:
             split = shlex.split(words)  # a quoting slip fails here, not half-way through a shell loop
         except ValueError as e:

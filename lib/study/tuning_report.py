@@ -96,6 +96,16 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def _recipe_and_best(s: dict) -> tuple[list[str], dict, dict]:
+    """A finished search's searched fields (and "loss"), the Study 1 recipe's config as its trial 1 was
+    configured (else the search's base) and the winner's config."""
+    budget = s["budget"]
+    space = search_spaces.declared(budget["method"], budget["frozen"], budget["max_epochs"])
+    first = next((r for r in s["records"] if r.get("recipe")), None)
+    names = [n for n in space if not n.startswith(search_spaces.STICK)] + ["loss"]
+    return names, (first["config"] if first else budget["base"]), s["best"]["config"]
+
+
 def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
     """Per method: each hyperparameter of its space, the Study 1 recipe's value beside the best trial's;
     then the scores: validation macro-F1 on the tuning seeds (recipe = its trial), on fresh seeds (both
@@ -103,13 +113,11 @@ def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
     The recipe as its trial ran it (trial 1: a sum's weights normalised to sum 1)."""
     rows = []
     for method, s in found.items():
-        best, budget = s["best"], s["budget"]
+        best = s["best"]
         if not best:
             continue
-        space = search_spaces.declared(budget["method"], budget["frozen"], budget["max_epochs"])
-        first = next((r for r in s["records"] if r.get("recipe")), None)
-        recipe, chosen = (first["config"] if first else budget["base"]), best["config"]
-        for name in [n for n in space if not n.startswith(search_spaces.STICK)] + ["loss"]:
+        names, recipe, chosen = _recipe_and_best(s)
+        for name in names:
             rows.append({"method": method, "parameter": name, "recipe": recipe[name], "best": chosen[name]})
         rows += [
             {"method": method, "parameter": f"{SCORE} (tuning seeds)",
@@ -378,12 +386,9 @@ OWN_TITLES = {"triplet_margin": "triplet margin", "triplet_mining": "mining", "t
 RECIPE_COLUMNS = ["study", "method", *SHARED_TITLES.values(), "loss's own", "weights"]
 
 
-def _short(value: str) -> str:
-    """A value of best_configs.csv for reading: numbers to 3 significant digits, words as they are."""
-    try:
-        return f"{float(value):.3g}"
-    except ValueError:
-        return value
+def _short(value) -> str:
+    """A config value for reading: a number to 3 significant digits, anything else as it is."""
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _weights(spec: str) -> str:
@@ -391,26 +396,26 @@ def _weights(spec: str) -> str:
 
 
 def published_recipes(tuning_root: str | Path) -> pd.DataFrame:
-    """One row per published study and method: each searched hyperparameter as "best (Study 1 recipe)", from
-    each study's best_configs.csv (a sum's weights likewise; "–" where the method's space has no such
-    parameter, e.g. the encoder's learning rate with a frozen encoder)."""
+    """One row per published study and method: each searched hyperparameter as "best (Study 1 recipe)", read
+    from the search records (best.json, trial 1's trial.json; a sum's weights likewise; "–" where the method's
+    space has no such parameter, e.g. the encoder's learning rate with a frozen encoder)."""
     rows = []
     for study in sorted(p for p in Path(tuning_root).iterdir() if p.is_dir() and is_published(p)):
-        path = study / "best_configs.csv"
-        configs = pd.read_csv(path, dtype=str, keep_default_na=False)
-        missing = {"method", "parameter", "recipe", "best"} - set(configs.columns)
-        if missing:
-            raise ValueError(f"{path} lacks the column(s) {', '.join(sorted(missing))}: publish the study again")
-        for method, c in configs.groupby("method", sort=True):
-            values = dict(zip(c["parameter"], zip(c["best"], c["recipe"])))
+        for method, found in sorted(searches(study).items()):
+            if not found["best"] or "config" not in found["best"]:
+                raise ValueError(f"{found['folder'] / 'best.json'}: missing or without its config: publish the "
+                                 "study again")
+            names, recipe, best = _recipe_and_best(found)
+            lacking = [n for n in names if n not in recipe or n not in best]
+            if lacking:
+                raise ValueError(f"{found['folder']}: the recipe or the winner lacks {', '.join(lacking)}")
             row = {"study": study.name, "method": method}
             for name, title in SHARED_TITLES.items():
-                row[title] = f"{_short(values[name][0])} ({_short(values[name][1])})" if name in values else "–"
-            row["loss's own"] = "; ".join(f"{title} {_short(values[name][0])} ({_short(values[name][1])})"
-                                          for name, title in OWN_TITLES.items() if name in values) or "–"
-            best, recipe = values["loss"]
-            row["weights"] = (f"{_weights(best)} ({_weights(recipe)})"
-                              if len(search_spaces.parse_loss_spec(best)) > 1 else "–")
+                row[title] = f"{_short(best[name])} ({_short(recipe[name])})" if name in names else "–"
+            row["loss's own"] = "; ".join(f"{title} {_short(best[name])} ({_short(recipe[name])})"
+                                          for name, title in OWN_TITLES.items() if name in names) or "–"
+            row["weights"] = (f"{_weights(best['loss'])} ({_weights(recipe['loss'])})"
+                              if len(search_spaces.parse_loss_spec(best["loss"])) > 1 else "–")
             rows.append(row)
     return pd.DataFrame(rows, columns=RECIPE_COLUMNS)
 
@@ -420,5 +425,6 @@ def recipes_markdown(table: pd.DataFrame) -> str:
     from lib.study.summary import markdown_table
 
     shown = table.assign(method=table["method"].map(_method_title))
-    return (markdown_table(shown) + "\n- Each cell: the tuned value (the Study 1 recipe's, as its trial 1 ran it: a sum's "
-            "weights scaled to sum 1); 3 significant digits; – where the method's search has no such parameter.\n")
+    return (markdown_table(shown) + "\n- Each cell: the tuned value (the Study 1 recipe's, as the search's trial 1 was "
+            "configured: a sum's weights scaled to sum 1); 3 significant digits; – where the method's search has no such "
+            "parameter. Epochs: the length the schedule decays over (early stopping or ASHA may end a run sooner).\n")
