@@ -6,7 +6,7 @@ method), ``results/main_table.md`` (wide, what the README shows) and ``results/m
 (combined - CE in every study, with its verdict interval: the figure atop the README); once Study 2's
 searches are published (lib.study.tuning --publish), ``results/tuning/tuning_table.csv`` and ``.md``:
 what tuning bought each method, from each published search's budget.csv, and ``recipes_table.csv`` and
-``.md``: each method's tuned recipe beside Study 1's, from each study's best_configs.csv.
+``.md``: each method's tuned recipe beside Study 1's, from each search's best.json and trial 1.
 """
 from __future__ import annotations
 
