@@ -71,14 +71,17 @@ class Cluster:
     def start_node(self, *extra, wrap=(), attempts=3) -> list[str]:
         """Start the head (first call) or a worker node; the alive node ids once it has joined.
 
-        On a loaded machine a raylet can give up waiting for its agents to start (15 s): the node
-        is then started again (the agents' imports are warm by then).
+        A raylet waits 15 s at most (hard-coded) for its agents to write the ports they chose, and on a
+        loaded machine their imports take longer (ray-project/ray#65983): each node gets its agents'
+        ports here, so nothing waits for them. A node that still fails is started again.
         """
         for attempt in range(attempts):
             log = open(self.tmp / f"node{len(self.nodes)}-{attempt}.log", "w")
             where = ["--head", f"--port={self.port}", "--include-dashboard=false"] if not self.ids else \
                 [f"--address={self.address}"]
-            cmd = [*wrap, RAY, "start", *where, "--node-ip-address=127.0.0.1", "--num-cpus=1",
+            ports = [f"--{name}={_free_port()}" for name in ("metrics-export-port", "dashboard-agent-grpc-port",
+                                                             "dashboard-agent-listen-port", "runtime-env-agent-port")]
+            cmd = [*wrap, RAY, "start", *where, *ports, "--node-ip-address=127.0.0.1", "--num-cpus=1",
                    "--object-store-memory=100000000", "--disable-usage-stats", "--block", *extra]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
             self.nodes.append(proc)
