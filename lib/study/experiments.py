@@ -96,8 +96,12 @@ def _named_like(base: str) -> str | None:
     named = [k for k in DISPLAY if same_method(k, base)]
     if not named:
         return None
-    weights = " / ".join(f"{w:g}" for w in parse_loss_spec(base).values())
-    return f"{DISPLAY[named[0]].removesuffix(' (seed weights)')} (weights {weights})"
+    return f"{DISPLAY[named[0]].removesuffix(' (seed weights)')} (weights {weights_text(base)})"
+
+
+def weights_text(key: str) -> str:
+    """A sum's weights as tables state them: "0.15 / 0.4 / 0.45" ("|frozen" aside)."""
+    return " / ".join(f"{w:g}" for w in parse_loss_spec(key.partition("|")[0]).values())
 
 
 def listed_method(key: str) -> str:

@@ -191,19 +191,14 @@ def verdict_intervals_png(rows: pd.DataFrame, margin: float) -> bytes:
         unknown = set(recipes) - set(RECIPE_STYLES)
         if unknown:
             raise ValueError(f"no style for the recipe(s) {', '.join(sorted(unknown))} (lib.study.plots.RECIPE_STYLES)")
-        if len(recipes) > 1:  # Study 1's recipe beside the tuned ones
-            for recipe, (marker, colour) in RECIPE_STYLES.items():
-                at = (rows["recipe"] == recipe).to_numpy()
-                if not at.any():
-                    continue
-                ax.hlines(y[at], rows["lo90"][at], rows["hi90"][at], color=colour, lw=2)
-                ax.plot(rows["diff"][at], y[at], marker, color=colour)
-                ax.plot([], [], marker + "-", color=colour, lw=2, label=f"{recipe}: combined − CE, 90% verdict interval")
-        else:  # one recipe: its own style, the legend unchanged
-            marker, colour = RECIPE_STYLES[recipes[0] if recipes else "Study 1 recipe"]
-            ax.hlines(y, rows["lo90"], rows["hi90"], color=colour, lw=2)
-            ax.plot(rows["diff"], y, marker, color=colour)
-            ax.plot([], [], marker + "-", color=colour, lw=2, label="combined − CE, 90% verdict interval")  # legend only
+        drawn = [r for r in RECIPE_STYLES if r in recipes] or ["Study 1 recipe"]
+        for recipe in drawn:  # the recipe named in the legend only where two or more are drawn
+            marker, colour = RECIPE_STYLES[recipe]
+            at = (rows["recipe"] == recipe).to_numpy() if recipes else np.ones(len(rows), dtype=bool)
+            ax.hlines(y[at], rows["lo90"][at], rows["hi90"][at], color=colour, lw=2)
+            ax.plot(rows["diff"][at], y[at], marker, color=colour)
+            label = "combined − CE, 90% verdict interval"
+            ax.plot([], [], marker + "-", color=colour, lw=2, label=f"{recipe}: {label}" if len(drawn) > 1 else label)
         labels = [f"{r.title} ({int(r.seeds)} seeds)" + (", primary" if r.primary else "") for r in rows.itertuples()]
         ax.set_yticks(y, labels)
         for tick, r in zip(ax.get_yticklabels(), rows.itertuples()):

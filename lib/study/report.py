@@ -20,8 +20,7 @@ import pandas as pd
 
 from lib.ownership import NotOursError, check_owned
 from lib.study.experiments import (TUNED_SUFFIX, display_name, listed_method, resolve_results_dir,
-                                   same_method, sort_methods)
-from lib.training.config import parse_loss_spec
+                                   same_method, sort_methods, weights_text)
 from lib.training.results import write_csv, write_text
 from lib.evaluation.pvalues import format_p
 from lib.study.results_folder import csv_header_has
@@ -72,11 +71,6 @@ def collect_studies(results_root: str | Path = "results", studies=None) -> pd.Da
     return out.reset_index(drop=True)
 
 
-def _weights(key: str) -> str:
-    """ "weights 0.15 / 0.4 / 0.45": a sum's weights as a cell states them in a row of several weightings."""
-    return "weights " + " / ".join(f"{w:g}" for w in parse_loss_spec(key.partition("|")[0]).values())
-
-
 def _cell(r, weights: str = "") -> str:
     if pd.isna(r["macro_f1"]):
         return ""
@@ -114,7 +108,8 @@ def wide_table(long: pd.DataFrame) -> pd.DataFrame:
             if len(hit) > 1:
                 raise ValueError(f"{title}: {len(hit)} weightings of {display_name(method)} under their a-priori "
                                  f"rules ({', '.join(hit['method'])}); a study holds one")
-            row[title] = _cell(hit.iloc[0], _weights(hit.iloc[0]["method"]) if mixed else "") if len(hit) else "–"
+            row[title] = (_cell(hit.iloc[0], "weights " + weights_text(hit.iloc[0]["method"]) if mixed else "")
+                          if len(hit) else "–")
         reported = SEED_STUDY.loc[SEED_STUDY["method"] == method, "seed_study_test_macro_f1"]
         row[SEED_STUDY_TITLE] = f"{reported.iloc[0]:.3f}" if len(reported) else ""
         rows.append(row)

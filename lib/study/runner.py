@@ -204,9 +204,9 @@ def listed_study_folder(results: str) -> bool:
     the one --results that --publish takes, for a study whose folder name the runner would not derive (e.g. a
     Study 1 recipe re-trained for Study 2)."""
     from lib.study.experiments import resolve_results_dir
-    from lib.study.studies import PROTOCOLS
+    from lib.study.studies import every_study
 
-    folders = {s.folder for _, listed in PROTOCOLS.values() for s in listed}
+    folders = {s.folder for s in every_study()}
     path = resolve_results_dir(results)
     return path.parent == (PROJECT_ROOT / "results").resolve() and path.name in folders
 

@@ -52,9 +52,14 @@ COLUMN_ORDER = ("ed6-minilm", "ko6-me5-small", "ko6-me5-small-frozen", "ed32-min
                 "goemo27-minilm-frozen")
 
 
+def every_study() -> list[Study]:
+    """The studies of every protocol, in the protocols' order."""
+    return [s for _, listed in PROTOCOLS.values() for s in listed]
+
+
 def study(folder: str) -> Study:
     """The study of any protocol whose folder is ``folder``."""
-    every = [s for _, listed in PROTOCOLS.values() for s in listed]
+    every = every_study()
     for s in every:
         if s.folder == folder:
             return s
