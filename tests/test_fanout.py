@@ -95,14 +95,16 @@ class Cluster:
     def wait_for(self, n: int, timeout: float = 240.0) -> list[str]:
         """Node ids once ``n`` nodes are alive (asked through a short-lived driver in a subprocess)."""
         probe = ("import json, ray; ray.init(address=%r, log_to_driver=False, configure_logging=False); "
-                 "print(json.dumps([x['NodeID'] for x in ray.nodes() if x['Alive']]))" % self.address)
+                 "print('NODES', json.dumps([x['NodeID'] for x in ray.nodes() if x['Alive']]))" % self.address)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if any(p.poll() is not None for p in self.nodes):
                 raise NodeExited(f"a ray node exited: see {self.tmp}")
             r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), timeout=120)
-            if r.returncode == 0:
-                ids = json.loads(r.stdout.strip().splitlines()[-1])
+            # the marked line: a raylet starting the probe's worker may log to its stdout too
+            marked = [line for line in r.stdout.splitlines() if line.startswith("NODES ")]
+            if r.returncode == 0 and marked:
+                ids = json.loads(marked[-1].split(" ", 1)[1])
                 if len(ids) >= n:
                     self.ids = ids
                     return ids
@@ -153,12 +155,13 @@ def _folders(results: Path) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
-    """Same metrics, predictions and embeddings bit for bit (same CPU, same torch threads), same summary."""
+    """Same metrics, predictions and embeddings bit for bit (same CPU, same torch threads), same summary.
+    One seed: several runs queued on Ray are the cluster tests' (two runs on two nodes, CE beside TF-IDF)."""
     import torch
 
     # PROVENANCE=any: a commit in this checkout between two runs (their environment.json) must not stop the
     # summary; what is compared (runs, summary.csv) records no commit
-    common = [*SMALL, "--seeds", "0,1", "--notebooks", "01_baseline_ce,06_summary", "--set", "BASELINES=[]", "--set",
+    common = [*SMALL, "--seeds", "0", "--notebooks", "01_baseline_ce,06_summary", "--set", "BASELINES=[]", "--set",
               "PROVENANCE=any"]
     seq = _runner(*common, "--results", str(tmp_path / "seq"))
     assert seq.returncode == 0, seq.stdout[-3000:] + seq.stderr[-3000:]
@@ -167,14 +170,12 @@ def test_local_ray_gives_the_runs_and_summary_of_a_sequential_study(tmp_path):
                      "--ray-cpus-per-run", threads)
     assert on_ray.returncode == 0, on_ray.stdout[-3000:] + on_ray.stderr[-3000:]
     out = on_ray.stdout
-    assert "ray: 2 run(s) needed by the notebooks, 0 finished earlier, 2 to train" in out
-    assert "ray [2/2]" in out and "done 2, running 0, failed 0, left 0" in out
-    # the notebooks trained nothing: they found both runs finished
-    for seed in (0, 1):
-        executed = (tmp_path / "ray" / "notebooks" / f"01_baseline_ce-seed{seed}.ipynb").read_text()
-        assert "reused a finished run" in executed
+    assert "ray: 1 run(s) needed by the notebooks, 0 finished earlier, 1 to train" in out
+    assert "ray [1/1]" in out and "done 1, running 0, failed 0, left 0" in out
+    # the notebook trained nothing: it found the run finished
+    assert "reused a finished run" in (tmp_path / "ray" / "notebooks" / "01_baseline_ce-seed0.ipynb").read_text()
     seq_runs, ray_runs = _folders(tmp_path / "seq"), _folders(tmp_path / "ray")
-    assert list(seq_runs) == list(ray_runs) == ["runs/ce1.0/seed0", "runs/ce1.0/seed1"]
+    assert list(seq_runs) == list(ray_runs) == ["runs/ce1.0/seed0"]
     for name in seq_runs:
         assert compare_runs(seq_runs[name], ray_runs[name]) == [], name
         assert json.loads((ray_runs[name] / "config.json").read_text())["num_threads"] == int(threads)

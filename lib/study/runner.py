@@ -362,9 +362,6 @@ def main(argv=None) -> int:
 
         return tune(words)
     args = build_parser().parse_args(argv)
-    from lib.study.experiments import RENDER_ONLY_ENV, is_published
-    from lib.study.fanout import ray_sweep
-
     if args.render_only and (args.force or args.ray is not None):
         print("error: --render-only trains nothing; it takes neither --force nor --ray", file=sys.stderr)
         return 2
@@ -388,6 +385,10 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # torch, sklearn, ...: seconds; a mistyped option above is answered without them
+    from lib.study.experiments import RENDER_ONLY_ENV, is_published
+    from lib.study.fanout import ray_sweep
+
     if args.freeze_encoder:
         overrides = {**FROZEN_TRAINING, **overrides}
     columns = {k: v for k, v in (("TEXT_COLUMN", args.text_column), ("LABEL_COLUMN", args.label_column)) if v}
