@@ -28,21 +28,35 @@ def _run_all(*args, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def encoder(tmp_path_factory, shared_data):
+    """A tiny random BERT in a folder (an encoder a user brings): what these tests check is the notebooks'
+    pipeline, and MiniLM's forward and backward passes were most of their time; the real encoders train in
+    tests/test_train.py, test_fresh_clone.py and test_fanout.py."""
+    from lib.data.datasets import load_dataset
+    from tests.tiny_encoder import make_tiny_bert
+
+    bundle = load_dataset("ed6")
+    texts = pd.concat([bundle.train.text, bundle.valid.text, bundle.test.text])
+    return str(make_tiny_bert(tmp_path_factory.mktemp("encoder") / "tiny-bert", texts))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, encoder):
     results = tmp_path_factory.mktemp("smoke")
-    r = _run_all("--profile", "smoke", "--seeds", ",".join(map(str, SEEDS)), "--results", str(results))
-    return results, r
+    r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", ",".join(map(str, SEEDS)), "--results",
+                 str(results))
+    return results, r, encoder
 
 
 def test_run_all_smoke_succeeds_and_reports(smoke):
-    results, r = smoke
+    results, r, _ = smoke
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "0 failed" in r.stdout and f"summary: {results / 'summary.md'}" in r.stdout
     assert "[1/" in r.stdout and "elapsed" in r.stdout and "left" in r.stdout
 
 
 def test_every_expected_file_exists(smoke):
-    results, _ = smoke
+    results, _, _ = smoke
     executed = {p.name for p in (results / "notebooks").glob("*.ipynb")}
     expected = {"00_data_exploration.ipynb", "06_summary.ipynb", f"05_tsne_analysis-seed{SEEDS[0]}.ipynb"}
     expected |= {f"{nb}-seed{s}.ipynb" for nb in TRAINING_NOTEBOOKS for s in SEEDS}
@@ -56,7 +70,7 @@ def test_every_expected_file_exists(smoke):
 
 
 def test_summary_has_a_row_per_loss_with_every_seed(smoke):
-    results, _ = smoke
+    results, _, _ = smoke
     table = pd.read_csv(results / "summary.csv")
     primary = table[table["primary"]]
     assert LOSSES | {"tfidf-lr", "encoder-lr"} <= set(primary["method"])
@@ -69,7 +83,7 @@ def test_summary_has_a_row_per_loss_with_every_seed(smoke):
 
 def test_executed_notebooks_and_the_log_are_clean(smoke):
     """No path of this project or its environment, no warning box, no kernel chatter, no bar redraws."""
-    results, r = smoke
+    results, r, _ = smoke
     log = r.stdout + r.stderr
     assert "without encryption" not in log and "\r" not in log and str(PROJECT_ROOT) not in log
     for path in sorted((results / "notebooks").glob("*.ipynb")):
@@ -83,9 +97,9 @@ def test_executed_notebooks_and_the_log_are_clean(smoke):
 
 
 def test_second_run_skips_finished_notebooks(smoke):
-    results, _ = smoke
-    r = _run_all("--profile", "smoke", "--seeds", ",".join(map(str, SEEDS)), "--results", str(results),
-                 "--notebooks", "01_baseline_ce,06_summary")
+    results, _, encoder = smoke
+    r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", ",".join(map(str, SEEDS)), "--results",
+                 str(results), "--notebooks", "01_baseline_ce,06_summary")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.count("skipped (finished earlier)") == len(SEEDS)
     assert "1 done, 2 skipped, 0 failed" in r.stdout
@@ -99,6 +113,7 @@ def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
 
     results = tmp_path / "results"
     shutil.copytree(smoke[0], results)
+    encoder = smoke[2]
     runs = {p: p.stat().st_mtime_ns for p in results.glob("runs/**/metrics.json")}
     assert runs
     for name in ("summary.csv", "figures/05-seed0-tsne.png"):
@@ -106,7 +121,7 @@ def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
     prepared = tmp_path / "notebooks"
     prepared.mkdir()
     for name in NOTEBOOKS:
-        params = notebook_parameters("smoke", name, "ed6", "minilm", SEEDS[0], str(results))
+        params = notebook_parameters("smoke", name, "ed6", encoder, SEEDS[0], str(results))
         pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / f"{name}.ipynb"), str(prepared / f"{name}.ipynb"),
                             parameters=params, prepare_only=True, kernel_name="emotion-study", progress_bar=False)
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
@@ -140,9 +155,9 @@ def test_help_explains_every_option():
         assert opt in r.stdout
 
 
-def test_freeze_encoder_and_set_reach_the_notebooks_and_the_runs(tmp_path):
+def test_freeze_encoder_and_set_reach_the_notebooks_and_the_runs(tmp_path, encoder):
     results = tmp_path / "frozen"
-    r = _run_all("--profile", "smoke", "--seeds", "0", "--results", str(results), "--freeze-encoder",
+    r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", "0", "--results", str(results), "--freeze-encoder",
                  "--set", "EPOCHS=2", "--set", "BASELINES=[]", "--notebooks", "01_baseline_ce,06_summary")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "parameters set: FREEZE_ENCODER=true, EPOCHS=2, PATIENCE=5, BATCH_SIZE=128, BASELINES=[]" in r.stdout
