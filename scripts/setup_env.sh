@@ -21,6 +21,7 @@ compile_venv() {  # a few packages ship files that are not Python 3 (pip skips t
 }
 stamp_of() { (cd "$ROOT" && cat "$@" | sha256sum | cut -d' ' -f1); }
 
+new_stamps=()
 base_stamp="$(stamp_of requirements.txt requirements-nodeps.txt pyproject.toml)"
 if [[ "$(cat "$VENV/.study-base" 2>/dev/null)" != "$base_stamp" ]]; then
     echo "[setup] installing pinned dependencies (the first run takes a few minutes)"
@@ -32,15 +33,18 @@ if [[ "$(cat "$VENV/.study-base" 2>/dev/null)" != "$base_stamp" ]]; then
     # The kernel the notebooks name, so they open in JupyterLab and run under papermill as they are.
     "$VENV/bin/python" -m ipykernel install --prefix "$VENV" --name emotion-study \
         --display-name "Python (emotion-study)" >/dev/null
-    compile_venv
-    echo "$base_stamp" > "$VENV/.study-base"
+    new_stamps+=("$base_stamp:.study-base")
 fi
 if [[ "${1:-}" == "--test" ]]; then
     test_stamp="$(stamp_of requirements-test.txt)"
     if [[ "$(cat "$VENV/.study-test" 2>/dev/null)" != "$test_stamp" ]]; then
         echo "[setup] installing test dependencies"
         pip_install -r "$ROOT/requirements-test.txt"
-        compile_venv
-        echo "$test_stamp" > "$VENV/.study-test"
+        new_stamps+=("$test_stamp:.study-test")
     fi
+fi
+# What was installed is compiled once, then stamped (an interrupted setup installs again next time).
+if (( ${#new_stamps[@]} )); then
+    compile_venv
+    for entry in "${new_stamps[@]}"; do echo "${entry%%:*}" > "$VENV/${entry#*:}"; done
 fi
