@@ -157,8 +157,9 @@ def test_help_explains_every_option():
 
 def test_freeze_encoder_and_set_reach_the_notebooks_and_the_runs(tmp_path, encoder):
     results = tmp_path / "frozen"
-    r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", "0", "--results", str(results), "--freeze-encoder",
-                 "--set", "EPOCHS=2", "--set", "BASELINES=[]", "--notebooks", "01_baseline_ce,06_summary")
+    r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", "0", "--results", str(results),
+                 "--freeze-encoder", "--set", "EPOCHS=2", "--set", "BASELINES=[]", "--notebooks",
+                 "01_baseline_ce,06_summary")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "parameters set: FREEZE_ENCODER=true, EPOCHS=2, PATIENCE=5, BATCH_SIZE=128, BASELINES=[]" in r.stdout
     params = json.loads((results / "notebooks" / "01_baseline_ce-seed0.ipynb").read_text())["metadata"]["papermill"]
