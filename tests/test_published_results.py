@@ -109,9 +109,6 @@ def test_each_summary_recomputes_from_the_committed_runs(folder):
     assert "NOT CONFIRMATORY" not in text  # every study was run under its protocol
 
 
-
-
-
 def _run_commits(folder: str) -> set[str]:
     runs = sorted((RESULTS / folder / "runs").glob("*/seed*"))  # not the grid's (runs/grid/<heads>/seed<k>)
     missing = [str(r) for r in runs if not (r / "environment.json").is_file()]

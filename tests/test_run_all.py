@@ -45,18 +45,18 @@ def smoke(tmp_path_factory, encoder):
     results = tmp_path_factory.mktemp("smoke")
     r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", ",".join(map(str, SEEDS)), "--results",
                  str(results))
-    return results, r, encoder
+    return results, r
 
 
 def test_run_all_smoke_succeeds_and_reports(smoke):
-    results, r, _ = smoke
+    results, r = smoke
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "0 failed" in r.stdout and f"summary: {results / 'summary.md'}" in r.stdout
     assert "[1/" in r.stdout and "elapsed" in r.stdout and "left" in r.stdout
 
 
 def test_every_expected_file_exists(smoke):
-    results, _, _ = smoke
+    results, _ = smoke
     executed = {p.name for p in (results / "notebooks").glob("*.ipynb")}
     expected = {"00_data_exploration.ipynb", "06_summary.ipynb", f"05_tsne_analysis-seed{SEEDS[0]}.ipynb"}
     expected |= {f"{nb}-seed{s}.ipynb" for nb in TRAINING_NOTEBOOKS for s in SEEDS}
@@ -70,7 +70,7 @@ def test_every_expected_file_exists(smoke):
 
 
 def test_summary_has_a_row_per_loss_with_every_seed(smoke):
-    results, _, _ = smoke
+    results, _ = smoke
     table = pd.read_csv(results / "summary.csv")
     primary = table[table["primary"]]
     assert LOSSES | {"tfidf-lr", "encoder-lr"} <= set(primary["method"])
@@ -83,7 +83,7 @@ def test_summary_has_a_row_per_loss_with_every_seed(smoke):
 
 def test_executed_notebooks_and_the_log_are_clean(smoke):
     """No path of this project or its environment, no warning box, no kernel chatter, no bar redraws."""
-    results, r, _ = smoke
+    results, r = smoke
     log = r.stdout + r.stderr
     assert "without encryption" not in log and "\r" not in log and str(PROJECT_ROOT) not in log
     for path in sorted((results / "notebooks").glob("*.ipynb")):
@@ -96,8 +96,8 @@ def test_executed_notebooks_and_the_log_are_clean(smoke):
         assert nb["metadata"]["papermill"]["input_path"] == f"notebooks/{path.name.split('-seed')[0].removesuffix('.ipynb')}.ipynb"
 
 
-def test_second_run_skips_finished_notebooks(smoke):
-    results, _, encoder = smoke
+def test_second_run_skips_finished_notebooks(smoke, encoder):
+    results, _ = smoke
     r = _run_all("--profile", "smoke", "--encoder", encoder, "--seeds", ",".join(map(str, SEEDS)), "--results",
                  str(results), "--notebooks", "01_baseline_ce,06_summary")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -105,7 +105,7 @@ def test_second_run_skips_finished_notebooks(smoke):
     assert "1 done, 2 skipped, 0 failed" in r.stdout
 
 
-def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
+def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, encoder, tmp_path):
     """Every notebook, with the smoke parameters papermill injects (prepare only), executed by nbval as a
     reader's kernel runs it, over a copy of the smoke study: the training notebooks find its runs finished
     (run_all.sh trained them above, with the same kernel spec), 05 and 06 redraw and rewrite what was removed."""
@@ -113,7 +113,6 @@ def test_nbval_runs_every_notebook_on_the_smoke_study(smoke, tmp_path):
 
     results = tmp_path / "results"
     shutil.copytree(smoke[0], results)
-    encoder = smoke[2]
     runs = {p: p.stat().st_mtime_ns for p in results.glob("runs/**/metrics.json")}
     assert runs
     for name in ("summary.csv", "figures/05-seed0-tsne.png"):
