@@ -1,7 +1,7 @@
 """lib.study.tuning: the search spaces, a trial's seeds in lockstep, a real search on Ray (equal budgets,
 no test split read, winners that lib.run reproduces, resumable after a kill), and notebook 07 on it.
 
-One local Ray for the module (its start-up is slow); every search is the "smoke" setting on a tiny
+One Ray head node for the module (its start-up is slow); every search is the "smoke" setting on a tiny
 frozen BERT, so a trial takes a second or two."""
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 from lib.paths import PROJECT_ROOT
 from lib.study import search_spaces, tuning, tuning_report
 from lib.training.config import ExperimentConfig
+from tests.ray_cluster import RAY_ENV, Cluster
 
 METHODS = ["ce", "ce+supcon"]
 EVERY_METHOD = ["ce", "triplet", "arcface", "supcon", "combined", "ce+supcon", "triplet+arcface",
@@ -52,27 +53,28 @@ def encoder(tmp_path_factory, shared_data):
 
 
 @pytest.fixture(scope="module")
-def ray_here(cache):
-    """A local Ray, started the way a search starts it; its address for the command lines."""
+def ray_here(cache, tmp_path_factory):
+    """A Ray head node on this machine (tests/ray_cluster.py: its own session, at a higher CPU priority where
+    allowed, so that its start does not race the other test workers), joined here the way a search joins
+    one; its address for the command lines. A search's own local Ray (lib.study.fanout's) is tested in
+    tests/test_fanout.py."""
     import ray
 
     before = dict(os.environ)
-    os.environ.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")  # as tests/test_fanout.py
-    for attempt in (1, 2):  # on a loaded machine the raylet may miss Ray's fixed 30 s start-up wait once
-        try:
-            assert tuning.connect(None)
-            break
-        except tuning.TuningError:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    for key in ("RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED"):
-        if key in before:
-            os.environ[key] = before[key]
-        else:
-            os.environ.pop(key, None)
+    os.environ.update(RAY_ENV)  # this process joins as a driver: no token authentication, as the node
+    cluster = Cluster(tmp_path_factory.mktemp("ray-node"))
+    try:
+        cluster.start_node(cpus=2)
+        assert tuning.connect(cluster.address)
+        yield cluster.address
+    finally:
+        ray.shutdown()
+        cluster.stop()
+        for key in RAY_ENV:
+            if key in before:
+                os.environ[key] = before[key]
+            else:
+                os.environ.pop(key, None)
 
 
 def _trial_records(folder: Path) -> dict[Path, bytes]:
