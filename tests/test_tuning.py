@@ -33,13 +33,9 @@ EVERY_METHOD = ["ce", "triplet", "arcface", "supcon", "combined", "ce+supcon", "
 def cache(tmp_path_factory):
     """Cached frozen features of this module's encoder go to a temporary folder (Ray workers inherit it)."""
     folder = tmp_path_factory.mktemp("cache")
-    before = os.environ.get("STUDY_CACHE_DIR")
-    os.environ["STUDY_CACHE_DIR"] = str(folder)
-    yield folder
-    if before is None:
-        os.environ.pop("STUDY_CACHE_DIR", None)
-    else:
-        os.environ["STUDY_CACHE_DIR"] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDY_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +56,17 @@ def ray_here(cache, tmp_path_factory):
     tests/test_fanout.py."""
     import ray
 
-    before = dict(os.environ)
-    os.environ.update(RAY_ENV)  # this process joins as a driver: no token authentication, as the node
     cluster = Cluster(tmp_path_factory.mktemp("ray-node"))
-    try:
-        cluster.start_node(cpus=2)
-        assert tuning.connect(cluster.address)
-        yield cluster.address
-    finally:
-        ray.shutdown()
-        cluster.stop()
-        for key in RAY_ENV:
-            if key in before:
-                os.environ[key] = before[key]
-            else:
-                os.environ.pop(key, None)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in RAY_ENV.items():  # this process joins as a driver: no token authentication, as the node
+            mp.setenv(key, value)
+        try:
+            cluster.start_node(cpus=2)
+            assert tuning.connect(cluster.address)
+            yield cluster.address
+        finally:
+            ray.shutdown()
+            cluster.stop()
 
 
 def _trial_records(folder: Path) -> dict[Path, bytes]:
