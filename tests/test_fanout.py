@@ -20,7 +20,7 @@ import pytest
 
 from lib.paths import PROJECT_ROOT
 from lib.study.reproduce import compare_runs
-from tests.ray_cluster import Cluster, ray_env, session_pids
+from tests.ray_cluster import Cluster, free_port, ray_env, session_pids
 
 SMALL = ["--profile", "smoke", "--set", "MAX_TRAIN_SAMPLES=32", "--set", "MAX_EVAL_SAMPLES=32"]
 
@@ -85,12 +85,15 @@ def test_local_ray_gives_the_runs_of_a_sequential_study(tmp_path):
         assert json.loads((ray_runs[name] / "config.json").read_text())["num_threads"] == int(threads)
 
 
-@pytest.mark.slow
 def test_ray_options_without_ray_are_refused(tmp_path):
+    """Answered from the arguments alone: nothing loaded, no Ray started or joined, no folder made."""
     r = _runner(*SMALL, "--ray-workers", "2", "--notebooks", "01_baseline_ce", "--results", str(tmp_path / "r"),
                 timeout=300)
-    assert r.returncode == 2 and "--ray-workers only apply with --ray" in r.stderr
-    assert not (tmp_path / "r" / "runs").exists()
+    assert r.returncode == 2 and r.stderr == "error: --ray-workers only apply with --ray\n"
+    r = _runner(*SMALL, "--ray", f"127.0.0.1:{free_port()}", "--ray-workers", "2", "--results", str(tmp_path / "r"),
+                timeout=300)
+    assert r.returncode == 2 and "--ray-workers sets the runs at once on a local Ray" in r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_sweep_over_published_runs_trained_otherwise_stops_before_ray_starts(tmp_path, monkeypatch, capsys):

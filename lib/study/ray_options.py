@@ -25,6 +25,18 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                    help="times a run is restarted when its worker dies (default: 3)")
 
 
+def options_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the --ray options as given, before anything is loaded or started; None if nothing."""
+    if args.ray is None:
+        given = [o for o, v in (("--ray-workers", args.ray_workers), ("--ray-cpus-per-run", args.ray_cpus_per_run))
+                 if v is not None]
+        return f"{' and '.join(given)} only apply with --ray" if given else None
+    if args.ray != LOCAL and args.ray_workers is not None:
+        return ("--ray-workers sets the runs at once on a local Ray; on a cluster at an address its resources "
+                "decide (use --ray-cpus-per-run)")
+    return None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

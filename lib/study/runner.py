@@ -24,7 +24,7 @@ from lib.paths import PROJECT_ROOT
 from lib.study.parameters_cell import declared_parameters
 from lib.study.profiles import (FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters,
                                 profile_notebooks)
-from lib.study.ray_options import add_options as add_ray_options
+from lib.study.ray_options import add_options as add_ray_options, options_problem
 
 KERNEL = "emotion-study"
 # The kernel's own log stays out of the run log: ipykernel's three-line "running over TCP without
@@ -364,6 +364,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.render_only and (args.force or args.ray is not None):
         print("error: --render-only trains nothing; it takes neither --force nor --ray", file=sys.stderr)
+        return 2
+    problem = options_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     prof = PROFILES[args.profile]
     dataset = absolute_if_path(args.dataset or prof["dataset"])
