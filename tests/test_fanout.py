@@ -30,9 +30,13 @@ def _runner(*args, timeout=600) -> subprocess.CompletedProcess:
                           env=ray_env(), timeout=timeout, cwd=PROJECT_ROOT)
 
 
-def _can_unshare() -> bool:
-    return os.geteuid() == 0 and shutil.which("unshare") is not None and \
-        subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+def _can_hide(folder: Path) -> bool:
+    """Whether a process here may get a view of its own with an empty tmpfs over ``folder`` (what the worker node
+    is started in): root, unshare, and mounts allowed (a container's profile may refuse them)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0"', str(folder)]
+    return subprocess.run(probe, capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,9 @@ def cluster(tmp_path_factory):
     its own with an empty tmpfs over ``c.hidden``: a folder every other process sees and it does not (the
     shared-folder test), and otherwise a node like the head."""
     c = Cluster(tmp_path_factory.mktemp("ray-cluster"))
-    c.hidden = tmp_path_factory.mktemp("hidden-from-a-node") if _can_unshare() else None
+    c.hidden = tmp_path_factory.mktemp("hidden-from-a-node")
+    if not _can_hide(c.hidden):
+        c.hidden = None
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             f'mount -t tmpfs tmpfs "{c.hidden}" && exec "$0" "$@"'] if c.hidden else []
     try:
@@ -83,9 +89,30 @@ def test_local_ray_gives_the_runs_of_a_sequential_study(tmp_path):
     for name in seq_runs:
         assert compare_runs(seq_runs[name], ray_runs[name]) == [], name
         assert json.loads((ray_runs[name] / "config.json").read_text())["num_threads"] == int(threads)
+        # what the summary reads besides: the machine and packages (the commit may move between the two runs)
+        seq_env, ray_env_ = (json.loads((r[name] / "environment.json").read_text()) for r in (seq_runs, ray_runs))
+        assert set(ray_env_["git"]) == set(seq_env["git"]) == {"commit", "dirty"}
+        assert {k: v for k, v in seq_env.items() if k != "git"} == {k: v for k, v in ray_env_.items() if k != "git"}
 
 
-def test_ray_options_without_ray_are_refused(tmp_path):
+@pytest.mark.parametrize("given,problem", [
+    ({}, None),
+    ({"ray_workers": 2}, "--ray-workers only apply with --ray"),
+    ({"ray_cpus_per_run": 2}, "--ray-cpus-per-run only apply with --ray"),
+    ({"ray_workers": 2, "ray_cpus_per_run": 1}, "--ray-workers and --ray-cpus-per-run only apply with --ray"),
+    ({"ray": "local", "ray_workers": 2, "ray_cpus_per_run": 1}, None),
+    ({"ray": "10.0.0.1:6379", "ray_cpus_per_run": 1}, None),
+    ({"ray": "10.0.0.1:6379", "ray_workers": 2}, "--ray-workers sets the runs at once on a local Ray"),
+])
+def test_ray_options_that_cannot_apply_are_named(given, problem):
+    from lib.study.ray_options import options_problem
+
+    args = argparse.Namespace(**{"ray": None, "ray_workers": None, "ray_cpus_per_run": None, **given})
+    found = options_problem(args)
+    assert found is None if problem is None else (found or "").startswith(problem)
+
+
+def test_ray_options_that_cannot_apply_are_refused_before_anything_loads(tmp_path):
     """Answered from the arguments alone: nothing loaded, no Ray started or joined, no folder made."""
     r = _runner(*SMALL, "--ray-workers", "2", "--notebooks", "01_baseline_ce", "--results", str(tmp_path / "r"),
                 timeout=300)
