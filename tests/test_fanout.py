@@ -30,13 +30,17 @@ def _runner(*args, timeout=600) -> subprocess.CompletedProcess:
                           env=ray_env(), timeout=timeout, cwd=PROJECT_ROOT)
 
 
+def _hiding(folder: Path) -> list[str]:
+    """A command prefix: what follows runs in a mount namespace of its own, with an empty tmpfs over ``folder``."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs tmpfs "{folder}" && exec "$0" "$@"']
+
+
 def _can_hide(folder: Path) -> bool:
-    """Whether a process here may get a view of its own with an empty tmpfs over ``folder`` (what the worker node
-    is started in): root, unshare, and mounts allowed (a container's profile may refuse them)."""
+    """Whether ``_hiding`` works here: root, unshare, and mounts allowed (a container's profile may refuse them)."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$0"', str(folder)]
-    return subprocess.run(probe, capture_output=True).returncode == 0
+    return subprocess.run([*_hiding(folder), "true"], capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +52,7 @@ def cluster(tmp_path_factory):
     c.hidden = tmp_path_factory.mktemp("hidden-from-a-node")
     if not _can_hide(c.hidden):
         c.hidden = None
-    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            f'mount -t tmpfs tmpfs "{c.hidden}" && exec "$0" "$@"'] if c.hidden else []
+    wrap = _hiding(c.hidden) if c.hidden else []
     try:
         head = c.start_node()
         c.workers = c.start_node(wrap=wrap)  # the two nodes' ids

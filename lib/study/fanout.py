@@ -34,7 +34,7 @@ from lib.study.experiments import is_published, method_key, run_folder, same_con
 from lib.study.parameters_cell import notebook_defaults
 from lib.study.plan import notebook_runs
 from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
-from lib.study.ray_options import LOCAL, options_problem  # standard library only, for --help
+from lib.study.ray_options import LOCAL  # the --ray options themselves: standard library only, for --help
 from lib.training.config import ExperimentConfig
 from lib.training.results import PARTIAL_SUFFIX, is_complete
 from lib.training.saved_model import has_saved_model
@@ -275,10 +275,8 @@ def _resources(ray, args) -> tuple[dict, int, str]:
 
 def ray_sweep(args, profile: str, dataset: str, encoder: str, seeds: list[int], results: Path, selected: list[str],
               overrides: dict, columns: dict | None = None, frozen: bool | None = None) -> Sweep | None:
-    """The runner's hook: None without --ray; else train what is missing on Ray and say what main should do."""
-    problem = options_problem(args)  # also checked by the runner before anything loads
-    if problem:
-        return _error(problem)
+    """The runner's hook: None without --ray; else train what is missing on Ray and say what main should do.
+    The runner has checked the options first (lib.study.ray_options.options_problem)."""
     if args.ray is None:
         return None
     try:
