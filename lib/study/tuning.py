@@ -47,7 +47,6 @@ import functools
 import json
 import math
 import os
-import random
 import shlex
 import sys
 import threading
@@ -60,6 +59,7 @@ from lib.study.profiles import TUNING
 from lib.study.ray_options import positive_int
 from lib.training.config import ConfigError, ExperimentConfig
 from lib.training.results import is_complete, write_json
+from lib.training.seeding import rng_state, set_rng_state
 
 METRIC = "valid_macro_f1"
 RECORD = "trial.json"
@@ -191,27 +191,6 @@ class _Stopped(BaseException):
     """The search ended this trial (ASHA) or a sibling seed failed: a seed's run ends here, marked failed."""
 
 
-def _rng_state() -> dict:
-    import numpy as np
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    import numpy as np
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class _SeedRun:
     """One seed of a trial: a thread that trains only while it holds the turn (module docstring)."""
 
@@ -252,10 +231,10 @@ class _SeedRun:
         patience = self.cfg.patience
         if epoch >= self.cfg.epochs or (patience is not None and self._stale >= patience):
             return  # the last epoch keeps the turn: the run restores its best epoch and writes its folder first
-        self._rng = _rng_state()
+        self._rng = rng_state()
         self._paused.set()
         self._wait_for_turn()
-        _set_rng_state(self._rng)
+        set_rng_state(self._rng)
 
     def step(self) -> None:
         """Give this seed the turn; return once it has trained its next epoch (or ended)."""

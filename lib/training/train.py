@@ -28,8 +28,9 @@ from lib.data.resplit import resplit
 from lib.model.losses import build_loss, enabled_rules, loss_rules
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
 from lib.training.rules import apriori_rule
-from lib.training.results import RunDir, check_writable, environment_info, write_csv, write_json, write_npy
-from lib.training.seeding import seed_everything
+from lib.training.results import RunDir, check_writable, environment_info, git_state, run_target, write_csv, write_json, write_npy
+from lib.training import checkpoint
+from lib.training.seeding import rng_state, seed_everything, set_rng_state
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -204,9 +205,11 @@ def prepare(cfg: ExperimentConfig, validation_only: bool = False) -> Prepared:
 
 
 def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, save_model: bool = False, *,
-                   on_epoch=None, validation_only: bool = False) -> dict:
+                   on_epoch=None, validation_only: bool = False, resume: bool = False) -> dict:
     """Train and evaluate one configuration; write a complete run folder at ``out`` (with ``save_model``,
-    also ``model/``: the trained model, lib.training.saved_model).
+    also ``model/``: the trained model, lib.training.saved_model). With ``resume``, the run keeps its
+    state after every epoch in ``<out>.resume/`` and, started again after a kill, goes on from there
+    (lib/training/checkpoint.py); the folder is deleted once the run folder is published.
 
     Order matters for users: the config is validated, the results folder checked for
     writing, data and encoder loaded, and only then is anything written.
@@ -219,11 +222,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, 
     if validation_only and cfg.method != "finetune":
         raise ConfigError(f"validation_only runs train a model; method {cfg.method} trains none")
     check_writable(Path(out))
+    if resume:
+        checkpoint.check(run_target(out))
     prepared = prepare(cfg, validation_only)
     run = RunDir(out)
     try:
         if cfg.method == "finetune":
-            metrics = _run(cfg, prepared, run, quiet, save_model, on_epoch)
+            metrics = _run(cfg, prepared, run, quiet, save_model, on_epoch, resume)
         else:
             metrics, test_emb, predictions = run_baseline(cfg, prepared, run)
             metrics.update(encoder=prepared.encoder_name, data=_data_info(prepared))
@@ -232,11 +237,13 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, 
         run.fail(e)
         raise
     run.commit()
+    if resume:
+        checkpoint.remove(run.final)
     return metrics
 
 
 def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_model: bool = False,
-         on_epoch=None) -> dict:
+         on_epoch=None, resume: bool = False) -> dict:
     timings = {"load_seconds": prep.load_seconds}
     t0 = time.perf_counter() - prep.load_seconds
     if cfg.num_threads:
@@ -280,9 +287,22 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
 
     history, best = [], {"score": -1.0, "epoch": 0, "state": None}
+    stale, first = 0, 1
+    if resume:
+        identity = {"config": cfg.to_dict(), "commit": git_state()["commit"], "device": device.type}
+        saved = checkpoint.load(run.final, identity)
+        if saved is not None:
+            _restore(model, loss_fn, saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            gen.set_state(saved["generator"])
+            set_rng_state(saved["rng"])
+            history, best, stale, first = saved["history"], saved["best"], saved["stale"], saved["epoch"] + 1
+            timings["resumed_after_epoch"] = saved["epoch"]
+            if not quiet:
+                print(f"resuming after epoch {saved['epoch']} ({checkpoint.folder(run.final)})", flush=True)
     t_train = time.perf_counter()
-    stale = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first, cfg.epochs + 1):
         model.train()
         loss_fn.train()
         batches = epoch_batches()
@@ -325,6 +345,12 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
         run.status(epoch=epoch, epochs=cfg.epochs, patience=cfg.patience, rule=rule, valid_macro_f1=val,
                    best_epoch=best["epoch"], best_valid_macro_f1=best["score"],
                    elapsed_seconds=round(time.perf_counter() - t_train, 1))
+        last = epoch == cfg.epochs or (cfg.patience is not None and stale >= cfg.patience)
+        if resume and not last:  # everything the next epoch draws on; nothing draws between here and there
+            checkpoint.save(run.final, {
+                "epoch": epoch, "model": _snapshot(model, loss_fn), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": gen.get_state(), "rng": rng_state(),
+                "history": history, "best": best, "stale": stale}, identity)
         if on_epoch is not None:
             on_epoch(epoch, val, best["score"])
         if cfg.patience is not None and stale >= cfg.patience:

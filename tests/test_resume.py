@@ -1,0 +1,106 @@
+"""A run killed mid-way resumes from its last epoch (lib/training/checkpoint.py) and computes what a run
+never stopped computes, bit for bit; only the same configuration resumes; a folder of the user is never
+taken for a checkpoint. The tiny BERT on the toy set of tests/test_training_loop.py: seconds on a CPU."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from lib.ownership import NotOursError
+from lib.training import checkpoint
+from lib.training.train import run_experiment
+from tests.test_training_loop import _config, toy  # noqa: F401 - toy is a fixture
+
+EPOCHS = 5
+
+
+class Killed(Exception):
+    """Stands for a kill after an epoch: raised from on_epoch, after the epoch's checkpoint."""
+
+
+def _kill_after(epoch_to_kill: int):
+    def on_epoch(epoch, valid, best):
+        if epoch == epoch_to_kill:
+            raise Killed
+    return on_epoch
+
+
+def _combined(toy):  # noqa: F811
+    # dropout draws from torch's global generator, ArcFace has its own parameters, the balanced sampler
+    # draws the data order: all of it must come back from the checkpoint
+    return _config(toy, epochs=EPOCHS, patience=None, dropout=0.2, loss="ce=0.5+triplet=0.25+arcface=0.25",
+                   sampler="balanced", samples_per_class=4)
+
+
+def _same_results(a, b):
+    for name in ("predictions.csv", "history.csv"):
+        x, y = pd.read_csv(a / name), pd.read_csv(b / name)
+        keep = [c for c in x.columns if "seconds" not in c and c != "sentences_per_second"]
+        pd.testing.assert_frame_equal(x[keep], y[keep], check_exact=True)
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+    for m in (ma, mb):
+        m.pop("timings")
+    assert ma == mb
+
+
+@pytest.fixture(scope="module")
+def never_stopped(toy, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("plain") / "run"
+    run_experiment(_combined(toy), out, quiet=True)
+    return out
+
+
+def test_a_killed_run_resumes_after_its_last_epoch_and_computes_the_same_numbers(toy, never_stopped, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(2))
+    saved = checkpoint.folder(out)
+    assert json.loads((saved / checkpoint.MARKER).read_text())["epoch"] == 2 and not out.exists()
+    seen = []
+    metrics = run_experiment(_combined(toy), out, quiet=True, resume=True,
+                             on_epoch=lambda epoch, valid, best: seen.append(epoch))
+    assert seen == [3, 4, 5] and metrics["timings"]["resumed_after_epoch"] == 2
+    assert metrics["epochs_run"] == EPOCHS and len(pd.read_csv(out / "history.csv")) == EPOCHS
+    _same_results(never_stopped, out)
+    assert not saved.exists()  # deleted once the run folder is published
+
+
+def test_a_run_killed_twice_still_computes_the_same_numbers(toy, never_stopped, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    for epoch in (1, 3):
+        with pytest.raises(Killed):
+            run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(epoch))
+    run_experiment(_combined(toy), out, quiet=True, resume=True)
+    _same_results(never_stopped, out)
+
+
+def test_another_configuration_starts_anew(toy, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(2))
+    other = _combined(toy)
+    other.head_lr = other.head_lr / 2
+    seen = []
+    metrics = run_experiment(other, out, quiet=True, resume=True,
+                             on_epoch=lambda epoch, valid, best: seen.append(epoch))
+    assert seen == list(range(1, EPOCHS + 1)) and "resumed_after_epoch" not in metrics["timings"]
+
+
+def test_without_resume_a_run_keeps_no_checkpoint(toy, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_experiment(_config(toy, epochs=3), out, quiet=True, on_epoch=_kill_after(1))
+    assert not checkpoint.folder(out).exists()
+
+
+def test_a_folder_of_the_user_in_the_checkpoints_place_is_refused_before_training(toy, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    mine = checkpoint.folder(out)
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(NotOursError, match="run.resume"):
+        run_experiment(_config(toy, epochs=2), out, quiet=True, resume=True,
+                       on_epoch=lambda *a: pytest.fail("trained"))
+    assert (mine / "notes.txt").read_text() == "mine"
