@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-model", action="store_true",
                         help="also write model/ into the run folder: the best epoch's encoder (Hugging Face "
                              "format), heads, centroids and class names, for python -m lib.predict RUN_DIR ...")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the run's state after every epoch in OUT.resume/ and, when the same command runs "
+                             "again after a kill, go on from the last epoch (the same numbers as a run never stopped); "
+                             "deleted once the run is written")
     parser.add_argument("--reproduce", metavar="RUN_DIR", default=None,
                         help="re-run the config.json of a finished run folder (other config options are ignored) "
                              "into --out, then check that metrics, history, predictions and embeddings are identical "
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM becomes an exception, so the run folder is marked failed instead of left "running".
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        metrics = run_experiment(cfg, out, quiet=args.quiet, save_model=args.save_model)
+        metrics = run_experiment(cfg, out, quiet=args.quiet, save_model=args.save_model, resume=args.resume)
     except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -133,7 +133,8 @@ def _trainer_that_must_not_run(monkeypatch):
     import lib.training.train as train
 
     calls = []
-    monkeypatch.setattr(train, "run_experiment", lambda cfg, out, quiet=True: calls.append(out) or {"trained": True})
+    monkeypatch.setattr(train, "run_experiment",
+                        lambda cfg, out, quiet=True, **options: calls.append(out) or {"trained": True})
     return calls
 
 

@@ -193,7 +193,7 @@ def test_save_model_set_for_a_notebook_reaches_the_runs_trained_on_ray(tmp_path,
 
     calls = []
 
-    def run_experiment(cfg, out, quiet=False, save_model=False):  # a complete run folder, model/ if asked
+    def run_experiment(cfg, out, quiet=False, save_model=False, resume=False):  # a complete run folder, model/ if asked
         calls.append((cfg.method, save_model))
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict()))

@@ -10,6 +10,7 @@ import pytest
 
 from lib.ownership import NotOursError
 from lib.training import checkpoint
+from lib.training.results import hardware_of
 from lib.training.train import run_experiment
 from tests.test_training_loop import _config, toy  # noqa: F401 - toy is a fixture
 
@@ -42,7 +43,9 @@ def _same_results(a, b):
     ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
     for m in (ma, mb):
         m.pop("timings")
+    parts = mb.pop("trained_in_parts")
     assert ma == mb
+    return parts
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +60,18 @@ def test_a_killed_run_resumes_after_its_last_epoch_and_computes_the_same_numbers
     with pytest.raises(Killed):
         run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(2))
     saved = checkpoint.folder(out)
-    assert json.loads((saved / checkpoint.MARKER).read_text())["epoch"] == 2 and not out.exists()
+    marker = json.loads((saved / checkpoint.MARKER).read_text())
+    assert marker["epoch"] == 2 and len(marker["valid_macro_f1"]) == 2 and not out.exists()
+    assert [p.name for p in saved.iterdir() if p.name != checkpoint.MARKER] == ["state-2.pt"]
+    (saved / "state-3.pt").write_bytes(b"PK\x03")  # a kill while epoch 3's state was written: not yet named
     seen = []
     metrics = run_experiment(_combined(toy), out, quiet=True, resume=True,
                              on_epoch=lambda epoch, valid, best: seen.append(epoch))
     assert seen == [3, 4, 5] and metrics["timings"]["resumed_after_epoch"] == 2
     assert metrics["epochs_run"] == EPOCHS and len(pd.read_csv(out / "history.csv")) == EPOCHS
-    _same_results(never_stopped, out)
+    parts = _same_results(never_stopped, out)
+    here = hardware_of(json.loads((out / "environment.json").read_text()))
+    assert parts == [{"hardware": here, "through_epoch": 2}, {"hardware": here, "through_epoch": EPOCHS}]
     assert not saved.exists()  # deleted once the run folder is published
 
 
@@ -73,7 +81,7 @@ def test_a_run_killed_twice_still_computes_the_same_numbers(toy, never_stopped, 
         with pytest.raises(Killed):
             run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(epoch))
     run_experiment(_combined(toy), out, quiet=True, resume=True)
-    _same_results(never_stopped, out)
+    assert [p["through_epoch"] for p in _same_results(never_stopped, out)] == [1, 3, EPOCHS]
 
 
 def test_another_configuration_starts_anew(toy, tmp_path):  # noqa: F811
@@ -86,6 +94,7 @@ def test_another_configuration_starts_anew(toy, tmp_path):  # noqa: F811
     metrics = run_experiment(other, out, quiet=True, resume=True,
                              on_epoch=lambda epoch, valid, best: seen.append(epoch))
     assert seen == list(range(1, EPOCHS + 1)) and "resumed_after_epoch" not in metrics["timings"]
+    assert "trained_in_parts" not in metrics
 
 
 def test_without_resume_a_run_keeps_no_checkpoint(toy, tmp_path):  # noqa: F811
@@ -104,3 +113,33 @@ def test_a_folder_of_the_user_in_the_checkpoints_place_is_refused_before_trainin
         run_experiment(_config(toy, epochs=2), out, quiet=True, resume=True,
                        on_epoch=lambda *a: pytest.fail("trained"))
     assert (mine / "notes.txt").read_text() == "mine"
+
+
+def test_lib_run_resume_goes_on_after_a_sigterm(toy, never_stopped, tmp_path):  # noqa: F811
+    """The command line: SIGTERM once the first epoch's checkpoint is written, then the same command."""
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lib.paths import PROJECT_ROOT
+    from lib.study.tuning import run_command
+
+    out = tmp_path / "run"
+    command = shlex.split(run_command(_combined(toy), str(out)))[3:] + ["--resume"]
+    words = [sys.executable, "-m", "lib.run", *command]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.Popen(words, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    marker, deadline = checkpoint.folder(out) / checkpoint.MARKER, time.monotonic() + 120
+    while not marker.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    log = first.communicate()[0]
+    assert first.returncode != 0 and not out.exists(), log  # killed before it ended
+    again = subprocess.run(words, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "resuming after epoch" in again.stdout
+    _same_results(never_stopped, out)

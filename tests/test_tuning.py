@@ -319,6 +319,29 @@ def test_a_killed_search_resumes_without_rerunning_finished_trials(searched):
     assert len(report["trials"]) == trials * len(METHODS)
 
 
+@pytest.mark.slow
+def test_a_trial_killed_mid_way_goes_on_in_the_resumed_search(ray_here, encoder, tmp_path):
+    """A partial trial (killed after its first epoch) is enqueued first by the next run of its search, on
+    Ray, and the trial that gets its point takes its folder over and goes on from the checkpoints."""
+    search = tuning.make_search("ed6", encoder, "ce+supcon", "smoke", tmp_path, trials=1)
+    point = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
+    params = {**point, **search_spaces.config_fields(point, search.method)}  # a trial's config, as Ray gives it
+
+    def killed(epoch, best):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tuning.run_trial(search, "old", 0, params, killed, num_threads=1, recipe=True)  # as run_search runs it
+    partial = json.loads((Path(search.folder) / "trials" / "old" / tuning.PARTIAL).read_text())
+    (trial_id,) = tuning.run_search(search, {"cpu": 1}, concurrent=1)
+    folder = Path(search.folder) / "trials" / trial_id
+    record = json.loads((folder / tuning.RECORD).read_text())
+    assert trial_id != "old" and not (folder.parent / "old").exists()
+    assert record["status"] in ("complete", "stopped") and record["recipe"] and record["params"] == partial["params"]
+    assert record["epochs"][0] == partial["epochs"][0]  # reported again from the record, seconds and all
+    assert not (folder / tuning.PARTIAL).exists() and not list(folder.glob("seed*.resume"))
+
+
 # ---- command lines and notebook 07 ----
 
 @pytest.mark.parametrize("args,message", [

@@ -234,6 +234,8 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
     if os.environ.get(RENDER_ONLY_ENV) == "1":
         raise RunNotReusable(f"{where} is missing or unfinished, and --render-only trains nothing.")
     keep = {"save_model": True} if save_model else {}  # the keyword only when used: stand-ins need not know it
+    if cfg.method == "finetune" and not cfg.freeze_encoder:
+        keep["resume"] = True  # a killed fine-tune goes on from its last epoch (lib/training/checkpoint.py)
     metrics = run_experiment(cfg, out, quiet=quiet, **keep)
     metrics["reused"] = False
     return metrics

@@ -33,8 +33,14 @@ epochs is complete before its last report.
 Resuming. A trial writes trial.json once it has ended, and the records are the search's state (Ray
 Tune's own, written a little behind, can miss the last trials before a kill): the same command
 starts Ray Tune again for the trials left, with the ended ones in the sampler's history (TPE goes
-on from them; its seed moves on, so no random draw repeats). Finished trials are never run again,
-a trial killed mid-way runs anew, and the total is the budget.
+on from them; its seed moves on, so no random draw repeats) and in ASHA's rungs (an empty rung would
+let the next trial through whatever its score). Finished trials are never run again, and the total
+is the budget. A trial killed mid-way goes on where it stopped: after every epoch it writes its record
+so far (trial.partial.json) and each seed its state (lib/training/checkpoint.py); the next command
+enqueues its sampled point first, and the trial that gets it takes over the folder, reports the
+epochs of the record again (ASHA decides on them as before) and trains on from the checkpoints, to
+the numbers a trial never stopped computes (tests/test_tuning_resume.py). Checkpoints stay on their
+machine: a seed without one trains anew, and the trial's reports start again with it.
 
 Where it runs: a Ray started here (all cores and GPUs), or a cluster (``--ray ADDRESS``, joined and
 given the project's environment as lib/study/fanout.py does); a trial asks for ``--cpus-per-trial``
@@ -43,6 +49,7 @@ CPUs and ``--gpus-per-trial`` of a GPU (0.25: four small fine-tunes share one GP
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import math
@@ -66,6 +73,7 @@ RECORD = "trial.json"
 SEARCH = "search.json"
 BEST = "best.json"
 RECIPE = "recipe.json"  # the Study 1 recipe re-run on the fresh seeds (confirm_recipe)
+PARTIAL = "trial.partial.json"  # a running trial's record after each epoch: what a resumed search goes on from
 RAY_RETRIES = 2  # runs of the trials left after trials failed inside Ray (see _run_search)
 RAY_STATE = ".ray"  # Ray Tune's working folder of a search's current run: machine-local, not a result
 
@@ -192,16 +200,48 @@ class _Stopped(BaseException):
 
 
 class _SeedRun:
-    """One seed of a trial: a thread that trains only while it holds the turn (module docstring)."""
+    """One seed of a trial: a thread that trains only while it holds the turn (module docstring). A seed
+    of a resumed trial starts with the epochs it had run (its checkpoint), or is done (its run folder)."""
 
-    def __init__(self, cfg: ExperimentConfig, out: Path):
+    def __init__(self, cfg: ExperimentConfig, out: Path, resumed: bool = False):
         self.cfg, self.out = cfg, out
         self.valid, self.best = [], []  # per epoch: validation macro-F1, best so far
         self.metrics, self.error, self.done, self.stop = None, None, False, False
         self._stale, self._rng = 0, None
         self._turn, self._paused = threading.Event(), threading.Event()
+        if resumed and self._pick_up():
+            return
         self._thread = threading.Thread(target=self._main, name=f"seed{cfg.seed}", daemon=True)
         self._thread.start()
+
+    def _pick_up(self) -> bool:
+        """Take over what this seed ran before a kill; True when its run had ended (nothing left to train)."""
+        from lib.training import checkpoint
+        from lib.training.results import git_state
+        from lib.training.train import pick_device
+
+        commit = git_state()["commit"]
+        env = _read_json(self.out / "environment.json") or {}
+        if is_complete(self.out) and env.get("git", {}).get("commit") == commit:
+            import pandas as pd
+
+            self.metrics = _read_json(self.out / "metrics.json")
+            scores = pd.read_csv(self.out / "history.csv")["valid_macro_f1"].tolist()
+            self._follow(scores)
+            self.done = True
+            return True
+        ident = checkpoint.identity(copy.deepcopy(self.cfg).validate(), pick_device(self.cfg.device, self.cfg.bf16).type)
+        self._follow(checkpoint.progress(self.out, ident) or [])
+        return False
+
+    def _follow(self, scores: list[float]) -> None:
+        for valid in scores:
+            self._count(valid, max(valid, self.best[-1]) if self.best else valid)
+
+    def _count(self, valid: float, best: float) -> None:
+        self._stale = 0 if valid > (self.best[-1] if self.best else -1.0) else self._stale + 1  # as train.py counts
+        self.valid.append(valid)
+        self.best.append(best)
 
     def _main(self) -> None:
         from lib.training.train import run_experiment
@@ -209,7 +249,7 @@ class _SeedRun:
         try:
             self._wait_for_turn()
             self.metrics = run_experiment(self.cfg, self.out, quiet=True, on_epoch=self._on_epoch,
-                                          validation_only=True)
+                                          validation_only=True, resume=True)
         except _Stopped:
             pass
         except BaseException as e:  # noqa: BLE001 - handed to the trial, which reports it
@@ -225,9 +265,10 @@ class _SeedRun:
             raise _Stopped()
 
     def _on_epoch(self, epoch: int, valid: float, best: float) -> None:
-        self._stale = 0 if valid > (self.best[-1] if self.best else -1.0) else self._stale + 1  # as train.py counts
-        self.valid.append(valid)
-        self.best.append(best)
+        if epoch != len(self.best) + 1:  # its checkpoint was named but could not be read: the run began anew
+            raise TuningError(f"seed {self.cfg.seed} of {self.out.parent.name}: trained epoch {epoch} after "
+                              f"{len(self.best)} epoch(s) (its checkpoint could not be read)")
+        self._count(valid, best)
         patience = self.cfg.patience
         if epoch >= self.cfg.epochs or (patience is not None and self._stale >= patience):
             return  # the last epoch keeps the turn: the run restores its best epoch and writes its folder first
@@ -244,37 +285,51 @@ class _SeedRun:
 
     def halt(self) -> None:
         self.stop = True
-        self._turn.set()
-        self._thread.join(timeout=60)
+        if not self.done:
+            self._turn.set()
+            self._thread.join(timeout=60)
 
 
 def run_trial(search: Search, trial_id: str, number: int, params: dict, report, num_threads: int | None = None,
-              recipe: bool = False) -> dict:
+              recipe: bool = False, resumed: dict | None = None) -> dict:
     """Train one trial's seeds in lockstep; ``report(epoch, mean best validation macro-F1 so far)`` after
     every epoch (it raises SystemExit when the search ends the trial: ASHA). Returns the trial record, also
     written to ``<method>/trials/<trial id>/trial.json`` once the trial has ended (complete, stopped or
-    error; never a test score); an interrupted trial writes none."""
+    error; never a test score); an interrupted trial writes none, only its record so far (trial.partial.json,
+    after every epoch) and its seeds' checkpoints. ``resumed``: that partial record, when this trial goes on
+    from it (its folder is the trial's folder already): the epochs it had run are reported again, from the
+    record, and its seeds train on from their checkpoints."""
     folder = Path(search.folder) / "trials" / trial_id
     record = {"trial_id": trial_id, "number": number, "method": search.name, "status": "running", "recipe": recipe,
               "params": {k: v for k, v in sorted(params.items()) if k != "loss"},  # as sampled: loss is in config
               "seeds": list(search.seeds), "epochs": []}
-    t0, runs = time.perf_counter(), []
+    t0, runs, before = time.perf_counter(), [], {}
     try:
         configs = trial_configs(search, params, search.seeds, num_threads)
         record.update(config=configs[0].to_dict(),
                       commands={str(c.seed): run_command(c, shown_path(folder / f"again-seed{c.seed}")) for c in configs})
-        runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}") for cfg in configs]
+        runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}", resumed is not None) for cfg in configs]
+        # the epochs reported before the kill that every seed still has (a checkpoint left on another
+        # machine is not here: that seed starts anew, and so do the trial's reports)
+        kept = min(len(r.best) for r in runs)
+        before = {e["epoch"]: e for e in (resumed or {}).get("epochs", []) if e["epoch"] <= kept}
+        if before:
+            t0 -= before[max(before)]["seconds"]
         for epoch in range(1, max(c.epochs for c in configs) + 1):
             for run in runs:
-                if not run.done:
+                if not run.done and len(run.best) < epoch:  # a resumed seed may be ahead of the others
                     run.step()
                 if run.error is not None:
                     raise run.error
             if not any(len(r.best) >= epoch for r in runs):
                 break  # every seed ended before this epoch (early stopping); its last score was reported
             _add_epoch(record, runs, epoch, time.perf_counter() - t0)
-            if all(r.done for r in runs):
+            if epoch in before:  # the time it took before the kill
+                record["epochs"][-1]["seconds"] = before[epoch]["seconds"]
+            if all(r.done for r in runs) and epoch >= max(len(r.best) for r in runs):
                 _finish(record, folder, runs, "complete")
+            else:
+                write_json(folder / PARTIAL, record)
             report(epoch, record["epochs"][-1]["best_valid_macro_f1"])
             if record["status"] == "complete":
                 return record
@@ -310,6 +365,19 @@ def _finish(record: dict, folder: Path, runs: list[_SeedRun], status: str) -> No
     record[METRIC] = sum(known) / len(known) if known and len(known) == len(runs) else None
     record["epochs_run"] = {str(r.cfg.seed): len(r.best) for r in runs}
     write_json(folder / RECORD, record)
+    if status != "stopped":  # stopped by ASHA or by an interrupted search: the driver tells (discard_partial)
+        discard_partial(folder)
+
+
+def discard_partial(folder: Path) -> None:
+    """A trial has ended for good: its partial record and its seeds' checkpoints go."""
+    from lib.training import checkpoint
+
+    for seed in sorted(folder.glob("seed*")):
+        if seed.name.endswith(checkpoint.SUFFIX):
+            checkpoint.remove(seed.with_name(seed.name[:-len(checkpoint.SUFFIX)]))
+    (folder / PARTIAL).unlink(missing_ok=True)
+    (folder / "trial.interrupted.json").unlink(missing_ok=True)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -323,7 +391,8 @@ def _read_json(path: Path) -> dict | None:
 
 def _space(trial, method: str, frozen: bool, max_epochs: int, offset: int) -> dict:
     """OptunaSearch's define-by-run space: the sampled config fields, and the trial's number (Optuna's,
-    after the finished trials of an interrupted search: ``offset`` keeps the numbers unique)."""
+    after the finished trials of an interrupted search: ``offset`` keeps the numbers unique). Ray adds the
+    point as sampled (the space's own names, e.g. a sum's stick coordinates)."""
     return {**search_spaces.suggest(trial, method, frozen, max_epochs), "trial_number": trial.number + offset}
 
 
@@ -335,9 +404,45 @@ def _trainable(config: dict, search: dict, num_threads: int | None) -> None:
     spec = Search(**search)
     params = {k: v for k, v in config.items() if k != "trial_number"}
     recipe = search_spaces.recipe_point(spec.base, spec.method, spec.frozen, spec.max_epochs)
-    is_recipe = all(math.isclose(params[k], v) if isinstance(v, float) else params[k] == v for k, v in recipe.items())
-    run_trial(spec, tune.get_context().get_trial_id(), config["trial_number"], params,
-              lambda epoch, best: tune.report({METRIC: best, "epoch": epoch}), num_threads, is_recipe)
+    trial_id = tune.get_context().get_trial_id()
+    run_trial(spec, trial_id, config["trial_number"], params,
+              lambda epoch, best: tune.report({METRIC: best, "epoch": epoch}), num_threads,
+              _same_point(params, recipe), _take_over(spec, params, trial_id))
+
+
+def _same_point(params: dict, point: dict) -> bool:
+    """Whether a trial's sampled values are ``point`` (a point of the space, by the space's names)."""
+    return all(k in params and (math.isclose(params[k], v) if isinstance(v, float) else params[k] == v)
+               for k, v in point.items())
+
+
+def point_of(search: Search, params: dict) -> dict:
+    """A trial's point in the space (the space's names, e.g. a sum's stick coordinates) from its params."""
+    return {k: params[k] for k in search_spaces.declared(search.method, search.frozen, search.max_epochs)}
+
+
+def _partials(search: Search) -> list[dict]:
+    """The partial records of trials a kill interrupted (no trial.json), in trial order."""
+    out = []
+    for path in (Path(search.folder) / "trials").glob(f"*/{PARTIAL}"):
+        record = _read_json(path)
+        if record and not (path.parent / RECORD).exists():
+            out.append(record)
+    return sorted(out, key=lambda r: r["number"])
+
+
+def _take_over(search: Search, params: dict, trial_id: str) -> dict | None:
+    """The partial record of an interrupted trial with these sampled values, its folder renamed to this
+    trial's (Ray names trials anew in every run): the trial goes on from it. None when there is none."""
+    for record in _partials(search):
+        if _same_point(params, point_of(search, record["params"])):
+            trials = Path(search.folder) / "trials"
+            (trials / record["trial_id"]).rename(trials / trial_id)
+            (trials / trial_id / "trial.interrupted.json").unlink(missing_ok=True)
+            print(f"tune {search.name}: trial {trial_id} goes on from interrupted trial {record['trial_id']} after "
+                  f"{len(record['epochs'])} epoch(s)", flush=True)
+            return record
+    return None
 
 
 def _dirname(trial) -> str:
@@ -362,6 +467,7 @@ def _progress_callback(search: Search):
 
         def _line(self, trials, trial):
             _ENDED.setdefault(search.folder, set()).add(trial.trial_id)
+            discard_partial(Path(search.folder) / "trials" / trial.trial_id)  # ended for good: not resumed
             record = _read_json(Path(search.folder) / "trials" / trial.trial_id / RECORD) or {}
             result = trial.last_result or {}
             records = _records(search)
@@ -433,11 +539,24 @@ def _seeded_study(search: Search, finished: list[dict]):
     return storage
 
 
+def restore_rungs(scheduler, finished: list[dict]) -> None:
+    """ASHA's rungs as the ended trials left them: a resumed search stops a trial where the search never
+    stopped would have (an empty rung lets the first trial through, whatever its score). A trial's score at
+    a rung is what it reported at that epoch (its record's epochs). Ray's ASHA keeps its rungs as
+    ``_brackets[i]._rungs``, a list of (milestone, {trial id: score}); tests/test_tuning.py checks it."""
+    (bracket,) = scheduler._brackets  # one bracket: ASHA's default, and what this module asks for
+    for milestone, recorded in bracket._rungs:
+        for r in finished:
+            epochs = r.get("epochs") or []
+            if len(epochs) >= milestone:
+                recorded[f"ended-{r['trial_id']}"] = scheduler._metric_op * epochs[milestone - 1]["best_valid_macro_f1"]
+
+
 def run_search(search: Search, resources: dict, concurrent: int | None = None) -> list[str]:
     """Run one method's search, or what is left of it, on the connected Ray; returns its trial ids in order.
 
     A search goes on from its trial records: the trials that ended count towards the budget and seed
-    the sampler; only the rest are run (a trial killed mid-way left no record and is run anew)."""
+    the sampler and ASHA; a trial killed mid-way goes on from its partial record and checkpoints."""
     import shutil
     import warnings
 
@@ -468,11 +587,15 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
             recipe = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
             sampler = optuna.samplers.TPESampler(seed=len(finished), n_startup_trials=search.startup_trials,
                                                  multivariate=True, constant_liar=True)  # seed: no repeated draws
+            # first the trials a kill interrupted (they go on from their checkpoints), then the recipe if not run yet
+            again = [point_of(search, r["params"]) for r in _partials(search)][:left]
+            if not any(r.get("recipe") for r in finished) and not any(_same_point(p, recipe) for p in again):
+                again.append(recipe)
             searcher = OptunaSearch(space, metric=METRIC, mode="max", sampler=sampler, study_name=search.name,
-                                    storage=_seeded_study(search, finished),
-                                    points_to_evaluate=[] if any(r.get("recipe") for r in finished) else [recipe])
+                                    storage=_seeded_study(search, finished), points_to_evaluate=again)
             scheduler = ASHAScheduler(time_attr="training_iteration", metric=METRIC, mode="max",
                                       max_t=search.max_epochs, grace_period=search.grace_epochs, reduction_factor=3)
+            restore_rungs(scheduler, finished)
             storage = Path(search.folder) / RAY_STATE
             shutil.rmtree(storage, ignore_errors=True)  # Ray's state of an interrupted run: the records replace it
             tuner = tune.Tuner(trainable, tune_config=tune.TuneConfig(

@@ -10,23 +10,24 @@ start), the loss's own parameters, the optimizer's moments, the schedule's step,
 generator, the global random states (dropout draws from torch's), the best epoch's weights, the
 history and the early-stopping count. A resumed run therefore computes the same numbers, bit for
 bit on the same machine, as one never stopped (tests/test_resume.py). It resumes only the same
-configuration from the same commit of the code: anything else starts anew.
+configuration, from the same commit of the code, on the same kind of device: anything else starts anew.
+
+A kill can come at any moment: each epoch's state goes to a file of its own, and only then does
+``resume.json`` (written whole or not at all) name it; the file it named before is deleted after.
 """
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from lib.ownership import check_owned, json_object, remove_owned
-from lib.training.results import write_json
+from lib.training.results import git_state, write_json
 
 SUFFIX = ".resume"
-STATE = "state.pt"
-MARKER = "resume.json"  # what the folder is and where it stands, for a reader and for ownership
+MARKER = "resume.json"  # the epoch, the state file of that epoch, what the run is: for a reader and for ownership
 
 
 def folder(run: Path) -> Path:
@@ -36,56 +37,66 @@ def folder(run: Path) -> Path:
     return run.with_name(run.name + SUFFIX)
 
 
+def identity(cfg, device_type: str) -> dict:
+    """What must be the same for a run to resume: its validated configuration, the code's commit, the
+    kind of device. JSON's own types, so that it compares equal after a round trip through resume.json."""
+    return json.loads(json.dumps({"config": cfg.to_dict(), "commit": git_state()["commit"], "device": device_type}))
+
+
 def is_checkpoint(path: Path) -> bool:
-    return path.is_dir() and json_object(path / MARKER, "epoch", "config") is not None
+    return path.is_dir() and _marker(path) is not None
+
+
+def _marker(where: Path) -> dict | None:
+    return json_object(where / MARKER, "epoch", "state", "valid_macro_f1", "config", "commit", "device")
+
+
+def _is_ours(where: Path) -> bool:
+    """Our folder: with its marker, or (a kill before the first marker) holding only our state files."""
+    return is_checkpoint(where) or (where.is_dir() and all(p.name.startswith(("state-", f".{MARKER}."))
+                                                           for p in where.iterdir()))
 
 
 def check(run: Path) -> None:
-    """Before any work: refuse a ``<run>.resume`` that is not ours (a kill's leftover without its marker
-    is removed)."""
-    discard_stray(run)
-    check_owned(folder(run), is_checkpoint, "a checkpoint of this program")
+    """Before any work: refuse a ``<run>.resume`` that is not ours."""
+    check_owned(folder(run), _is_ours, "a checkpoint of this program")
 
 
-def save(run: Path, state: dict, identity: dict) -> None:
-    """Write the state after epoch ``state['epoch']``; the old one stays until the new one is whole."""
+def save(run: Path, state: dict, ident: dict, valid_macro_f1: list[float]) -> None:
+    """Write the state after epoch ``state['epoch']`` (``valid_macro_f1``: the scores of epochs 1..epoch)."""
     where = folder(run)
     check(run)  # never writes into a folder of the user
     where.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{STATE}.", dir=where)
-    os.close(fd)
-    try:
-        torch.save({**state, "identity": identity}, tmp)
-        os.replace(tmp, where / STATE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    write_json(where / MARKER, {"epoch": state["epoch"], **identity})
+    name = f"state-{state['epoch']}.pt"
+    torch.save({**state, "identity": ident}, where / name)
+    write_json(where / MARKER, {"epoch": state["epoch"], "state": name, "valid_macro_f1": valid_macro_f1, **ident})
+    for old in where.glob("state-*.pt"):
+        if old.name != name:
+            old.unlink()
 
 
-def load(run: Path, identity: dict) -> dict | None:
-    """The saved state of the run at ``run`` when it was written for ``identity`` (the configuration and
-    the commit), else None (no checkpoint, another configuration, other code, or an unreadable file)."""
-    path = folder(run) / STATE
-    if not is_checkpoint(folder(run)) or not path.is_file():
+def progress(run: Path, ident: dict) -> list[float] | None:
+    """The validation scores of the epochs a resumable checkpoint of ``run`` holds, or None."""
+    marker = _marker(folder(run))
+    if marker is None or {k: marker[k] for k in ident} != ident or not (folder(run) / marker["state"]).is_file():
+        return None
+    return marker["valid_macro_f1"]
+
+
+def load(run: Path, ident: dict) -> dict | None:
+    """The saved state of the run at ``run`` when it was written for ``ident``, else None (no checkpoint,
+    another configuration, other code or device, or an unreadable file)."""
+    if progress(run, ident) is None:
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a file cut short by a kill while it was renamed is not resumed from
+        state = torch.load(folder(run) / _marker(folder(run))["state"], map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - an unreadable file is not resumed from: the run starts anew
         return None
-    return state if state.get("identity") == identity else None
+    return state if state.get("identity") == ident else None
 
 
 def remove(run: Path) -> None:
     where = folder(run)
     if os.path.lexists(where):
-        remove_owned(where, is_checkpoint, "a checkpoint of this program")
+        remove_owned(where, _is_ours, "a checkpoint of this program")
 
-
-def discard_stray(run: Path) -> None:
-    """Remove a checkpoint folder that a kill left without its marker (killed before the first save
-    finished): ours by name and content only when it holds nothing but our temporary files."""
-    where = folder(run)
-    if where.is_dir() and not where.is_symlink() and not is_checkpoint(where):
-        if all(p.name.startswith(f".{STATE}.") or p.name.startswith(f".{MARKER}.") for p in where.iterdir()):
-            shutil.rmtree(where)

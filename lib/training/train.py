@@ -28,7 +28,8 @@ from lib.data.resplit import resplit
 from lib.model.losses import build_loss, enabled_rules, loss_rules
 from lib.model.network import EmotionModel, freeze, freeze_word_embeddings
 from lib.training.rules import apriori_rule
-from lib.training.results import RunDir, check_writable, environment_info, git_state, run_target, write_csv, write_json, write_npy
+from lib.training.results import (RunDir, check_writable, cpu_info, device_info, environment_info, hardware_of, run_target,
+                                  write_csv, write_json, write_npy)
 from lib.training import checkpoint
 from lib.training.seeding import rng_state, seed_everything, set_rng_state
 
@@ -287,9 +288,10 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
     trainable = [p for g in optimizer.param_groups for p in g["params"]]
 
     history, best = [], {"score": -1.0, "epoch": 0, "state": None}
-    stale, first = 0, 1
+    stale, first, trained = 0, 1, []  # trained: where the epochs before each kill were trained (a resumed run)
     if resume:
-        identity = {"config": cfg.to_dict(), "commit": git_state()["commit"], "device": device.type}
+        identity = checkpoint.identity(cfg, device.type)
+        here = {"hardware": hardware_of({"device": device_info(device), "cpu": cpu_info()})}
         saved = checkpoint.load(run.final, identity)
         if saved is not None:
             _restore(model, loss_fn, saved["model"])
@@ -298,6 +300,7 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
             gen.set_state(saved["generator"])
             set_rng_state(saved["rng"])
             history, best, stale, first = saved["history"], saved["best"], saved["stale"], saved["epoch"] + 1
+            trained = saved["trained_in_parts"]
             timings["resumed_after_epoch"] = saved["epoch"]
             if not quiet:
                 print(f"resuming after epoch {saved['epoch']} ({checkpoint.folder(run.final)})", flush=True)
@@ -350,7 +353,9 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
             checkpoint.save(run.final, {
                 "epoch": epoch, "model": _snapshot(model, loss_fn), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "generator": gen.get_state(), "rng": rng_state(),
-                "history": history, "best": best, "stale": stale}, identity)
+                "history": history, "best": best, "stale": stale,
+                "trained_in_parts": trained + [{**here, "through_epoch": epoch}]},
+                identity, [r["valid_macro_f1"] for r in history])
         if on_epoch is not None:
             on_epoch(epoch, val, best["score"])
         if cfg.patience is not None and stale >= cfg.patience:
@@ -381,6 +386,8 @@ def _run(cfg: ExperimentConfig, prep: Prepared, run: RunDir, quiet: bool, save_m
         "best_epoch": best["epoch"], "epochs_run": len(history), "selection": "validation macro-F1 of the a-priori rule",
         "encoder": encoder_name, "device": str(device), "timings": timings, "data": _data_info(prep),
     })
+    if trained:  # trained in parts: each part's last epoch and machine (environment.json: the last part's)
+        metrics["trained_in_parts"] = trained + [{**here, "through_epoch": len(history)}]
     _write_run(run, cfg, prep, metrics, test_emb, predictions, history, device)
     return metrics
 

@@ -1,0 +1,132 @@
+"""A search stopped mid-trial goes on with that trial (lib/study/tuning.py, "Resuming"): its seeds train on
+from their checkpoints, the epochs it had reported are reported again, and its record is the one a trial
+never stopped writes; ASHA's rungs come back from the ended trials. No Ray here: run_trial in this
+process, with the tiny frozen BERT of tests/test_tuning.py (seconds)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lib.study import tuning
+from lib.training import checkpoint, train
+from tests.test_tuning import cache, encoder  # noqa: F401 - fixtures
+
+PARAMS = {"head_lr": 3e-3, "dropout": 0.2, "epochs": 3, "patience": 1, "loss": "ce=0.6+supcon=0.4"}
+# Validation scores by seed: seed 100 stops early after epoch 2 (patience 1), seed 101 runs all 3 epochs.
+SCORES = {100: [0.50, 0.40], 101: [0.30, 0.40, 0.45]}
+
+
+class Killed(KeyboardInterrupt):
+    """Stands for the kill of a search while Ray waited for a report."""
+
+
+def _search(encoder, folder):  # noqa: F811
+    return tuning.make_search("ed6", encoder, "ce+supcon", "smoke", folder)
+
+
+def _scores(record):
+    return ({k: v for k, v in record.items() if k not in ("seconds", "commands", "epochs")},
+            [{k: v for k, v in e.items() if k != "seconds"} for e in record["epochs"]])
+
+
+def test_a_trial_killed_between_epochs_goes_on_from_its_checkpoints(encoder, cache, tmp_path, monkeypatch):  # noqa: F811
+    calls, events = {}, []
+
+    def select_score(model, loss_fn, inputs, cfg, *args):
+        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
+        events.append(f"seed {cfg.seed} epoch {calls[cfg.seed]}")
+        return SCORES[cfg.seed][calls[cfg.seed] - 1]
+
+    monkeypatch.setattr(train, "_select_score", select_score)
+    plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None)
+    assert plain["status"] == "complete" and plain["epochs_run"] == {"100": 2, "101": 3}
+
+    calls.clear()
+    search = _search(encoder, tmp_path / "killed")
+    folder = Path(search.folder) / "trials" / "t1"
+
+    def kill_at_2(epoch, best):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+    partial = json.loads((folder / tuning.PARTIAL).read_text())
+    assert [e["epoch"] for e in partial["epochs"]] == [1, 2] and not (folder / tuning.RECORD).exists()
+    assert (folder / "seed100" / "metrics.json").is_file()  # seed 100 had ended: its run folder is there
+    assert json.loads((checkpoint.folder(folder / "seed101") / checkpoint.MARKER).read_text())["epoch"] == 2
+
+    reports, events[:] = [], []
+    record = tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: (reports.append((e, b)), events.append(e)),
+                              resumed=partial)
+    assert [e for e, _ in reports] == [1, 2, 3] and calls == {100: 2, 101: 3}  # nothing trained twice
+    assert events == [1, 2, "seed 101 epoch 3", 3]  # the epochs before the kill are reported before any training
+    assert _scores(record) == _scores(plain)
+    assert [e["seconds"] for e in record["epochs"][:2]] == [e["seconds"] for e in partial["epochs"]]
+    assert not (folder / tuning.PARTIAL).exists() and not list(folder.glob(f"*{checkpoint.SUFFIX}"))
+
+
+def test_a_trial_whose_checkpoint_is_gone_trains_that_seed_anew_and_keeps_the_ended_one(encoder, cache, tmp_path,  # noqa: F811
+                                                                                       monkeypatch):
+    """A search resumed on another machine: the partial record came along, the checkpoint did not."""
+    import shutil
+
+    calls = {}
+
+    def select_score(model, loss_fn, inputs, cfg, *args):
+        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
+        return SCORES[cfg.seed][calls[cfg.seed] - 1]
+
+    monkeypatch.setattr(train, "_select_score", select_score)
+    plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None)
+    calls.clear()
+    search = _search(encoder, tmp_path / "moved")
+    folder = Path(search.folder) / "trials" / "t1"
+
+    def kill_at_2(epoch, best):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+    partial = json.loads((folder / tuning.PARTIAL).read_text())
+    shutil.rmtree(checkpoint.folder(folder / "seed101"))
+    calls.clear()
+    record = tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: None, resumed=partial)
+    assert calls == {101: 3} and _scores(record) == _scores(plain)  # seed 100's ended run is kept
+    assert record["epochs"][0]["seconds"] != partial["epochs"][0]["seconds"]  # timed anew
+
+
+def test_a_search_enqueues_its_interrupted_trial_and_the_trial_takes_over_its_folder(encoder, tmp_path):  # noqa: F811
+    search = _search(encoder, tmp_path)
+    trials = Path(search.folder) / "trials"
+    point = {"head_lr": 0.004, "dropout": 0.1, "epochs": 3, "weight_decay": 0.01, "weight_stick1": 0.3}
+    point = {k: point.get(k, 0.5) for k in tuning.search_spaces.declared(search.method, True, search.max_epochs)}
+    partial = {"trial_id": "old", "number": 4, "params": dict(point), "epochs": [{"epoch": 1, "seconds": 1.0}]}
+    tuning.write_json(trials / "old" / tuning.PARTIAL, partial)
+    assert [tuning.point_of(search, r["params"]) for r in tuning._partials(search)] == [point]
+    assert tuning._take_over(search, {**point, "head_lr": 0.005}, "new") is None  # another point: a new trial
+    taken = tuning._take_over(search, {**point, "loss": "ce=0.3+supcon=0.7"}, "new")
+    assert taken["trial_id"] == "old" and (trials / "new" / tuning.PARTIAL).is_file() and not (trials / "old").exists()
+
+
+def test_asha_resumed_with_the_ended_trials_stops_where_an_empty_one_lets_through():
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    def scheduler():
+        return ASHAScheduler(time_attr="training_iteration", metric="m", mode="max", max_t=15, grace_period=2,
+                             reduction_factor=3)
+
+    class Trial:
+        trial_id = "new"
+
+    ended = [{"trial_id": f"t{i}", "epochs": [{"best_valid_macro_f1": s - 0.1}, {"best_valid_macro_f1": s}]}
+             for i, s in enumerate([0.60, 0.70, 0.80])]
+    empty, resumed = scheduler(), scheduler()
+    tuning.restore_rungs(resumed, ended)
+    (bracket,) = resumed._brackets
+    assert {m: sorted(r.values()) for m, r in bracket._rungs} == {6: [], 2: [0.60, 0.70, 0.80]}
+    assert empty._brackets[0].on_result(Trial(), 2, 0.65) == TrialScheduler.CONTINUE
+    assert bracket.on_result(Trial(), 2, 0.65) == TrialScheduler.STOP  # below the top third of the rung
