@@ -14,14 +14,18 @@
 # A search's state is its trial records (lib/study/tuning.py, "Resuming"): restored into the worktree,
 # they make the same command go on with the trials left. The trials' run folders (seed<k>/) stay in the
 # worktree; the records hold every number the report reads, and never a test score.
+# $TUNING_STOP_AFTER_MIN (run): once that many minutes have passed, the search is stopped as soon as its next
+# trial ends (its record saved; the trial just begun is lost), so that a working session that must end
+# loses no half-trained trial: set it to the minutes left minus the longest trial you expect.
 # $TUNING_EXTRA_ARGS is added to every search's arguments: resources such as "--gpus-per-trial 0.25
 # --cpus-per-trial 4" on a GPU machine (they change where trials run, not the search's budget).
-# The worktree is $TUNING_WORKTREE (default: ../tuning beside this checkout), at $TUNING_COMMIT; it
+# The worktree is $TUNING_WORKTREE (default: ../tuning-$TUNING_COMMIT beside this checkout: one per commit,
+# since searches may run from different commits, docs/results.md#tuning-status), at $TUNING_COMMIT; it
 # shares this checkout's .venv. STUDY_DATA_DIR must name the data folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${TUNING_COMMIT:-}"
-WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning}"
+WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning-$COMMIT}"
 SAVED="$ROOT/results/tuning"
 source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
@@ -82,17 +86,43 @@ save() {
   fi
 }
 
+stop_after_a_trial() {  # $TUNING_STOP_AFTER_MIN: watch for the first trial to end after that many minutes
+  local minutes=${TUNING_STOP_AFTER_MIN:-}
+  [[ -z "$minutes" ]] && return 0
+  STOP_FLAG="$(mktemp -d "${TMPDIR:-/tmp}/tuning-stop.XXXXXX")"
+  (
+    sleep $((minutes * 60))
+    kill -0 $$ 2>/dev/null || exit 0
+    local before now
+    before=$(records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true)
+    echo "=== $(date -u +%FT%TZ): $minutes min have passed; the search stops when its next trial ends"
+    while sleep "${STOP_POLL:-10}" && kill -0 $$ 2>/dev/null; do  # $$: this script (ends with it)
+      now=$(records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true)
+      if (( now > before )); then
+        touch "$STOP_FLAG/stop"
+        kill -TERM "$(cat "$STOP_FLAG/runner" 2>/dev/null)" 2>/dev/null || true
+        break
+      fi
+    done
+  ) &
+  WATCHER=$!
+}
+
 run() {
   local known name
   known=" $(printf '%s ' "${SEARCHES[@]%%|*}")"
   for name in "$@"; do  # before anything is set up or trained
     [[ "$known" == *" $name "* ]] || { echo "error: $name is not a search (one of:$known)" >&2; exit 2; }
   done
+  if [[ -n "${TUNING_STOP_AFTER_MIN:-}" && ! "$TUNING_STOP_AFTER_MIN" =~ ^[0-9]+$ ]]; then
+    echo "error: TUNING_STOP_AFTER_MIN=$TUNING_STOP_AFTER_MIN: give a whole number of minutes" >&2; exit 2
+  fi
   data_env
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
   keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
+  stop_after_a_trial
   local entry name args wanted=("$@")
   for entry in "${SEARCHES[@]}"; do
     name=${entry%%|*}
@@ -104,14 +134,21 @@ run() {
     local tries=1 status
     while :; do
       status=0
-      (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null) ||
-        status=$?
+      (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" exec "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null) &
+      [[ -z "${STOP_FLAG:-}" ]] || echo $! > "$STOP_FLAG/runner"
+      wait $! || status=$?
+      if [[ -n "${STOP_FLAG:-}" && -e "$STOP_FLAG/stop" ]]; then
+        echo "=== $name: stopped after a trial ended (TUNING_STOP_AFTER_MIN=$TUNING_STOP_AFTER_MIN); the same command resumes"
+        rm -rf "$STOP_FLAG"
+        exit 0
+      fi
       (( status == 130 && tries < ${SEARCH_TRIES:-5} )) || break
       tries=$((tries + 1))
       echo "=== $name: interrupted (exit 130): resuming from its records, run $tries of ${SEARCH_TRIES:-5}"
     done
     (( status == 0 )) || exit "$status"
   done
+  if [[ -n "${WATCHER:-}" ]]; then kill "$WATCHER" 2>/dev/null || true; rm -rf "$STOP_FLAG"; fi
 }
 
 main() {

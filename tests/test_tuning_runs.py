@@ -142,3 +142,42 @@ def test_run_resumes_a_search_that_ended_interrupted_then_goes_on_in_order(repo,
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     assert [c.split("--dataset ")[1].split()[0] for c in calls] == ["ko6", "ko6", "ed32"]  # resumed once, then on
     assert "resuming from its records, run 2 of 5" in out.stdout
+
+
+STUB_TRIAL = """#!/usr/bin/env bash
+# stands in for the worktree's python: a search whose first trial ends after 2 s, then a long second trial
+echo "$*" >> "$CALLS"
+sleep 2
+mkdir -p results/tuning/ko6-me5-small-frozen/ce/trials/t1
+echo '{"trial_id": "t1", "status": "complete"}' > results/tuning/ko6-me5-small-frozen/ce/trials/t1/trial.json
+exec sleep 60
+"""
+
+
+def test_stop_after_min_stops_the_search_when_its_next_trial_ends_and_saves_it(repo, tmp_path):
+    import time
+
+    repo, _ = repo
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(STUB_TRIAL)
+    stub.chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the commit the searches run from")
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit, "SAVE_EVERY": "1",
+           "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt"), "TUNING_STOP_AFTER_MIN": "0",
+           "STOP_POLL": "0.2"}
+    t0 = time.monotonic()
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run", "ko6-me5-small-frozen",
+                          "ed32-minilm-frozen"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and time.monotonic() - t0 < 30, out.stderr  # not the 60 s of the second trial
+    assert "ko6-me5-small-frozen: stopped after a trial ended" in out.stdout
+    assert len((tmp_path / "calls.txt").read_text().splitlines()) == 1  # the next search never started
+    assert _git(repo, "show", "--stat", "HEAD").count("trials/t1/trial.json") == 1  # saved at exit
+    bad = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run"], cwd=repo, capture_output=True,
+                         text=True, env={**env, "TUNING_STOP_AFTER_MIN": "soon"})
+    assert bad.returncode == 2 and "TUNING_STOP_AFTER_MIN=soon" in bad.stderr
