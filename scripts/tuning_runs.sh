@@ -16,7 +16,8 @@
 # worktree; the records hold every number the report reads, and never a test score.
 # $TUNING_STOP_AFTER_MIN (run): once that many minutes have passed, the search is stopped as soon as its next
 # trial ends (its record saved; the trial just begun is lost), so that a working session that must end
-# loses no half-trained trial: set it to the minutes left minus the longest trial you expect.
+# loses no half-trained trial (one trial at a time, as on CPU; with several at once the others stop
+# mid-way): set it to the minutes left minus the longest trial you expect.
 # $TUNING_EXTRA_ARGS is added to every search's arguments: resources such as "--gpus-per-trial 0.25
 # --cpus-per-trial 4" on a GPU machine (they change where trials run, not the search's budget).
 # The worktree is $TUNING_WORKTREE (default: ../tuning-$TUNING_COMMIT beside this checkout: one per commit,
@@ -25,7 +26,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${TUNING_COMMIT:-}"
-WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning-$COMMIT}"
+# named by the commit's hash, not by how it was given (a branch moves)
+WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning-$(git -C "$ROOT" rev-parse --short=12 --verify -q \
+  "$COMMIT^{commit}" 2>/dev/null || echo "$COMMIT")}"
 SAVED="$ROOT/results/tuning"
 source "$ROOT/scripts/worktree.sh"  # clean_worktree, keep_saving
 
@@ -86,26 +89,36 @@ save() {
   fi
 }
 
-stop_after_a_trial() {  # $TUNING_STOP_AFTER_MIN: watch for the first trial to end after that many minutes
-  local minutes=${TUNING_STOP_AFTER_MIN:-}
+trials_ended() { records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true; }
+
+stop_after_a_trial() {  # $TUNING_STOP_AFTER_MIN: stop the search when the first trial after that many minutes ends
+  local minutes=${TUNING_STOP_AFTER_MIN:-} script=$$ poll=${STOP_POLL:-10}
   [[ -z "$minutes" ]] && return 0
   STOP_FLAG="$(mktemp -d "${TMPDIR:-/tmp}/tuning-stop.XXXXXX")"
-  (
-    sleep $((minutes * 60))
-    kill -0 $$ 2>/dev/null || exit 0
-    local before now
-    before=$(records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true)
+  (  # short sleeps, each after checking that this script still runs: the watcher ends with it
+    local deadline before pid
+    deadline=$(( $(date +%s) + 10#$minutes * 60 ))
+    while (( $(date +%s) < deadline )); do kill -0 "$script" 2>/dev/null || exit 0; sleep "$poll"; done
+    before=$(trials_ended)
     echo "=== $(date -u +%FT%TZ): $minutes min have passed; the search stops when its next trial ends"
-    while sleep "${STOP_POLL:-10}" && kill -0 $$ 2>/dev/null; do  # $$: this script (ends with it)
-      now=$(records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true)
-      if (( now > before )); then
-        touch "$STOP_FLAG/stop"
-        kill -TERM "$(cat "$STOP_FLAG/runner" 2>/dev/null)" 2>/dev/null || true
-        break
+    while kill -0 "$script" 2>/dev/null; do
+      if [[ ! -e "$STOP_FLAG/stop" ]] && (( $(trials_ended) > before )); then touch "$STOP_FLAG/stop"; fi
+      if [[ -e "$STOP_FLAG/stop" ]]; then  # until the runner has gone (the pid read anew: only a runner's)
+        pid=$(cat "$STOP_FLAG/runner" 2>/dev/null || true)
+        if [[ -n "$pid" ]] && ps -p "$pid" -o args= 2>/dev/null | grep -q 'lib\.runner'; then
+          kill -TERM "$pid" 2>/dev/null || true
+        fi
       fi
+      sleep "$poll"
     done
   ) &
-  WATCHER=$!
+}
+
+stopped() {  # the watcher asked the search to stop: end here, saving at exit
+  [[ -n "${STOP_FLAG:-}" && -e "$STOP_FLAG/stop" ]] || return 1
+  echo "=== $1: stopped after a trial ended (TUNING_STOP_AFTER_MIN=$TUNING_STOP_AFTER_MIN); the same command resumes"
+  rm -rf "$STOP_FLAG"
+  exit 0
 }
 
 run() {
@@ -134,21 +147,19 @@ run() {
     local tries=1 status
     while :; do
       status=0
-      (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" exec "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" < /dev/null) &
-      [[ -z "${STOP_FLAG:-}" ]] || echo $! > "$STOP_FLAG/runner"
-      wait $! || status=$?
-      if [[ -n "${STOP_FLAG:-}" && -e "$STOP_FLAG/stop" ]]; then
-        echo "=== $name: stopped after a trial ended (TUNING_STOP_AFTER_MIN=$TUNING_STOP_AFTER_MIN); the same command resumes"
-        rm -rf "$STOP_FLAG"
-        exit 0
-      fi
+      stopped "$name" || true
+      # in the foreground (Ctrl-C reaches it; a TERM to this script waits for it), its pid for the watcher
+      (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" exec sh -c 'echo $$ > "$1"; shift; exec "$@"' sh \
+        "${STOP_FLAG:-/dev/null}${STOP_FLAG:+/runner}" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" \
+        < /dev/null) || status=$?
+      stopped "$name" || true
       (( status == 130 && tries < ${SEARCH_TRIES:-5} )) || break
       tries=$((tries + 1))
       echo "=== $name: interrupted (exit 130): resuming from its records, run $tries of ${SEARCH_TRIES:-5}"
     done
     (( status == 0 )) || exit "$status"
   done
-  if [[ -n "${WATCHER:-}" ]]; then kill "$WATCHER" 2>/dev/null || true; rm -rf "$STOP_FLAG"; fi
+  [[ -z "${STOP_FLAG:-}" ]] || rm -rf "$STOP_FLAG"
 }
 
 main() {

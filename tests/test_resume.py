@@ -84,6 +84,21 @@ def test_a_run_killed_twice_still_computes_the_same_numbers(toy, never_stopped, 
     assert [p["through_epoch"] for p in _same_results(never_stopped, out)] == [1, 3, EPOCHS]
 
 
+def test_the_early_stopping_count_comes_back(toy, tmp_path, monkeypatch):  # noqa: F811
+    """Patience 2: after epoch 2 (worse than epoch 1) one epoch without a better score is counted; the
+    resumed run stops after epoch 3, not after epoch 4."""
+    from lib.training import train
+
+    scores = iter([0.5, 0.4, 0.45, 0.6, 0.3, 0.2])
+    monkeypatch.setattr(train, "_select_score", lambda *args: next(scores))
+    out = tmp_path / "run"
+    cfg = _config(toy, epochs=6, patience=2)
+    with pytest.raises(Killed):
+        run_experiment(cfg, out, quiet=True, resume=True, on_epoch=_kill_after(2))
+    metrics = run_experiment(cfg, out, quiet=True, resume=True)
+    assert metrics["epochs_run"] == 3 and metrics["best_epoch"] == 1
+
+
 def test_another_configuration_starts_anew(toy, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     with pytest.raises(Killed):

@@ -333,12 +333,16 @@ def test_a_trial_killed_mid_way_goes_on_in_the_resumed_search(ray_here, encoder,
     with pytest.raises(KeyboardInterrupt):
         tuning.run_trial(search, "old", 0, params, killed, num_threads=1, recipe=True)  # as run_search runs it
     partial = json.loads((Path(search.folder) / "trials" / "old" / tuning.PARTIAL).read_text())
+    plain = tuning.run_trial(tuning.replace(search, folder=str(tmp_path / "plain")), "plain", 0, params,
+                             lambda epoch, best: None, num_threads=1)  # never stopped, in this process
     (trial_id,) = tuning.run_search(search, {"cpu": 1}, concurrent=1)
     folder = Path(search.folder) / "trials" / trial_id
     record = json.loads((folder / tuning.RECORD).read_text())
     assert trial_id != "old" and not (folder.parent / "old").exists()
     assert record["status"] in ("complete", "stopped") and record["recipe"] and record["params"] == partial["params"]
     assert record["epochs"][0] == partial["epochs"][0]  # reported again from the record, seconds and all
+    assert record["valid_macro_f1_per_seed"] == plain["valid_macro_f1_per_seed"]  # trained on to the same numbers
+    assert [e["valid_macro_f1"] for e in record["epochs"]] == [e["valid_macro_f1"] for e in plain["epochs"]]
     assert not (folder / tuning.PARTIAL).exists() and not list(folder.glob("seed*.resume"))
 
 

@@ -99,6 +99,47 @@ def test_a_trial_whose_checkpoint_is_gone_trains_that_seed_anew_and_keeps_the_en
     assert record["epochs"][0]["seconds"] != partial["epochs"][0]["seconds"]  # timed anew
 
 
+def test_a_checkpoint_that_cannot_be_read_makes_the_seed_train_its_counted_epochs_again(encoder, cache,  # noqa: F811
+                                                                                        tmp_path, monkeypatch):
+    calls = {}
+
+    def select_score(model, loss_fn, inputs, cfg, *args):
+        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
+        return SCORES[cfg.seed][calls[cfg.seed] - 1]
+
+    monkeypatch.setattr(train, "_select_score", select_score)
+    plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None)
+    calls.clear()
+    search = _search(encoder, tmp_path / "cut")
+    folder = Path(search.folder) / "trials" / "t1"
+
+    def kill_at_2(epoch, best):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+    (checkpoint.folder(folder / "seed101") / "state-2.pt").write_bytes(b"cut short")
+    partial = json.loads((folder / tuning.PARTIAL).read_text())
+    calls.clear()
+    reports = []
+    record = tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: reports.append(e), resumed=partial)
+    assert calls == {101: 3} and reports == [1, 2, 3] and _scores(record) == _scores(plain)
+
+
+def test_a_search_discards_partial_state_no_trial_will_go_on_from(encoder, tmp_path):  # noqa: F811
+    search = _search(encoder, tmp_path)
+    search = tuning.replace(search, trials=1)
+    trials = Path(search.folder) / "trials"
+    tuning.write_json(trials / "done" / tuning.RECORD, {"trial_id": "done", "number": 0, "status": "complete",
+                                                         "valid_macro_f1": 0.5, "epochs": []})
+    tuning.write_json(trials / "done" / tuning.PARTIAL, {"trial_id": "done", "number": 0, "params": {}})
+    tuning.write_json(trials / "late" / tuning.PARTIAL, {"trial_id": "late", "number": 1, "params": {}})
+    (checkpoint.folder(trials / "late" / "seed100")).mkdir()  # an empty checkpoint folder: ours
+    assert tuning.run_search(search, {"cpu": 1}) == ["done"]  # the budget is spent: nothing to go on with
+    assert not list(trials.glob(f"*/{tuning.PARTIAL}")) and not list(trials.glob("*/seed*.resume"))
+
+
 def test_a_search_enqueues_its_interrupted_trial_and_the_trial_takes_over_its_folder(encoder, tmp_path):  # noqa: F811
     search = _search(encoder, tmp_path)
     trials = Path(search.folder) / "trials"

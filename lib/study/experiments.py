@@ -218,6 +218,9 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
     if not force and is_complete(out):
         saved = json.loads((out / "config.json").read_text())
         if same_config(saved, cfg) and not (save_model and not has_saved_model(out)):
+            from lib.training import checkpoint
+
+            checkpoint.remove(out)  # left by a kill between publishing the run and deleting it
             metrics = json.loads((out / "metrics.json").read_text())
             metrics["reused"] = True
             return metrics

@@ -38,9 +38,11 @@ let the next trial through whatever its score). Finished trials are never run ag
 is the budget. A trial killed mid-way goes on where it stopped: after every epoch it writes its record
 so far (trial.partial.json) and each seed its state (lib/training/checkpoint.py); the next command
 enqueues its sampled point first, and the trial that gets it takes over the folder, reports the
-epochs of the record again (ASHA decides on them as before) and trains on from the checkpoints, to
-the numbers a trial never stopped computes (tests/test_tuning_resume.py). Checkpoints stay on their
-machine: a seed without one trains anew, and the trial's reports start again with it.
+epochs of the record again (ASHA decides on them anew, with the rungs as they are now) and trains on
+from the checkpoints, to the numbers a trial never stopped computes (tests/test_tuning_resume.py,
+tests/test_tuning.py). Both stay on their machine (scripts/tuning_runs.sh saves only the records of
+ended trials): a seed without its checkpoint trains anew, and the trial's reports start again with it;
+on another machine the interrupted trial is gone and the search samples its next point afresh.
 
 Where it runs: a Ray started here (all cores and GPUs), or a cluster (``--ray ADDRESS``, joined and
 given the project's environment as lib/study/fanout.py does); a trial asks for ``--cpus-per-trial``
@@ -226,7 +228,7 @@ class _SeedRun:
             import pandas as pd
 
             self.metrics = _read_json(self.out / "metrics.json")
-            scores = pd.read_csv(self.out / "history.csv")["valid_macro_f1"].tolist()
+            scores = pd.read_csv(self.out / "history.csv", float_precision="round_trip")["valid_macro_f1"].tolist()
             self._follow(scores)
             self.done = True
             return True
@@ -265,9 +267,10 @@ class _SeedRun:
             raise _Stopped()
 
     def _on_epoch(self, epoch: int, valid: float, best: float) -> None:
-        if epoch != len(self.best) + 1:  # its checkpoint was named but could not be read: the run began anew
-            raise TuningError(f"seed {self.cfg.seed} of {self.out.parent.name}: trained epoch {epoch} after "
-                              f"{len(self.best)} epoch(s) (its checkpoint could not be read)")
+        if epoch <= len(self.best):
+            # its checkpoint was named but could not be read, so the run began anew: it trains again, without
+            # giving up the turn, the epochs the trial has counted (the same numbers: the same run)
+            return
         self._count(valid, best)
         patience = self.cfg.patience
         if epoch >= self.cfg.epochs or (patience is not None and self._stale >= patience):
@@ -311,7 +314,8 @@ def run_trial(search: Search, trial_id: str, number: int, params: dict, report, 
         runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}", resumed is not None) for cfg in configs]
         # the epochs reported before the kill that every seed still has (a checkpoint left on another
         # machine is not here: that seed starts anew, and so do the trial's reports)
-        kept = min(len(r.best) for r in runs)
+        live = [len(r.best) for r in runs if not r.done] or [len(r.best) for r in runs]
+        kept = min(live)
         before = {e["epoch"]: e for e in (resumed or {}).get("epochs", []) if e["epoch"] <= kept}
         if before:
             t0 -= before[max(before)]["seconds"]
@@ -467,7 +471,11 @@ def _progress_callback(search: Search):
 
         def _line(self, trials, trial):
             _ENDED.setdefault(search.folder, set()).add(trial.trial_id)
-            discard_partial(Path(search.folder) / "trials" / trial.trial_id)  # ended for good: not resumed
+            folder = Path(search.folder) / "trials" / trial.trial_id
+            # ended for good (complete, ASHA, an error of ours: it has its record); a trial lost inside Ray
+            # (no record) is run again by run_search's retries, from its checkpoints
+            if trial.status != "ERROR" or (folder / RECORD).exists():
+                discard_partial(folder)
             record = _read_json(Path(search.folder) / "trials" / trial.trial_id / RECORD) or {}
             result = trial.last_result or {}
             records = _records(search)
@@ -544,12 +552,17 @@ def restore_rungs(scheduler, finished: list[dict]) -> None:
     stopped would have (an empty rung lets the first trial through, whatever its score). A trial's score at
     a rung is what it reported at that epoch (its record's epochs). Ray's ASHA keeps its rungs as
     ``_brackets[i]._rungs``, a list of (milestone, {trial id: score}); tests/test_tuning.py checks it."""
-    (bracket,) = scheduler._brackets  # one bracket: ASHA's default, and what this module asks for
-    for milestone, recorded in bracket._rungs:
+    try:
+        (bracket,) = scheduler._brackets  # one bracket: ASHA's default, and what this module asks for
+        rungs, sign = bracket._rungs, scheduler._metric_op
+    except (AttributeError, ValueError):
+        raise TuningError("this Ray's ASHAScheduler keeps its rungs otherwise than Ray 2.60 (the pinned version): "
+                          "restore_rungs cannot resume a search with them") from None
+    for milestone, recorded in rungs:
         for r in finished:
             epochs = r.get("epochs") or []
             if len(epochs) >= milestone:
-                recorded[f"ended-{r['trial_id']}"] = scheduler._metric_op * epochs[milestone - 1]["best_valid_macro_f1"]
+                recorded[f"ended-{r['trial_id']}"] = sign * epochs[milestone - 1]["best_valid_macro_f1"]
 
 
 def run_search(search: Search, resources: dict, concurrent: int | None = None) -> list[str]:
@@ -574,6 +587,9 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
     for attempt in range(1 + RAY_RETRIES):
         finished = _records(search)
         left = search.trials - len(finished)
+        for folder in (Path(search.folder) / "trials").glob("*"):  # partial state no trial will go on from
+            if (folder / PARTIAL).exists() and ((folder / RECORD).exists() or left <= 0):
+                discard_partial(folder)
         if finished:
             print(f"tune {search.name}: resuming the search: {len(finished)} of {search.trials} trials ended earlier, "
                   f"{max(left, 0)} to run", flush=True)

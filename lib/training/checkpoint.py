@@ -17,6 +17,7 @@ A kill can come at any moment: each epoch's state goes to a file of its own, and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from lib.ownership import check_owned, json_object, remove_owned
-from lib.training.results import git_state, write_json
+from lib.training.results import git, git_state, write_json
 
 SUFFIX = ".resume"
 MARKER = "resume.json"  # the epoch, the state file of that epoch, what the run is: for a reader and for ownership
@@ -38,9 +39,18 @@ def folder(run: Path) -> Path:
 
 
 def identity(cfg, device_type: str) -> dict:
-    """What must be the same for a run to resume: its validated configuration, the code's commit, the
-    kind of device. JSON's own types, so that it compares equal after a round trip through resume.json."""
-    return json.loads(json.dumps({"config": cfg.to_dict(), "commit": git_state()["commit"], "device": device_type}))
+    """What must be the same for a run to resume: its validated configuration, the code (the commit and,
+    in a changed checkout, a hash of its changes), the kind of device. JSON's own types, so that it
+    compares equal after a round trip through resume.json."""
+    state = git_state()
+    changes = None
+    if state["dirty"]:
+        diff = git("diff", "HEAD", "--", ".", ":(exclude)results")
+        untracked = git("ls-files", "--others", "--exclude-standard", "--", ".", ":(exclude)results")
+        changes = hashlib.sha256(((diff.stdout if diff else "") + (untracked.stdout if untracked else "")).encode()
+                                 ).hexdigest()[:16]
+    return json.loads(json.dumps({"config": cfg.to_dict(), "commit": state["commit"], "changes": changes,
+                                  "device": device_type}))
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -48,7 +58,7 @@ def is_checkpoint(path: Path) -> bool:
 
 
 def _marker(where: Path) -> dict | None:
-    return json_object(where / MARKER, "epoch", "state", "valid_macro_f1", "config", "commit", "device")
+    return json_object(where / MARKER, "epoch", "state", "valid_macro_f1", "config", "commit", "changes", "device")
 
 
 def _is_ours(where: Path) -> bool:
@@ -68,7 +78,10 @@ def save(run: Path, state: dict, ident: dict, valid_macro_f1: list[float]) -> No
     check(run)  # never writes into a folder of the user
     where.mkdir(parents=True, exist_ok=True)
     name = f"state-{state['epoch']}.pt"
-    torch.save({**state, "identity": ident}, where / name)
+    with open(where / name, "wb") as f:
+        torch.save({**state, "identity": ident}, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the marker names it (a machine that loses power, not only a kill)
     write_json(where / MARKER, {"epoch": state["epoch"], "state": name, "valid_macro_f1": valid_macro_f1, **ident})
     for old in where.glob("state-*.pt"):
         if old.name != name:
