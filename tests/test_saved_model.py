@@ -231,7 +231,7 @@ def test_run_or_load_with_save_model_never_returns_a_run_without_its_model(tmp_p
 
     calls = []
     monkeypatch.setattr(train, "run_experiment",
-                        lambda cfg, out, quiet=True, save_model=False: calls.append(save_model) or {})
+                        lambda cfg, out, quiet=True, save_model=False, resume=False: calls.append(save_model) or {})
     cfg = ExperimentConfig(loss="ce", seed=0, encoder="minilm").validate()
     _finished_run(run_folder(tmp_path, cfg), cfg, with_model=False)
     assert run_or_load(cfg, tmp_path)["reused"] and calls == []  # no model asked: reused as before
