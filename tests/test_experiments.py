@@ -156,6 +156,24 @@ def test_a_published_run_trained_otherwise_is_not_replaced(tmp_path, monkeypatch
     assert len(calls) == 2
 
 
+def test_a_notebook_fine_tune_resumes_after_a_kill_and_a_frozen_run_keeps_no_checkpoint(tmp_path, monkeypatch):
+    import lib.study.experiments as experiments
+    import lib.training.train as train
+    from lib.training import checkpoint
+
+    asked = []
+    monkeypatch.setattr(train, "run_experiment", lambda cfg, out, quiet=True, **options: asked.append(options) or {})
+    experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm"), tmp_path)
+    experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", freeze_encoder=True), tmp_path)
+    assert asked == [{"resume": True}, {}]  # heads on cached features take seconds: nothing to resume
+    cfg = ExperimentConfig(loss="ce", seed=1, encoder="minilm").validate()
+    out = run_folder(tmp_path, cfg)
+    _fake_run(out, cfg)
+    left = checkpoint.folder(out)  # a kill between publishing the run and deleting its checkpoint
+    left.mkdir()
+    assert experiments.run_or_load(cfg, tmp_path)["reused"] and not left.exists()
+
+
 def test_render_only_trains_nothing(tmp_path, monkeypatch):
     import lib.study.experiments as experiments
 
