@@ -100,6 +100,7 @@ stop_after_a_trial() {  # $TUNING_STOP_AFTER_MIN: stop the search when the first
     deadline=$(( $(date +%s) + 10#$minutes * 60 ))
     while (( $(date +%s) < deadline )); do kill -0 "$script" 2>/dev/null || exit 0; sleep "$poll"; done
     before=$(trials_ended)
+    touch "$STOP_FLAG/watching"  # from here a trial that ends stops the search
     echo "=== $(date -u +%FT%TZ): $minutes min have passed; the search stops when its next trial ends"
     while kill -0 "$script" 2>/dev/null; do
       if [[ ! -e "$STOP_FLAG/stop" ]] && (( $(trials_ended) > before )); then touch "$STOP_FLAG/stop"; fi

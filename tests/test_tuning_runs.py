@@ -145,9 +145,10 @@ def test_run_resumes_a_search_that_ended_interrupted_then_goes_on_in_order(repo,
 
 
 STUB_TRIAL = """#!/usr/bin/env bash
-# stands in for the worktree's python: a search whose first trial ends after 2 s, then a long second trial
+# stands in for the worktree's python: a search whose first trial ends once the watcher is watching, then a
+# long second trial
 echo "$*" >> "$CALLS"
-sleep 2
+until ls "$TMPDIR"/tuning-stop.*/watching > /dev/null 2>&1; do sleep 0.1; done  # the watcher has counted
 mkdir -p results/tuning/ko6-me5-small-frozen/ce/trials/t1
 echo '{"trial_id": "t1", "status": "complete"}' > results/tuning/ko6-me5-small-frozen/ce/trials/t1/trial.json
 for _ in $(seq 600); do sleep 0.1; done  # this process (its name: a runner's) stays until it is stopped
@@ -170,7 +171,7 @@ def test_stop_after_min_stops_the_search_when_its_next_trial_ends_and_saves_it(r
     commit = _git(repo, "rev-parse", "HEAD").strip()
     env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit, "SAVE_EVERY": "1",
            "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt"), "TUNING_STOP_AFTER_MIN": "0",
-           "STOP_POLL": "0.2"}
+           "STOP_POLL": "0.2", "TMPDIR": str(tmp_path)}
     t0 = time.monotonic()
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run", "ko6-me5-small-frozen",
                           "ed32-minilm-frozen"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
