@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from lib.study.run_times import main
+from lib.study.run_times import main, run_times
 
 
 def _run(folder, mtime, written=None, **machine):
@@ -51,3 +51,16 @@ def test_records_the_machine_that_trained_each_run(tmp_path):
     assert list(table.columns) == ["run", "metrics_json_mtime_utc", "written_utc", "hardware"]
     assert table["hardware"].tolist()[:2] == ["CPU AMD EPYC", "GPU NVIDIA H200"]
     assert table["hardware"].iloc[2:].isna().all()
+
+
+def test_a_run_resumed_on_another_machine_names_both(tmp_path):
+    run = tmp_path / "runs" / "ce1.0" / "seed0"
+    _run(run, 1_764_480_000, cpu={"model": "Intel Xeon"}, device={"type": "cpu"})
+    parts = [{"hardware": "CPU AMD EPYC", "through_epoch": 2}, {"hardware": "CPU AMD EPYC", "through_epoch": 4},
+             {"hardware": "CPU Intel Xeon", "through_epoch": 7}]
+    (run / "metrics.json").write_text(json.dumps({"trained_in_parts": parts}))
+    assert run_times(tmp_path)["hardware"].tolist() == ["CPU AMD EPYC then CPU Intel Xeon"]
+    parts[0]["hardware"] = "CPU Intel Xeon"  # resumed on the machine it began on: one machine
+    parts[1]["hardware"] = "CPU Intel Xeon"
+    (run / "metrics.json").write_text(json.dumps({"trained_in_parts": parts}))
+    assert run_times(tmp_path)["hardware"].tolist() == ["CPU Intel Xeon"]

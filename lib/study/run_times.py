@@ -6,7 +6,8 @@ protocol amendment's commit against the runs it governs, ``python -m lib.study.r
 results/<study>`` writes ``run_times.csv`` there *before the runs are committed*: one row per run,
 its ``metrics.json`` modification time (UTC) and, where the run records it, ``written_utc`` and the
 machine that trained it (``hardware``: "CPU <model>" or "GPU <name>", ``hardware_of``; a study's
-sessions may land on different machines, whose float kernels round differently). A fresh clone's
+sessions may land on different machines, whose float kernels round differently; a run resumed on
+another machine after a kill names each, "A then B", from its ``trained_in_parts``). A fresh clone's
 file times are checkout times, so the file is never rewritten once it exists: the files of the
 studies published before the ``hardware`` column keep their three columns (their summary.md says
 which machines trained how many runs).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.training.results import hardware_of, write_csv
+from lib.training.results import hardware_of, run_hardware, write_csv
 
 COLUMNS = ["run", "metrics_json_mtime_utc", "written_utc", "hardware"]
 
@@ -36,8 +37,15 @@ def run_times(study: Path) -> pd.DataFrame:
         mtime = datetime.fromtimestamp(metrics.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
         env = _environment(run)
         rows.append({"run": run.relative_to(study).as_posix(), "metrics_json_mtime_utc": mtime,
-                     "written_utc": env.get("written_utc"), "hardware": hardware_of(env)})
+                     "written_utc": env.get("written_utc"), "hardware": _machines(metrics, env)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _machines(metrics: Path, env: dict) -> str | None:
+    try:
+        return run_hardware(json.loads(metrics.read_text(encoding="utf-8")), env)
+    except (OSError, ValueError):
+        return hardware_of(env)
 
 
 def _environment(run: Path) -> dict:

@@ -251,6 +251,15 @@ def hardware_of(env: dict) -> str | None:
     return f"CPU {model}" if model else None
 
 
+def run_hardware(metrics: dict, env: dict) -> str | None:
+    """The machine that trained a run (``hardware_of`` its environment.json), or, for a run resumed on
+    another machine after a kill, each machine in order, "A then B" (its metrics' ``trained_in_parts``)."""
+    parts = metrics.get("trained_in_parts") if isinstance(metrics, dict) else None
+    names = [p.get("hardware") for p in parts or [] if isinstance(p, dict)]
+    names = [n for i, n in enumerate(names) if n and (i == 0 or n != names[i - 1])]
+    return " then ".join(names) if len(set(names)) > 1 else hardware_of(env)
+
+
 def collect_runs(root: str | Path) -> pd.DataFrame:
     """One row per (complete run, split, prediction rule); sorted for stable output."""
     rows = []
@@ -273,7 +282,7 @@ def collect_runs(root: str | Path) -> pd.DataFrame:
                     "macro_f1": m["macro_f1"], "accuracy": m["accuracy"],
                     "best_epoch": met.get("best_epoch"), "epochs_run": met.get("epochs_run"),
                     "commit": env.get("git", {}).get("commit"), "dirty": env.get("git", {}).get("dirty"),
-                    "hardware": hardware_of(env), "run_path": str(run),
+                    "hardware": run_hardware(met, env), "run_path": str(run),
                 })
     cols = ["dataset", "encoder", "method", "loss", "frozen", "resplit", "seed", "split", "rule", "primary",
             "macro_f1", "accuracy", "best_epoch", "epochs_run", "commit", "dirty", "hardware", "run", "run_path"]
