@@ -106,7 +106,8 @@ stop_after_a_trial() {  # $TUNING_STOP_AFTER_MIN: stop the search when the first
       if [[ ! -e "$STOP_FLAG/stop" ]] && (( $(trials_ended) > before )); then touch "$STOP_FLAG/stop"; fi
       if [[ -e "$STOP_FLAG/stop" ]]; then  # until the runner has gone (the pid read anew: only a runner's)
         pid=$(cat "$STOP_FLAG/runner" 2>/dev/null || true)
-        if [[ -n "$pid" ]] && ps -p "$pid" -o args= 2>/dev/null | grep -q 'lib\.runner'; then
+        # -ww: the whole command line (piped, ps cuts it at 80 columns, before a long path's lib.runner)
+        if [[ -n "$pid" ]] && ps -ww -p "$pid" -o args= 2>/dev/null | grep -q 'lib\.runner'; then
           kill -TERM "$pid" 2>/dev/null || true
         fi
       fi
