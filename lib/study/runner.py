@@ -1,7 +1,8 @@
 """Headless reproduction: execute every notebook for every seed with papermill (run_all.sh calls this).
 
 Resumable: an executed notebook that finished is skipped; one that was interrupted or failed
-is redone; ``--force`` redoes everything. Inside a notebook, finished runs are reused too.
+is redone; ``--force`` redoes everything. Inside a notebook, finished runs are reused too, and an
+interrupted fine-tune goes on from its last finished epoch (lib/training/checkpoint.py).
 
 The published results (``results/<study>/``, tracked by git) are a reference, not a cache: by
 default a study trains into ``results/local/<study>/`` (ignored by git) and ends by comparing its
