@@ -30,7 +30,8 @@ clean_worktree() {
 #   EXIT trap still saves: stop the trainer too, as a session's end does), so a
 #   stopped session loses at most the work in progress.
 keep_saving() {
-  ( while sleep "${SAVE_EVERY:-300}"; do save || true; done ) &
+  local parent=$$  # the loop ends with the script, even one killed with no chance to run its EXIT trap
+  ( while sleep "${SAVE_EVERY:-300}" && kill -0 "$parent" 2>/dev/null; do save || true; done ) &
   SAVER=$!
   trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
   trap 'exit 130' INT TERM

