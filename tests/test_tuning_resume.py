@@ -22,6 +22,23 @@ class Killed(KeyboardInterrupt):
     """Stands for the kill of a search while Ray waited for a report."""
 
 
+def _scripted_scores(monkeypatch) -> dict:
+    """Epoch scores from SCORES, by seed, in the order each seed's epochs are scored; returns the call counts."""
+    calls = {}
+
+    def select_score(model, loss_fn, inputs, cfg, *args):
+        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
+        return SCORES[cfg.seed][calls[cfg.seed] - 1]
+
+    monkeypatch.setattr(train, "_select_score", select_score)
+    return calls
+
+
+def _kill_at_2(epoch, best):
+    if epoch == 2:
+        raise Killed
+
+
 def _search(encoder, folder):  # noqa: F811
     return tuning.make_search("ed6", encoder, "ce+supcon", "smoke", folder)
 
@@ -47,12 +64,8 @@ def test_a_trial_killed_between_epochs_goes_on_from_its_checkpoints(encoder, cac
     search = _search(encoder, tmp_path / "killed")
     folder = Path(search.folder) / "trials" / "t1"
 
-    def kill_at_2(epoch, best):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+        tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2)
     partial = json.loads((folder / tuning.PARTIAL).read_text())
     assert [e["epoch"] for e in partial["epochs"]] == [1, 2] and not (folder / tuning.RECORD).exists()
     assert (folder / "seed100" / "metrics.json").is_file()  # seed 100 had ended: its run folder is there
@@ -73,24 +86,14 @@ def test_a_trial_whose_checkpoint_is_gone_trains_that_seed_anew_and_keeps_the_en
     """A search resumed on another machine: the partial record came along, the checkpoint did not."""
     import shutil
 
-    calls = {}
-
-    def select_score(model, loss_fn, inputs, cfg, *args):
-        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
-        return SCORES[cfg.seed][calls[cfg.seed] - 1]
-
-    monkeypatch.setattr(train, "_select_score", select_score)
+    calls = _scripted_scores(monkeypatch)
     plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None)
     calls.clear()
     search = _search(encoder, tmp_path / "moved")
     folder = Path(search.folder) / "trials" / "t1"
 
-    def kill_at_2(epoch, best):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+        tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2)
     partial = json.loads((folder / tuning.PARTIAL).read_text())
     shutil.rmtree(checkpoint.folder(folder / "seed101"))
     calls.clear()
@@ -101,24 +104,14 @@ def test_a_trial_whose_checkpoint_is_gone_trains_that_seed_anew_and_keeps_the_en
 
 def test_a_checkpoint_that_cannot_be_read_makes_the_seed_train_its_counted_epochs_again(encoder, cache,  # noqa: F811
                                                                                         tmp_path, monkeypatch):
-    calls = {}
-
-    def select_score(model, loss_fn, inputs, cfg, *args):
-        calls[cfg.seed] = calls.get(cfg.seed, 0) + 1
-        return SCORES[cfg.seed][calls[cfg.seed] - 1]
-
-    monkeypatch.setattr(train, "_select_score", select_score)
+    calls = _scripted_scores(monkeypatch)
     plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None)
     calls.clear()
     search = _search(encoder, tmp_path / "cut")
     folder = Path(search.folder) / "trials" / "t1"
 
-    def kill_at_2(epoch, best):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        tuning.run_trial(search, "t1", 1, PARAMS, kill_at_2)
+        tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2)
     (checkpoint.folder(folder / "seed101") / "state-2.pt").write_bytes(b"cut short")
     partial = json.loads((folder / tuning.PARTIAL).read_text())
     calls.clear()

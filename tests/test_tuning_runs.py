@@ -114,6 +114,21 @@ def test_every_search_is_one_the_tuning_command_accepts():
     assert {"ko6-me5-small", "ed6-minilm"} <= set(searches)
 
 
+def _stand_in_search(repo: Path, python: str) -> str:
+    """Commit a stand-in for the worktree's python (``python``: its bash text) and a no-op setup_env.sh;
+    the commit the searches run from."""
+    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
+    (repo / "scripts" / "setup_env.sh").chmod(0o755)
+    stub = repo / ".venv" / "bin" / "python"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(python)
+    stub.chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "the commit the searches run from")
+    return _git(repo, "rev-parse", "HEAD").strip()
+
+
 STUB_PYTHON = """#!/usr/bin/env bash
 # stands in for the worktree's python: logs each call; the first run of the first search is "interrupted"
 echo "$*" >> "$CALLS"
@@ -124,16 +139,7 @@ if [[ $n == 1 ]]; then exit 130; fi
 
 def test_run_resumes_a_search_that_ended_interrupted_then_goes_on_in_order(repo, tmp_path):
     repo, _ = repo
-    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
-    (repo / "scripts" / "setup_env.sh").chmod(0o755)
-    stub = repo / ".venv" / "bin" / "python"
-    stub.parent.mkdir(parents=True)
-    stub.write_text(STUB_PYTHON)
-    stub.chmod(0o755)
-    (repo / ".gitignore").write_text(".venv/\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "the commit the searches run from")
-    commit = _git(repo, "rev-parse", "HEAD").strip()
+    commit = _stand_in_search(repo, STUB_PYTHON)
     env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit, "SAVE_EVERY": "1",
            "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt")}
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run", "ko6-me5-small-frozen",
@@ -159,16 +165,7 @@ def test_stop_after_min_stops_the_search_when_its_next_trial_ends_and_saves_it(r
     import time
 
     repo, _ = repo
-    (repo / "scripts" / "setup_env.sh").write_text("#!/usr/bin/env bash\n")
-    (repo / "scripts" / "setup_env.sh").chmod(0o755)
-    stub = repo / ".venv" / "bin" / "python"
-    stub.parent.mkdir(parents=True)
-    stub.write_text(STUB_TRIAL)
-    stub.chmod(0o755)
-    (repo / ".gitignore").write_text(".venv/\n")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "the commit the searches run from")
-    commit = _git(repo, "rev-parse", "HEAD").strip()
+    commit = _stand_in_search(repo, STUB_TRIAL)
     env = {**os.environ, "TUNING_WORKTREE": str(tmp_path / "w"), "TUNING_COMMIT": commit, "SAVE_EVERY": "1",
            "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt"), "TUNING_STOP_AFTER_MIN": "0",
            "STOP_POLL": "0.2", "TMPDIR": str(tmp_path)}
