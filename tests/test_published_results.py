@@ -195,13 +195,15 @@ def test_a_published_search_recomputes_from_its_records_with_an_equal_budget_and
     assert json.loads((study / "report.json").read_text(encoding="utf-8"))["equal_budget"]
 
 
-def test_the_tuning_table_recomputes_from_the_published_searches_and_is_in_the_readme():
+def test_the_tuning_table_recomputes_from_the_published_searches_and_the_readme_shows_its_gains():
     if not PUBLISHED_SEARCHES:
         pytest.skip("no tuning study is published yet")
     table = (TUNING / "tuning_table.md").read_text(encoding="utf-8")
     found = tuning_report.published_table(TUNING)
     assert tuning_report.table_markdown(found) == table
-    assert table.strip() in _results_section()
+    gains = (TUNING / "tuning_gains.md").read_text(encoding="utf-8")
+    assert tuning_report.gains_markdown(found) == gains and gains.strip() in _results_section()
+    assert "](results/tuning/tuning_table.md)" in _results_section()
     pd.testing.assert_frame_equal(pd.read_csv(TUNING / "tuning_table.csv"),
                                   found.drop(columns=["_gain", "_recipe_status"]).reset_index(drop=True), check_dtype=False)
     for study in PUBLISHED_SEARCHES:  # the records name no folder of the machines that made them
@@ -209,12 +211,12 @@ def test_the_tuning_table_recomputes_from_the_published_searches_and_is_in_the_r
             assert not re.findall(r'(?:^|[\s"=])/[\w.-]+/', path.read_text(encoding="utf-8")), path
 
 
-def test_the_recipes_table_recomputes_from_the_published_searches_and_is_in_the_readme():
+def test_the_recipes_table_recomputes_from_the_published_searches_and_the_readme_links_it():
     if not PUBLISHED_SEARCHES:
         pytest.skip("no tuning study is published yet")
     found = tuning_report.published_recipes(TUNING)
     table = (TUNING / "recipes_table.md").read_text(encoding="utf-8")
-    assert tuning_report.recipes_markdown(found) == table and table.strip() in _results_section()
+    assert tuning_report.recipes_markdown(found) == table and "](results/tuning/recipes_table.md)" in _results_section()
     pd.testing.assert_frame_equal(pd.read_csv(TUNING / "recipes_table.csv", dtype=str, keep_default_na=False), found)
     assert sorted(set(found["study"])) == sorted(p.name for p in PUBLISHED_SEARCHES)
 

@@ -81,3 +81,36 @@ def test_the_report_writes_the_recipes_table_and_never_replaces_one_it_did_not_w
     written.write_text("my notes\n", encoding="utf-8")  # not a table this program wrote
     assert report_main(["--results", str(tuning_root.parent)]) == 2
     assert "refusing to replace" in capsys.readouterr().err and written.read_text(encoding="utf-8") == "my notes\n"
+
+
+def test_the_gains_view_has_a_row_per_method_and_a_column_per_study_in_the_main_tables_order(tuning_root):
+    """The README's short view: a study the main table lists first comes first, one the main table does not
+    know keeps its folder's name and comes last, and a method a study has not searched shows –."""
+    for name in ("goemo27-minilm-frozen", "aa-mine"):  # two more published studies, each without its SupCon search
+        shutil.copytree(tuning_root / PUBLISHED.name, tuning_root / name)
+        path = tuning_root / name / "budget.csv"
+        pd.read_csv(path).query("method != 'supcon'").to_csv(path, index=False)
+    view = tuning_report.gains_table(tuning_report.published_table(tuning_root)).set_index("method")
+    assert list(view.columns) == ["ko6, me5-small frozen", "goemo27, MiniLM frozen", "aa-mine"]  # not alphabetical
+    assert list(view.index[:2]) == ["CE", "Triplet"] and view.index[-1] == "SupCon" and len(view) == 8
+    budget = pd.read_csv(PUBLISHED / "budget.csv").set_index("method")
+    arcface = budget.loc["arcface"]
+    expected = f"{arcface['rerun_fresh_seeds_valid_macro_f1']:.4f} ({arcface['best_minus_recipe_fresh_seeds']:+.4f})"
+    assert view.loc["ArcFace", "ko6, me5-small frozen"] == expected == "0.5325 (+0.0362)"
+    assert view.loc["SupCon", "aa-mine"] == "–" and view.loc["SupCon", "ko6, me5-small frozen"] != "–"
+    text = tuning_report.gains_markdown(tuning_report.published_table(tuning_root))
+    studies = [line.split(":")[0] for line in text.splitlines() if ": tuning bought CE" in line]
+    assert studies == ["- ko6-me5-small-frozen", "- goemo27-minilm-frozen", "- aa-mine"]  # the columns' order
+
+
+def test_the_report_writes_the_gains_view_and_never_replaces_a_file_it_did_not_write(tuning_root, capsys):
+    for study in STUDIES:  # the main table's summaries, read only
+        (tuning_root.parent / study.folder).symlink_to(PROJECT_ROOT / "results" / study.folder)
+    mine = tuning_root / "tuning_gains.md"
+    mine.write_text("my gains\n", encoding="utf-8")
+    assert report_main(["--results", str(tuning_root.parent)]) == 2
+    assert "refusing to replace" in capsys.readouterr().err and mine.read_text(encoding="utf-8") == "my gains\n"
+    assert not (tuning_root / "tuning_table.md").exists()  # refused before anything was written
+    mine.unlink()
+    assert report_main(["--results", str(tuning_root.parent)]) == 0
+    assert mine.read_text(encoding="utf-8") == tuning_report.gains_markdown(tuning_report.published_table(tuning_root))

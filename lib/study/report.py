@@ -6,7 +6,8 @@ method), ``results/main_table.md`` (wide, what the README shows) and ``results/m
 (combined - CE in every study, with its verdict interval: the figure atop the README); once Study 2's
 searches are published (lib.study.tuning --publish), ``results/tuning/tuning_table.csv`` and ``.md``:
 what tuning bought each method, from each published search's budget.csv, and ``recipes_table.csv`` and
-``.md``: each method's tuned recipe beside Study 1's, from each search's best.json and trial 1.
+``.md``: each method's tuned recipe beside Study 1's, from each search's best.json and trial 1, and
+``tuning_gains.md``: the README's short view of the tuning table (method x study).
 """
 from __future__ import annotations
 
@@ -187,6 +188,8 @@ TUNING_TABLE = "tuning/tuning_table"  # what tuning bought each method (lib.stud
 _is_tuning_table_md = _md_table_starting("| study | method |")
 RECIPES_TABLE = "tuning/recipes_table"  # each tuned recipe beside Study 1's (lib.study.tuning_report.published_recipes)
 _is_recipes_table_md = _md_table_starting("| study | method | encoder lr |")
+TUNING_GAINS = "tuning/tuning_gains"  # the README's view of the tuning table (tuning_report.gains_markdown)
+_is_tuning_gains_md = _md_table_starting("| method | ")
 
 
 def main(argv=None) -> int:
@@ -208,7 +211,8 @@ def main(argv=None) -> int:
                 (TUNING_TABLE + ".csv", lambda p: csv_header_has(p, tuning_report.TABLE_COLUMNS), "a tuning table"),
                 (TUNING_TABLE + ".md", _is_tuning_table_md, "a tuning table"),
                 (RECIPES_TABLE + ".csv", lambda p: csv_header_has(p, tuning_report.RECIPE_COLUMNS), "a recipes table"),
-                (RECIPES_TABLE + ".md", _is_recipes_table_md, "a recipes table")):
+                (RECIPES_TABLE + ".md", _is_recipes_table_md, "a recipes table"),
+                (TUNING_GAINS + ".md", _is_tuning_gains_md, "a tuning gains table")):
             check_owned(root / name, ours, f"{what} written by python -m lib.report")
     except (FileNotFoundError, ValueError, NotOursError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -222,6 +226,7 @@ def main(argv=None) -> int:
     if tuned is not None and len(tuned):  # Study 2's searches, once published (lib.study.tuning --publish)
         write_csv(root / (TUNING_TABLE + ".csv"), tuned.drop(columns=["_gain", "_recipe_status"]))
         write_text(root / (TUNING_TABLE + ".md"), tuning_report.table_markdown(tuned))
+        write_text(root / (TUNING_GAINS + ".md"), tuning_report.gains_markdown(tuned))
         print(f"{len(tuned)} tuned methods from {tuned['study'].nunique()} published searches -> "
               f"{root / (TUNING_TABLE + '.md')}")
     if recipes is not None and len(recipes):

@@ -367,13 +367,59 @@ def table_markdown(table: pd.DataFrame) -> str:
     if stopped.any():
         lines.append("- (stopped): ASHA ended the recipe's trial early; its score is the best before it was stopped "
                      "(on the fresh seeds the recipe ran in full).")
+    lines += _ce_beside_combined(table)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _ce_beside_combined(table: pd.DataFrame) -> list[str]:
+    """Per study with both searches: what tuning bought cross-entropy beside the combined loss."""
+    lines = []
     for study, t in table.groupby("study", sort=False):
         by = t.set_index("method")
         if {"ce", "ce+triplet+arcface"} <= set(by.index):
             ce, combined = by.loc["ce", "_gain"], by.loc["ce+triplet+arcface", "_gain"]
             lines.append(f"- {study}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
                          f"the combined loss's gain: {ce - combined:+.4f}.")
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return lines
+
+
+GAIN_NOTE = ("- Each cell: the tuned recipe's validation macro-F1 (mean of two fresh seeds) and, in brackets, what tuning "
+             "bought: that minus the Study 1 recipe's, re-run beside it on the same seeds (one commit, one machine); "
+             "validation only, no interval; – where the study has no search of the method.")
+
+
+def _study_titles(studies) -> dict[str, str]:
+    """folder -> column title of the given tuning studies, in the main table's order (lib.study.studies);
+    a folder the main table does not know keeps its name and comes last."""
+    from lib.study.studies import report_columns
+
+    titles = dict(report_columns())
+    order = {folder: i for i, folder in enumerate(titles)}
+    return {s: titles.get(s, s) for s in sorted(dict.fromkeys(studies), key=lambda s: (order.get(s, len(order)), s))}
+
+
+def gains_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The README's short view of ``published_table``: one row per method (reading order), one column per
+    published study, each cell the winner re-run on the fresh seeds beside the recipe, with the difference
+    (what tuning bought)."""
+    from lib.study.experiments import sort_methods
+
+    titles = _study_titles(table["study"])
+    best = BOUGHT_COLUMNS[f"rerun_fresh_seeds_{SCORE}"]
+    cells = {(r["study"], r["method"]): f"{r[best]:.4f} ({r['_gain']:+.4f})" for _, r in table.iterrows()}
+    rows = [{"method": _method_title(m), **{title: cells.get((s, m), "–") for s, title in titles.items()}}
+            for m in sort_methods(table["method"].unique())]
+    return pd.DataFrame(rows, columns=["method", *titles.values()])
+
+
+def gains_markdown(table: pd.DataFrame) -> str:
+    """``gains_table`` in markdown, what its cells mean, and per study (in its columns' order) what tuning
+    bought cross-entropy beside the combined loss."""
+    from lib.study.summary import markdown_table
+
+    by_column = pd.concat([table[table["study"] == s] for s in _study_titles(table["study"])]) if len(table) else table
+    return "\n".join([markdown_table(gains_table(table)).rstrip("\n"), GAIN_NOTE,
+                      *_ce_beside_combined(by_column)]) + "\n"
 
 
 # ---- across the published searches: each method's tuned recipe beside Study 1's (README) ----
