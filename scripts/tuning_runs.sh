@@ -9,6 +9,10 @@
 #   scripts/tuning_runs.sh save              copy the records of finished trials and searches (trial.json,
 #                                            search.json, best.json, recipe.json) into results/tuning and commit them
 #                                            (only those paths); notebook 07 makes the report from them
+#   scripts/tuning_runs.sh publish SEARCH    once all its searches have finished: their report and notebook 07
+#                                            (run_all.sh ... --publish), from a clean worktree at this checkout's
+#                                            HEAD ($PUBLISH_WORKTREE, default ../publish-<hash>), copied into
+#                                            results/tuning/SEARCH and committed (only those paths)
 #   scripts/tuning_runs.sh list              the searches, one "name|run_all.sh arguments" a line
 #
 # A search's state is its trial records (lib/study/tuning.py, "Resuming"): restored into the worktree,
@@ -164,13 +168,53 @@ run() {
   [[ -z "${STOP_FLAG:-}" ]] || rm -rf "$STOP_FLAG"
 }
 
+search_args() {  # the run_all.sh arguments of search $1 (exit 2 for an unknown name)
+  local entry
+  for entry in "${SEARCHES[@]}"; do
+    if [[ "${entry%%|*}" == "$1" ]]; then echo "${entry#*|}"; return 0; fi
+  done
+  echo "error: ${1:-(none)} is not a search (one of: $(printf '%s ' "${SEARCHES[@]%%|*}"))" >&2; exit 2
+}
+
+publish() {
+  local name=${1:-} words args head study rel new=()
+  words=$(search_args "$name")
+  study="results/tuning/$name"
+  if [[ -n "$(git -C "$ROOT" status --porcelain -- "$study")" ]]; then  # never over a change not committed
+    echo "error: $ROOT/$study has changes that are not committed; commit or remove them first" >&2; exit 2
+  fi
+  data_env
+  "$ROOT/scripts/setup_env.sh"
+  head=$(git -C "$ROOT" rev-parse --short=12 HEAD)
+  COMMIT=$head WORKTREE="${PUBLISH_WORKTREE:-$(dirname "$ROOT")/publish-$head}"
+  worktree  # the records are committed: the worktree at HEAD holds them, and the publish adds only the report
+  eval "args=($words ${TUNING_EXTRA_ARGS:-})"
+  echo "=== $name: publishing from $WORKTREE at $head: ${args[*]} --publish"
+  (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" --publish < /dev/null)
+  # what the publish wrote or changed there, as git sees it (the runs it trained are ignored, as everywhere)
+  while IFS= read -r rel; do
+    mkdir -p "$(dirname "$ROOT/$rel")"
+    case "$rel" in  # text names no folder of this machine: project-relative, as save() keeps records
+      *.json|*.csv|*.md|*.ipynb) sed "s|$WORKTREE/||g" "$WORKTREE/$rel" > "$ROOT/$rel.tmp" && mv "$ROOT/$rel.tmp" "$ROOT/$rel" ;;
+      *) cp -p "$WORKTREE/$rel" "$ROOT/$rel" ;;
+    esac
+    new+=("$ROOT/$rel")
+  done < <(git -C "$WORKTREE" status --porcelain -uall -- "$study" | sed 's/^...//')
+  if (( ${#new[@]} == 0 )); then echo "error: the publish wrote nothing under $study" >&2; exit 1; fi
+  cd "$ROOT"
+  git add -f -- "${new[@]}"
+  git commit -q -m "Publish the $name searches: report and notebook 07 from a clean worktree at $head" -- "${new[@]}"
+  echo "committed ${#new[@]} file(s) of $study; next: python -m lib.report, then README's tuning block and docs/results.md"
+}
+
 main() {
   case "${1:-}" in
     run) shift; run "$@" ;;
+    publish) shift; [[ $# == 1 ]] || { echo "usage: scripts/tuning_runs.sh publish SEARCH" >&2; exit 2; }; publish "$1" ;;
     restore) worktree; restore ;;
     save) worktree; save ;;
     list) printf '%s\n' "${SEARCHES[@]}" ;;
-    *) sed -n 2,20p "$0" >&2; exit 2 ;;
+    *) sed -n 2,24p "$0" >&2; exit 2 ;;
   esac
 }
 main "$@"; exit $?

@@ -179,3 +179,49 @@ def test_stop_after_min_stops_the_search_when_its_next_trial_ends_and_saves_it(r
     bad = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "run"], cwd=repo, capture_output=True,
                          text=True, env={**env, "TUNING_STOP_AFTER_MIN": "soon"})
     assert bad.returncode == 2 and "TUNING_STOP_AFTER_MIN=soon" in bad.stderr
+
+
+STUB_PUBLISH = """#!/usr/bin/env bash
+# stands in for the worktree's python: a publish writes the report (a notebook naming this worktree, a figure
+# without a final newline), and trains a recipe run (ignored by git, as in the project)
+echo "$PWD $*" >> "$CALLS"
+study=results/tuning/ko6-me5-small-frozen
+mkdir -p $study/notebooks $study/figures $study/ce/recipe/seed200
+echo "{\\"path\\": \\"$PWD/$study/ce\\"}" > $study/notebooks/07_tuning.ipynb
+printf '\\211PNG\\r\\n\\032\\n\\000' > $study/figures/best_so_far.png
+echo '{}' > $study/ce/recipe/seed200/metrics.json
+echo '{"equal_budget": true}' > $study/report.json
+"""
+
+
+def test_publish_commits_the_report_written_in_a_clean_worktree_at_head(repo, tmp_path):
+    repo, _ = repo
+    commit = _stand_in_search(repo, STUB_PUBLISH)
+    shutil.copy(PROJECT_ROOT / ".gitignore", repo / ".gitignore")  # the project's: run folders are ignored
+    _git(repo, "commit", "-qam", "the project's ignore rules")
+    head = _git(repo, "rev-parse", "--short=12", "HEAD").strip()
+    env = {**os.environ, "STUDY_DATA_DIR": str(tmp_path), "CALLS": str(tmp_path / "calls.txt")}
+    env.pop("PUBLISH_WORKTREE", None)
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-me5-small-frozen"], cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    worktree = tmp_path / f"publish-{head}"
+    (call,) = (tmp_path / "calls.txt").read_text().splitlines()
+    assert call.startswith(f"{worktree} -m lib.runner --profile tune --setting frozen --dataset ko6 ")
+    assert call.endswith(" --publish") and commit != head  # from HEAD, not from the searches' commit
+    study = "results/tuning/ko6-me5-small-frozen"
+    assert sorted(_git(repo, "show", "--name-only", "--format=", "HEAD").split()) == [
+        f"{study}/figures/best_so_far.png", f"{study}/notebooks/07_tuning.ipynb", f"{study}/report.json"]
+    assert f"clean worktree at {head}" in _git(repo, "log", "-1", "--format=%s")
+    assert json.loads((repo / study / "notebooks" / "07_tuning.ipynb").read_text()) == {"path": f"{study}/ce"}
+    assert (repo / study / "figures" / "best_so_far.png").read_bytes() == b"\x89PNG\r\n\x1a\n\x00"  # as written
+    assert _git(repo, "status", "--porcelain") == ""
+    bad = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-typo"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "ko6-typo is not a search" in bad.stderr
+    (repo / study / "report.json").write_text("my edit")  # a change of the user's there is never replaced
+    again = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-me5-small-frozen"], cwd=repo,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "not committed" in again.stderr
+    assert (repo / study / "report.json").read_text() == "my edit" and len(
+        (tmp_path / "calls.txt").read_text().splitlines()) == 1
