@@ -200,7 +200,7 @@ publish() {
     esac
     new+=("$ROOT/$rel")
   done < <(git -C "$WORKTREE" status --porcelain -uall -- "$study" | sed 's/^...//')
-  if (( ${#new[@]} == 0 )); then echo "error: the publish wrote nothing under $study" >&2; exit 1; fi
+  if (( ${#new[@]} == 0 )); then echo "nothing changed under $study: it was published as it is"; return 0; fi
   cd "$ROOT"
   git add -f -- "${new[@]}"
   git commit -q -m "Publish the $name searches: report and notebook 07 from a clean worktree at $head" -- "${new[@]}"

@@ -372,6 +372,21 @@ def test_a_folder_of_the_user_is_never_written(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "thesis").iterdir()) == ["chapter1.txt"]
 
 
+def test_a_search_saved_before_a_config_field_existed_is_the_same_search(tmp_path):
+    """A field added to the code later (resplit) reads as its default in a saved search.json, as in a saved
+    run's config: the ed6 searches, saved at 6824355, publish from a later commit. Another value is refused."""
+    search = tuning.make_search("ed6", "minilm", "ce", "smoke", tmp_path / "study")
+    Path(search.folder).mkdir(parents=True)
+    budget = search.budget()
+    del budget["base"]["resplit"]  # as the searches saved before resplit existed
+    tuning.write_json(Path(search.folder) / tuning.SEARCH, {"budget": budget, "finished": True, "trials": []})
+    assert tuning._search_state(search)["finished"]
+    budget["base"]["resplit"] = True  # a search that did run otherwise
+    tuning.write_json(Path(search.folder) / tuning.SEARCH, {"budget": budget, "finished": True, "trials": []})
+    with pytest.raises(tuning.TuningError, match=r"search\.json belongs to a search with other settings \(base\)"):
+        tuning._search_state(search)
+
+
 def test_publish_is_refused_while_a_search_is_unfinished(tmp_path, capsys):
     study = tuning.study_folder("ed6", "minilm", "smoke")
     existed = study.exists()

@@ -773,12 +773,26 @@ def confirm_recipe(search: Search) -> dict:
     return out
 
 
+def _with_later_defaults(saved: dict, now: dict) -> dict:
+    """A saved budget whose Study 1 recipe (``base``) lacks a config field that ``now``'s has, added to the
+    code after the search was saved: read as that field's default, the behaviour the search had (e.g.
+    resplit), as a saved run's config is read (lib.study.experiments.experiment_fields)."""
+    from lib.study.experiments import FIELD_DEFAULTS
+
+    base, later = saved.get("base"), now.get("base")
+    if not isinstance(base, dict) or not isinstance(later, dict):
+        return saved
+    return {**saved, "base": {**{k: FIELD_DEFAULTS[k] for k in later if k not in base and k in FIELD_DEFAULTS},
+                              **base}}
+
+
 def _search_state(search: Search) -> dict | None:
     """search.json of an earlier search in the same folder; refused when it was another search."""
     state = _read_json(Path(search.folder) / SEARCH)
-    if state is not None and state.get("budget") != search.budget():
-        differ = sorted(k for k in set(state.get("budget", {})) | set(search.budget())
-                        if state.get("budget", {}).get(k) != search.budget().get(k))
+    now = search.budget()
+    saved = _with_later_defaults((state or {}).get("budget", {}), now)
+    if state is not None and saved != now:
+        differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise TuningError(f"{Path(search.folder) / SEARCH} belongs to a search with other settings ({', '.join(differ)}"
                           "); pass --results another folder, or remove that method's folder to start over")
     return state
