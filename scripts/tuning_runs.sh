@@ -11,8 +11,9 @@
 #                                            (only those paths); notebook 07 makes the report from them
 #   scripts/tuning_runs.sh publish SEARCH    once all its searches have finished: their report and notebook 07
 #                                            (run_all.sh ... --publish), from a clean worktree at this checkout's
-#                                            HEAD ($PUBLISH_WORKTREE, default ../publish-<hash>), copied into
-#                                            results/tuning/SEARCH and committed (only those paths)
+#                                            HEAD ($PUBLISH_WORKTREE, default ../publish-<hash>, removed after
+#                                            if it made it), copied into results/tuning/SEARCH where they changed
+#                                            and committed (only those paths)
 #   scripts/tuning_runs.sh list              the searches, one "name|run_all.sh arguments" a line
 #
 # A search's state is its trial records (lib/study/tuning.py, "Resuming"): restored into the worktree,
@@ -176,8 +177,55 @@ search_args() {  # the run_all.sh arguments of search $1 (exit 2 for an unknown 
   echo "error: ${1:-(none)} is not a search (one of: $(printf '%s ' "${SEARCHES[@]%%|*}"))" >&2; exit 2
 }
 
+# copy_back WORKTREE ROOT STUDY: what git sees new or changed under STUDY in WORKTREE (the runs a publish trains
+# are ignored, as everywhere) copied into ROOT, text made project-relative (as save() keeps records), only where
+# it differs from ROOT's copy; prints the paths copied, NUL-separated. Refuses (nothing copied) a deletion.
+COPY_BACK='
+import os, subprocess, sys
+worktree, root, study = sys.argv[1:4]
+out = subprocess.run(["git", "-C", worktree, "status", "--porcelain", "-z", "-uall", "--", study],
+                     check=True, capture_output=True).stdout.split(b"\0")
+found, i = [], 0
+while i < len(out):
+    entry, i = out[i], i + 1
+    if not entry:
+        continue
+    code, rel = entry[:2].decode(), os.fsdecode(entry[3:])
+    if code[0] in "RC":
+        i += 1  # a rename names its source next
+    if "D" in code:
+        sys.exit(f"error: the publish deleted {rel} in {worktree}; nothing copied")
+    found.append(rel)
+prefixes = {os.path.realpath(worktree) + "/", os.path.abspath(worktree) + "/"}
+copied = []
+for rel in found:
+    with open(os.path.join(worktree, rel), "rb") as f:
+        data = f.read()
+    if rel.endswith((".json", ".csv", ".md", ".ipynb")):
+        for prefix in prefixes:
+            data = data.replace(prefix.encode(), b"")
+    dst = os.path.join(root, rel)
+    if os.path.isfile(dst) and open(dst, "rb").read() == data:
+        continue
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    with open(dst + ".publish-tmp", "wb") as f:
+        f.write(data)
+    os.replace(dst + ".publish-tmp", dst)
+    copied.append(rel)
+sys.stdout.write("".join(rel + "\0" for rel in copied))
+'
+
+commit_paths() {  # commit_paths MESSAGE PATH...: add and commit only these, waiting out a saver's commit (index.lock)
+  local message=$1 tries=1
+  shift
+  until git -C "$ROOT" add -f -- "$@" && git -C "$ROOT" commit -q -m "$message" -- "$@"; do
+    (( tries < 20 )) || { echo "error: could not commit $* (copied, not committed)" >&2; return 1; }
+    tries=$((tries + 1)); sleep 3
+  done
+}
+
 publish() {
-  local name=${1:-} words args head study rel new=()
+  local name=${1:-} words args head study created=0 list rel new=()
   words=$(search_args "$name")
   study="results/tuning/$name"
   if [[ -n "$(git -C "$ROOT" status --porcelain -- "$study")" ]]; then  # never over a change not committed
@@ -187,24 +235,27 @@ publish() {
   "$ROOT/scripts/setup_env.sh"
   head=$(git -C "$ROOT" rev-parse --short=12 HEAD)
   COMMIT=$head WORKTREE="${PUBLISH_WORKTREE:-$(dirname "$ROOT")/publish-$head}"
+  [[ -e "$WORKTREE" ]] || created=1
   worktree  # the records are committed: the worktree at HEAD holds them, and the publish adds only the report
+  # what an interrupted publish left there is not this one's report: back to the commit (ignored runs stay)
+  if git -C "$WORKTREE" ls-files --error-unmatch -- "$study" > /dev/null 2>&1; then
+    git -C "$WORKTREE" checkout -q -- "$study"
+  fi
+  git -C "$WORKTREE" clean -fq -- "$study"
   eval "args=($words ${TUNING_EXTRA_ARGS:-})"
   echo "=== $name: publishing from $WORKTREE at $head: ${args[*]} --publish"
   (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner "${args[@]}" --publish < /dev/null)
-  # what the publish wrote or changed there, as git sees it (the runs it trained are ignored, as everywhere)
-  while IFS= read -r rel; do
-    mkdir -p "$(dirname "$ROOT/$rel")"
-    case "$rel" in  # text names no folder of this machine: project-relative, as save() keeps records
-      *.json|*.csv|*.md|*.ipynb) sed "s|$WORKTREE/||g" "$WORKTREE/$rel" > "$ROOT/$rel.tmp" && mv "$ROOT/$rel.tmp" "$ROOT/$rel" ;;
-      *) cp -p "$WORKTREE/$rel" "$ROOT/$rel" ;;
-    esac
-    new+=("$ROOT/$rel")
-  done < <(git -C "$WORKTREE" status --porcelain -uall -- "$study" | sed 's/^...//')
-  if (( ${#new[@]} == 0 )); then echo "nothing changed under $study: it was published as it is"; return 0; fi
-  cd "$ROOT"
-  git add -f -- "${new[@]}"
-  git commit -q -m "Publish the $name searches: report and notebook 07 from a clean worktree at $head" -- "${new[@]}"
-  echo "committed ${#new[@]} file(s) of $study; next: python -m lib.report, then README's tuning block and docs/results.md"
+  list=$(mktemp)
+  "${PYTHON:-python3}" -c "$COPY_BACK" "$WORKTREE" "$ROOT" "$study" > "$list" || { rm -f "$list"; exit 1; }  # stdlib only
+  while IFS= read -r -d '' rel; do new+=("$rel"); done < "$list"
+  rm -f "$list"
+  if (( ${#new[@]} )); then
+    commit_paths "Publish the $name searches: report and notebook 07 from a clean worktree at $head" "${new[@]}"
+    echo "committed ${#new[@]} file(s) of $study; next: python -m lib.report, then README's tuning block and docs/results.md"
+  else
+    echo "nothing changed under $study: it was published as it is"
+  fi
+  if (( created )); then git -C "$ROOT" worktree remove --force "$WORKTREE"; fi  # its runs: the records hold their numbers
 }
 
 main() {

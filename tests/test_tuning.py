@@ -383,8 +383,12 @@ def test_a_search_saved_before_a_config_field_existed_is_the_same_search(tmp_pat
     assert tuning._search_state(search)["finished"]
     budget["base"]["resplit"] = True  # a search that did run otherwise
     tuning.write_json(Path(search.folder) / tuning.SEARCH, {"budget": budget, "finished": True, "trials": []})
-    with pytest.raises(tuning.TuningError, match=r"search\.json belongs to a search with other settings \(base\)"):
+    with pytest.raises(tuning.TuningError, match=r"search\.json belongs to a search with other settings \(base\.resplit\)"):
         tuning._search_state(search)
+    del budget["base"]["resplit"]  # saved before the field, asked for now with it on: not the same search
+    tuning.write_json(Path(search.folder) / tuning.SEARCH, {"budget": budget, "finished": True, "trials": []})
+    with pytest.raises(tuning.TuningError, match=r"base\.resplit"):
+        tuning._search_state(tuning.replace(search, base={**search.base, "resplit": True}))
 
 
 def test_publish_is_refused_while_a_search_is_unfinished(tmp_path, capsys):

@@ -206,7 +206,7 @@ def test_publish_commits_the_report_written_in_a_clean_worktree_at_head(repo, tm
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     worktree = tmp_path / f"publish-{head}"
-    (call,) = (tmp_path / "calls.txt").read_text().splitlines()
+    (call,) = (tmp_path / "calls.txt").read_text().splitlines()  # before the second publish below
     assert call.startswith(f"{worktree} -m lib.runner --profile tune --setting frozen --dataset ko6 ")
     assert call.endswith(" --publish") and commit != head  # from HEAD, not from the searches' commit
     study = "results/tuning/ko6-me5-small-frozen"
@@ -215,7 +215,12 @@ def test_publish_commits_the_report_written_in_a_clean_worktree_at_head(repo, tm
     assert f"clean worktree at {head}" in _git(repo, "log", "-1", "--format=%s")
     assert json.loads((repo / study / "notebooks" / "07_tuning.ipynb").read_text()) == {"path": f"{study}/ce"}
     assert (repo / study / "figures" / "best_so_far.png").read_bytes() == b"\x89PNG\r\n\x1a\n\x00"  # as written
-    assert _git(repo, "status", "--porcelain") == ""
+    assert _git(repo, "status", "--porcelain") == "" and not worktree.exists()  # the worktree it made: gone
+    published = _git(repo, "rev-parse", "HEAD")
+    again = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-me5-small-frozen"], cwd=repo,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "nothing changed" in again.stdout, again.stderr  # the same report again
+    assert _git(repo, "rev-parse", "HEAD") == published
     bad = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-typo"], cwd=repo, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "ko6-typo is not a search" in bad.stderr
@@ -224,4 +229,4 @@ def test_publish_commits_the_report_written_in_a_clean_worktree_at_head(repo, tm
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "not committed" in again.stderr
     assert (repo / study / "report.json").read_text() == "my edit" and len(
-        (tmp_path / "calls.txt").read_text().splitlines()) == 1
+        (tmp_path / "calls.txt").read_text().splitlines()) == 2

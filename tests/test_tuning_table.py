@@ -48,7 +48,7 @@ def test_an_old_budget_is_refused_by_file_and_column(tuning_root, capsys):
 
 
 def test_each_tuned_recipe_stands_beside_the_study_1_recipe(tuning_root):
-    """The README's recipes table, from the published frozen ko6 search: best (Study 1's), a sum's weights
+    """The recipes table (README links it), from the published frozen ko6 search: best (Study 1's), a sum's weights
     likewise, nothing for a parameter the method's search has not (the encoder's learning rate, frozen)."""
     table = tuning_report.published_recipes(tuning_root).set_index("method")
     best = json.loads((PUBLISHED / "arcface" / "best.json").read_text(encoding="utf-8"))["config"]["head_lr"]
@@ -100,7 +100,8 @@ def test_the_gains_view_has_a_row_per_method_and_a_column_per_study_in_the_main_
     assert view.loc["SupCon", "aa-mine"] == "–" and view.loc["SupCon", "ko6, me5-small frozen"] != "–"
     text = tuning_report.gains_markdown(tuning_report.published_table(tuning_root))
     studies = [line.split(":")[0] for line in text.splitlines() if ": tuning bought CE" in line]
-    assert studies == ["- ko6-me5-small-frozen", "- goemo27-minilm-frozen", "- aa-mine"]  # the columns' order
+    assert studies == ["- ko6, me5-small frozen", "- goemo27, MiniLM frozen", "- aa-mine"]  # the columns' order
+    assert "|\n\n- Each cell" in text  # a blank line after the table: the list is not read as a row
 
 
 def test_the_report_writes_the_gains_view_and_never_replaces_a_file_it_did_not_write(tuning_root, capsys):

@@ -311,7 +311,7 @@ def check_report(report: dict) -> None:
     assert budget["recipe_on_same_seeds"].dropna().all(), f"a recipe re-run on other seeds than its winner's:\n{budget}"
 
 
-# ---- across the published searches: the README's tuning table ----
+# ---- across the published searches: what tuning bought (tuning_table.md; the README shows gains_markdown) ----
 
 PART_NAMES = {"ce": "CE", "triplet": "Triplet", "arcface": "ArcFace", "supcon": "SupCon"}
 TABLE_COLUMNS = ["study", "method", *BOUGHT_COLUMNS.values()]
@@ -371,14 +371,15 @@ def table_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _ce_beside_combined(table: pd.DataFrame) -> list[str]:
-    """Per study with both searches: what tuning bought cross-entropy beside the combined loss."""
+def _ce_beside_combined(table: pd.DataFrame, names: dict[str, str] | None = None) -> list[str]:
+    """Per study with both searches (named by ``names``, else by folder): what tuning bought cross-entropy
+    beside the combined loss."""
     lines = []
     for study, t in table.groupby("study", sort=False):
         by = t.set_index("method")
         if {"ce", "ce+triplet+arcface"} <= set(by.index):
             ce, combined = by.loc["ce", "_gain"], by.loc["ce+triplet+arcface", "_gain"]
-            lines.append(f"- {study}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
+            lines.append(f"- {(names or {}).get(study, study)}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
                          f"the combined loss's gain: {ce - combined:+.4f}.")
     return lines
 
@@ -417,12 +418,13 @@ def gains_markdown(table: pd.DataFrame) -> str:
     bought cross-entropy beside the combined loss."""
     from lib.study.summary import markdown_table
 
-    by_column = pd.concat([table[table["study"] == s] for s in _study_titles(table["study"])]) if len(table) else table
-    return "\n".join([markdown_table(gains_table(table)).rstrip("\n"), GAIN_NOTE,
-                      *_ce_beside_combined(by_column)]) + "\n"
+    titles = _study_titles(table["study"])
+    by_column = pd.concat([table[table["study"] == s] for s in titles]) if len(table) else table
+    # the table's own newline, then a blank line: a list straight after a table is a row to some renderers
+    return "\n".join([markdown_table(gains_table(table)), GAIN_NOTE, *_ce_beside_combined(by_column, titles)]) + "\n"
 
 
-# ---- across the published searches: each method's tuned recipe beside Study 1's (README) ----
+# ---- across the published searches: each method's tuned recipe beside Study 1's (recipes_table.md) ----
 
 SHARED_TITLES = {"encoder_lr": "encoder lr", "head_lr": "head lr", "warmup_ratio": "warm-up", "epochs": "epochs",
                  "weight_decay": "weight decay", "dropout": "dropout"}
