@@ -265,7 +265,7 @@ main() {
     restore) worktree; restore ;;
     save) worktree; save ;;
     list) printf '%s\n' "${SEARCHES[@]}" ;;
-    *) sed -n 2,24p "$0" >&2; exit 2 ;;
+    *) sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2; exit 2 ;;  # the header comment, whole
   esac
 }
 main "$@"; exit $?
