@@ -128,12 +128,17 @@ stopped() {  # the watcher asked the search to stop: end here, saving at exit
   exit 0
 }
 
-run() {
-  local known name
-  known=" $(printf '%s ' "${SEARCHES[@]%%|*}")"
-  for name in "$@"; do  # before anything is set up or trained
-    [[ "$known" == *" $name "* ]] || { echo "error: $name is not a search (one of:$known)" >&2; exit 2; }
+search_args() {  # the run_all.sh arguments of search $1 (exit 2 for an unknown name)
+  local entry
+  for entry in "${SEARCHES[@]}"; do
+    if [[ "${entry%%|*}" == "$1" ]]; then echo "${entry#*|}"; return 0; fi
   done
+  echo "error: ${1:-(none)} is not a search (one of: $(printf '%s ' "${SEARCHES[@]%%|*}"))" >&2; exit 2
+}
+
+run() {
+  local name
+  for name in "$@"; do search_args "$name" > /dev/null; done  # before anything is set up or trained
   if [[ -n "${TUNING_STOP_AFTER_MIN:-}" && ! "$TUNING_STOP_AFTER_MIN" =~ ^[0-9]+$ ]]; then
     echo "error: TUNING_STOP_AFTER_MIN=$TUNING_STOP_AFTER_MIN: give a whole number of minutes" >&2; exit 2
   fi
@@ -167,14 +172,6 @@ run() {
     (( status == 0 )) || exit "$status"
   done
   [[ -z "${STOP_FLAG:-}" ]] || rm -rf "$STOP_FLAG"
-}
-
-search_args() {  # the run_all.sh arguments of search $1 (exit 2 for an unknown name)
-  local entry
-  for entry in "${SEARCHES[@]}"; do
-    if [[ "${entry%%|*}" == "$1" ]]; then echo "${entry#*|}"; return 0; fi
-  done
-  echo "error: ${1:-(none)} is not a search (one of: $(printf '%s ' "${SEARCHES[@]%%|*}"))" >&2; exit 2
 }
 
 # copy_back WORKTREE ROOT STUDY: what git sees new or changed under STUDY in WORKTREE (the runs a publish trains

@@ -372,14 +372,14 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 
 def _ce_beside_combined(table: pd.DataFrame, names: dict[str, str] | None = None) -> list[str]:
-    """Per study with both searches (named by ``names``, else by folder): what tuning bought cross-entropy
-    beside the combined loss."""
+    """Per study with both searches, in the order of ``names`` (folder -> name; by default the table's folders
+    as they come): what tuning bought cross-entropy beside the combined loss."""
     lines = []
-    for study, t in table.groupby("study", sort=False):
-        by = t.set_index("method")
+    for study, name in (names or {s: s for s in dict.fromkeys(table["study"])}).items():
+        by = table[table["study"] == study].set_index("method")
         if {"ce", "ce+triplet+arcface"} <= set(by.index):
             ce, combined = by.loc["ce", "_gain"], by.loc["ce+triplet+arcface", "_gain"]
-            lines.append(f"- {(names or {}).get(study, study)}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
+            lines.append(f"- {name}: tuning bought CE {ce:+.4f} and the combined loss {combined:+.4f}; CE's gain minus "
                          f"the combined loss's gain: {ce - combined:+.4f}.")
     return lines
 
@@ -418,10 +418,9 @@ def gains_markdown(table: pd.DataFrame) -> str:
     bought cross-entropy beside the combined loss."""
     from lib.study.summary import markdown_table
 
-    titles = _study_titles(table["study"])
-    by_column = pd.concat([table[table["study"] == s] for s in titles]) if len(table) else table
     # the table's own newline, then a blank line: a list straight after a table is a row to some renderers
-    return "\n".join([markdown_table(gains_table(table)), GAIN_NOTE, *_ce_beside_combined(by_column, titles)]) + "\n"
+    return "\n".join([markdown_table(gains_table(table)), GAIN_NOTE,
+                      *_ce_beside_combined(table, _study_titles(table["study"]))]) + "\n"
 
 
 # ---- across the published searches: each method's tuned recipe beside Study 1's (recipes_table.md) ----
