@@ -130,16 +130,21 @@ save() {
       echo "$rel,$(date -u -r "$run/metrics.json" +%Y-%m-%dT%H:%M:%S+00:00)" >> "$times"
     done
   done
-  if (( ${#new[@]} )); then
-    cd "$ROOT"
-    # only what this save wrote: other changes under results/ (a study being published beside a
-    # running study) stay out of this commit
-    local paths=() entry
-    for entry in "${new[@]}"; do paths+=("$SAVED/$entry" "$SAVED/${entry%%/*}/run_times.csv"); done
-    git add -f -- "${paths[@]}"
-    git commit -q -m "in-progress: finished confirmatory runs ${new[*]} (clean worktree at $COMMIT)" -- "${paths[@]}"
-    echo "committed ${new[*]}"
-  fi
+  # only the finished runs' folders and their run_times.csv (other changes under results/, e.g. a study being
+  # published beside a running study, stay out of this commit), wherever ROOT's HEAD does not hold them as
+  # they are: this save's copies, and any an earlier save could not commit (no mapfile: macOS has bash 3.2)
+  local saved=() pending=() entry
+  for study_dir in "$SAVED"/*/; do
+    study=$(basename "$study_dir")
+    for rel in $(finished_runs "$study_dir"); do saved+=("$study_dir$rel"); done
+    [[ -f "${study_dir}run_times.csv" ]] && saved+=("${study_dir}run_times.csv")
+  done
+  (( ${#saved[@]} )) || return 0
+  while IFS= read -r entry; do pending+=("$ROOT/$entry"); done < <(uncommitted "$ROOT" "${saved[@]}")
+  (( ${#pending[@]} )) || return 0
+  commit_paths "in-progress: finished confirmatory runs ${new[*]:-left uncommitted by an earlier save} (clean worktree at $COMMIT)" \
+    "${pending[@]}"
+  echo "committed ${new[*]:-what an earlier save left uncommitted}"
 }
 
 publish() {

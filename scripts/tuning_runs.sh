@@ -7,8 +7,10 @@
 #                                            finished trials as it goes (every 5 min, and at exit)
 #   scripts/tuning_runs.sh restore           only the first step of run (no training)
 #   scripts/tuning_runs.sh save              copy the records of finished trials and searches (trial.json,
-#                                            search.json, best.json, recipe.json) into results/tuning and commit them
-#                                            (only those paths); notebook 07 makes the report from them
+#                                            search.json, best.json, recipe.json) that the worktree wrote or
+#                                            changed into results/tuning and commit them (only those paths, and
+#                                            any an earlier save copied but could not commit); notebook 07 makes
+#                                            the report from them
 #   scripts/tuning_runs.sh publish SEARCH    once all its searches have finished: their report and notebook 07
 #                                            (run_all.sh ... --publish), from a clean worktree at this checkout's
 #                                            HEAD ($PUBLISH_WORKTREE, default ../publish-<hash>, removed after
@@ -26,12 +28,13 @@
 # $TUNING_EXTRA_ARGS is added to every search's arguments: resources such as "--gpus-per-trial 0.25
 # --cpus-per-trial 4" on a GPU machine (they change where trials run, not the search's budget).
 # The worktree is $TUNING_WORKTREE (default: ../tuning-$TUNING_COMMIT beside this checkout: one per commit,
-# since searches may run from different commits, docs/results.md#tuning-status), at $TUNING_COMMIT; it
-# shares this checkout's .venv. STUDY_DATA_DIR must name the data folder.
+# since searches may run from different commits, docs/results.md#tuning-status), at $TUNING_COMMIT (a hash:
+# HEAD or a branch would move with every record saved); it shares this checkout's .venv. STUDY_DATA_DIR
+# must name the data folder.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMMIT="${TUNING_COMMIT:-}"
-# named by the commit's hash, not by how it was given (a branch moves)
+# named by the commit's hash, not by how it was given
 WORKTREE="${TUNING_WORKTREE:-$(dirname "$ROOT")/tuning-$(git -C "$ROOT" rev-parse --short=12 --verify -q \
   "$COMMIT^{commit}" 2>/dev/null || echo "$COMMIT")}"
 SAVED="$ROOT/results/tuning"
@@ -55,6 +58,9 @@ data_env() {
 
 worktree() {
   if [[ -z "$COMMIT" ]]; then echo "error: set TUNING_COMMIT to the commit the searches run from" >&2; exit 2; fi
+  if [[ ! "$COMMIT" =~ ^[0-9a-f]{7,40}$ ]]; then  # HEAD or a branch moves with every record saved
+    echo "error: TUNING_COMMIT=$COMMIT: give the commit's hash; a search's trials all come from one commit" >&2; exit 2
+  fi
   # the records restored from results/tuning are what the searches resume from, not a change of code
   clean_worktree "$ROOT" "$WORKTREE" "$COMMIT" results/tuning
 }
@@ -75,23 +81,30 @@ restore() {  # saved records back into the worktree, so the searches resume wher
   echo "restored $n record(s) into $WORKTREE/results/tuning"
 }
 
+made_here() {  # the records this worktree wrote or changed, relative to results/tuning: not those its commit
+  # holds as they were (another search's saver may since have committed newer ones in ROOT)
+  git -C "$WORKTREE" status --porcelain --untracked-files=all -- results/tuning | sed -n 's|^.. results/tuning/||p' \
+    | grep -E '(^|/)(trial|search|best|recipe)\.json$' | grep -v '/\.ray/' | sort || true
+}
+
 save() {
-  local src="$WORKTREE/results/tuning" rel new=()
-  for rel in $(records "$src"); do
+  local src="$WORKTREE/results/tuning" rel mine=() pending=()
+  for rel in $(made_here); do
+    [[ -f "$src/$rel" ]] || continue
+    mine+=("$SAVED/$rel")
     mkdir -p "$(dirname "$SAVED/$rel")"
     # the records name run folders by this machine's worktree path: saved project-relative instead
     sed "s|$WORKTREE/||g" "$src/$rel" > "$SAVED/$rel.tmp"
     if [[ -e "$SAVED/$rel" ]] && cmp -s "$SAVED/$rel.tmp" "$SAVED/$rel"; then rm "$SAVED/$rel.tmp"; continue; fi
     mv "$SAVED/$rel.tmp" "$SAVED/$rel"
-    new+=("$SAVED/$rel")
   done
-  if (( ${#new[@]} )); then
-    cd "$ROOT"
-    git add -f -- "${new[@]}"
-    git commit -q -m "tuning: ${#new[@]} record(s) of finished trials and searches (clean worktree at ${COMMIT:0:7})" \
-      -- "${new[@]}"
-    echo "committed ${#new[@]} record(s)"
-  fi
+  (( ${#mine[@]} )) || return 0
+  # this save's copies, and any an earlier save could not commit (no mapfile: macOS has bash 3.2)
+  while IFS= read -r rel; do pending+=("$ROOT/$rel"); done < <(uncommitted "$ROOT" "${mine[@]}")
+  (( ${#pending[@]} )) || return 0
+  commit_paths "tuning: ${#pending[@]} record(s) of finished trials and searches (clean worktree at ${COMMIT:0:7})" \
+    "${pending[@]}"
+  echo "committed ${#pending[@]} record(s)"
 }
 
 trials_ended() { records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true; }
@@ -211,15 +224,6 @@ for rel in found:
     copied.append(rel)
 sys.stdout.write("".join(rel + "\0" for rel in copied))
 '
-
-commit_paths() {  # commit_paths MESSAGE PATH...: add and commit only these, waiting out a saver's commit (index.lock)
-  local message=$1 tries=1
-  shift
-  until git -C "$ROOT" add -f -- "$@" && git -C "$ROOT" commit -q -m "$message" -- "$@"; do
-    (( tries < 20 )) || { echo "error: could not commit $* (copied, not committed)" >&2; return 1; }
-    tries=$((tries + 1)); sleep 3
-  done
-}
 
 publish() {
   local name=${1:-} words args head study created=0 list rel new=()

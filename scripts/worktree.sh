@@ -36,3 +36,24 @@ keep_saving() {
   trap 'kill "$SAVER" 2>/dev/null; save || true' EXIT
   trap 'exit 130' INT TERM
 }
+
+# uncommitted ROOT PATH...: the files at or under the PATHs that ROOT's HEAD does not hold as they are
+# (new, ignored or not, or changed), relative to ROOT. A save commits these rather than only what it
+# copied itself: a copy whose commit failed (an index.lock held, a kill between copy and commit) is
+# identical to its source, and the next save would otherwise skip it for good.
+uncommitted() {
+  local root=$1
+  shift
+  { git -C "$root" ls-files --others -- "$@"; git -C "$root" diff --name-only HEAD -- "$@"; } | sort -u
+}
+
+# commit_paths MESSAGE PATH...: add and commit only these in $ROOT, waiting out another commit's
+# index.lock (a saver's, the user's) for up to a minute; status 1 if it never could
+commit_paths() {
+  local message=$1 tries=1 most=${COMMIT_TRIES:-20}  # COMMIT_TRIES: tests
+  shift
+  until git -C "$ROOT" add -f -- "$@" && git -C "$ROOT" commit -q -m "$message" -- "$@"; do
+    (( tries < most )) || { echo "error: could not commit $* (copied, not committed; the next save tries again)" >&2; return 1; }
+    tries=$((tries + 1)); sleep 3
+  done
+}

@@ -339,6 +339,26 @@ def test_publish_refuses_runs_of_seeds_the_study_does_not_list(checkout, tmp_pat
     assert _git(repo, "status", "--porcelain", "--untracked-files=all", "results") == ""
 
 
+def test_runs_whose_commit_failed_are_committed_by_the_next_save(checkout):
+    """A held index.lock or a kill between copy and commit leaves the copies in results/in-progress, not
+    committed; the next save finds them copied (it skips a run whose metrics.json is there) and commits them."""
+    repo, worktree = checkout
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    env = {**os.environ, "STUDY_WORKTREE": str(worktree), "COMMIT_TRIES": "1"}
+    failed = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "save"], cwd=repo, env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "could not commit" in failed.stderr
+    assert (repo / "results/in-progress/ko6-me5-small/runs/ce1.0/seed0/metrics.json").is_file()
+    assert _git(repo, "ls-tree", "-r", "--name-only", "HEAD", "results") == ""  # staged at most
+    hook.unlink()
+    saved = _script(repo, worktree, "save")
+    assert saved.returncode == 0, saved.stderr
+    assert len(_git(repo, "ls-files", "results/in-progress").split()) == 10  # as the first test's save commits
+    assert _git(repo, "status", "--porcelain") == ""
+
+
 def test_save_commits_only_what_it_saved(checkout):
     """A study being published beside a running one: its staged changes under results/ stay out of
     the saver's commit."""

@@ -164,3 +164,73 @@ def test_asha_resumed_with_the_ended_trials_stops_where_an_empty_one_lets_throug
     assert {m: sorted(r.values()) for m, r in bracket._rungs} == {6: [], 2: [0.60, 0.70, 0.80]}
     assert empty._brackets[0].on_result(Trial(), 2, 0.65) == TrialScheduler.CONTINUE
     assert bracket.on_result(Trial(), 2, 0.65) == TrialScheduler.STOP  # below the top third of the rung
+
+
+def test_a_resumed_search_never_draws_its_interrupted_point_a_second_time(encoder, tmp_path):  # noqa: F811
+    """A session draws point C first and is killed in it with no trial ended; the next session re-runs C
+    (enqueued), then draws on. With the first session's seed its first draw would be C again: Optuna's
+    start-up draws ignore the history. sampler_seed counts the interrupted trial, so the draw is new."""
+    import optuna
+
+    search = _search(encoder, tmp_path)
+    finished = [{"number": 0}]  # fewer than the start-up trials: random draws
+
+    def first_draw(seed: int, enqueued: dict | None = None) -> dict:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=search.startup_trials, multivariate=True,
+                                             constant_liar=True)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        if enqueued is not None:  # the interrupted trial, run again to its end
+            study.enqueue_trial(enqueued)
+            trial = study.ask()
+            tuning.search_spaces.suggest(trial, search.method, search.frozen, search.max_epochs)
+            assert trial.params == enqueued
+            study.tell(trial, 0.5)
+        trial = study.ask()
+        tuning.search_spaces.suggest(trial, search.method, search.frozen, search.max_epochs)
+        return trial.params
+
+    assert search.startup_trials > len(finished)
+    assert tuning.sampler_seed(finished, []) == len(finished)  # an uninterrupted search: its trial count
+    killed = first_draw(tuning.sampler_seed(finished, []))
+    assert first_draw(len(finished), killed) == killed  # the old seed (the trials ended) repeats it
+    partial = {"number": 1, "params": killed}
+    assert tuning.sampler_seed(finished, [partial]) == 2
+    assert first_draw(tuning.sampler_seed(finished, [partial]), killed) != killed
+
+
+def _recipe_runs(search, configs) -> float:  # confirm_recipe's runs, into <method>/recipe/
+    return tuning._validation_runs(configs, Path(search.folder) / "recipe")["101"]["valid_macro_f1"]
+
+
+def _winner_runs(search, configs) -> float:  # confirm_best's runs (on a Ray worker there), into <method>/confirm/
+    config = {k: v for k, v in configs[0].to_dict().items() if k not in ("seed", "num_threads")}
+    return tuning._confirm_task(tuning.asdict(search), config, [101], None)["101"]
+
+
+@pytest.mark.parametrize("runs, sub", [(_recipe_runs, "recipe"), (_winner_runs, "confirm")], ids=["recipe", "winner"])
+def test_a_fresh_seed_run_killed_mid_way_goes_on_from_its_last_epoch(runs, sub, encoder, cache, tmp_path,  # noqa: F811
+                                                                     monkeypatch):
+    """The winner's and the recipe's full runs on fresh seeds (confirm_best, confirm_recipe) keep their
+    state after every epoch: the run started again after a kill trains only the epochs it had not, to the
+    numbers of a run never stopped."""
+    script = []
+
+    def select_score(model, loss_fn, inputs, cfg, *args):
+        score = script.pop(0)
+        if score is None:
+            raise Killed  # in epoch 2: epoch 1's state is saved
+        return score
+
+    monkeypatch.setattr(train, "_select_score", select_score)
+    plain_search, search = _search(encoder, tmp_path / "plain"), _search(encoder, tmp_path / "killed")
+    configs = tuning.trial_configs(search, {**PARAMS, "patience": 3}, [101])
+    script[:] = SCORES[101]
+    plain = runs(plain_search, configs)
+    script[:] = [SCORES[101][0], None, *SCORES[101][1:]]
+    with pytest.raises(Killed):
+        runs(search, configs)
+    state = checkpoint.folder(Path(search.folder) / sub / "seed101")
+    assert json.loads((state / checkpoint.MARKER).read_text())["epoch"] == 1
+    again = runs(search, configs)
+    assert not script  # epochs 2 and 3 scored after the kill, epoch 1 not trained again
+    assert again == plain and not state.exists()

@@ -83,6 +83,59 @@ def test_save_commits_only_the_records_and_restore_brings_them_back(repo, tmp_pa
     assert not (back / "trials" / "t2").exists()
 
 
+def test_save_never_puts_back_a_record_of_the_worktree_commit_that_main_has_since_changed(repo, tmp_path):
+    """Searches run from different commits: ed6's record, committed at the commit ko6's worktree is at and
+    finished since by ed6's own saver, must not go back to that commit's copy when ko6's saver saves."""
+    repo, _ = repo
+    record = repo / "results" / "tuning" / "ed6-minilm" / "ce" / "search.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"finished": false}')
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "ed6 record so far")
+    commit = _git(repo, "rev-parse", "HEAD").strip()  # ko6's searches start from here
+    record.write_text('{"finished": true}')  # ed6's saver, later
+    _git(repo, "commit", "-qam", "ed6 finished")
+    worktree = tmp_path / "tuning-ko6"
+    assert _script(repo, worktree, commit, "restore").returncode == 0
+    _trial(worktree / "results" / "tuning" / "ko6-me5-small" / "ce", "k1", finished=True)
+    out = _script(repo, worktree, commit, "save")
+    assert out.returncode == 0, out.stderr
+    assert "committed 1 record(s)" in out.stdout
+    assert json.loads(record.read_text()) == {"finished": True} and _git(repo, "status", "--porcelain") == ""
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == [
+        "results/tuning/ko6-me5-small/ce/trials/k1/trial.json"]
+
+
+def test_a_record_whose_commit_failed_is_committed_by_the_next_save(repo, tmp_path):
+    """An index.lock held (the user's commit, or a stale one) or a kill between copy and commit: the copy is
+    in main, identical to the worktree's, and not committed; the next save commits it."""
+    repo, commit = repo
+    worktree = tmp_path / "tuning"
+    assert _script(repo, worktree, commit, "restore").returncode == 0
+    _trial(worktree / "results" / "tuning" / "ko6-me5-small" / "ce", "t1", finished=True)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 1\n")  # every commit fails, as with a held index.lock
+    hook.chmod(0o755)
+    env = {**os.environ, "TUNING_WORKTREE": str(worktree), "TUNING_COMMIT": commit, "COMMIT_TRIES": "1"}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "save"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "could not commit" in out.stderr
+    assert (repo / "results" / "tuning" / "ko6-me5-small" / "ce" / "trials" / "t1" / "trial.json").is_file()
+    assert "trial.json" not in _git(repo, "ls-tree", "-r", "--name-only", "HEAD")  # staged at most
+    hook.unlink()
+    out = _script(repo, worktree, commit, "save")
+    assert out.returncode == 0 and "committed 1 record(s)" in out.stdout, out.stderr
+    assert _git(repo, "ls-files", "results").split() == ["results/tuning/ko6-me5-small/ce/trials/t1/trial.json"]
+
+
+def test_it_refuses_a_commit_given_by_a_name_that_moves(repo, tmp_path):
+    repo, _ = repo
+    for name in ("HEAD", "main", "master"):
+        out = _script(repo, tmp_path / "w", name, "restore")
+        assert out.returncode == 2 and "give the commit's hash" in out.stderr, out.stderr
+    assert not (tmp_path / "w").exists()
+
+
 def test_it_refuses_without_a_commit_or_with_an_unknown_search(repo, tmp_path):
     repo, commit = repo
     out = _script(repo, tmp_path / "w", "", "restore")

@@ -33,16 +33,18 @@ epochs is complete before its last report.
 Resuming. A trial writes trial.json once it has ended, and the records are the search's state (Ray
 Tune's own, written a little behind, can miss the last trials before a kill): the same command
 starts Ray Tune again for the trials left, with the ended ones in the sampler's history (TPE goes
-on from them; its seed moves on, so no random draw repeats) and in ASHA's rungs (an empty rung would
-let the next trial through whatever its score). Finished trials are never run again, and the total
-is the budget. A trial killed mid-way goes on where it stopped: after every epoch it writes its record
-so far (trial.partial.json) and each seed its state (lib/training/checkpoint.py); the next command
-enqueues its sampled point first, and the trial that gets it takes over the folder, reports the
+on from them; its seed moves past every trial number issued, interrupted ones included, so no draw
+repeats: sampler_seed) and in ASHA's rungs (an empty rung would let the next trial through whatever
+its score). Finished trials are never run again, and the total is the budget. A trial killed mid-way
+goes on where it stopped: after every epoch it writes its record so far (trial.partial.json) and each
+seed its state (lib/training/checkpoint.py); the next command enqueues its sampled point first, and the trial that gets it takes over the folder, reports the
 epochs of the record again (ASHA decides on them anew, with the rungs as they are now) and trains on
 from the checkpoints, to the numbers a trial never stopped computes (tests/test_tuning_resume.py,
 tests/test_tuning.py). Both stay on their machine (scripts/tuning_runs.sh saves only the records of
 ended trials): a seed without its checkpoint trains anew, and the trial's reports start again with it;
-on another machine the interrupted trial is gone and the search samples its next point afresh.
+on another machine the interrupted trial is gone and the search samples its next point afresh. The
+winner's and the recipe's runs on fresh seeds (confirm_best, confirm_recipe) keep their state after
+every epoch too: on the same machine a kill loses only the epoch in progress.
 
 Where it runs: a Ray started here (all cores and GPUs), or a cluster (``--ray ADDRESS``, joined and
 given the project's environment as lib/study/fanout.py does); a trial asks for ``--cpus-per-trial``
@@ -601,8 +603,9 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
             space = functools.partial(_space, method=search.method, frozen=search.frozen, max_epochs=search.max_epochs,
                                       offset=offset)
             recipe = search_spaces.recipe_point(search.base, search.method, search.frozen, search.max_epochs)
-            sampler = optuna.samplers.TPESampler(seed=len(finished), n_startup_trials=search.startup_trials,
-                                                 multivariate=True, constant_liar=True)  # seed: no repeated draws
+            sampler = optuna.samplers.TPESampler(seed=sampler_seed(finished, _partials(search)),
+                                                 n_startup_trials=search.startup_trials, multivariate=True,
+                                                 constant_liar=True)
             # first the trials a kill interrupted (they go on from their checkpoints), then the recipe if not run yet
             again = [point_of(search, r["params"]) for r in _partials(search)][:left]
             if not any(r.get("recipe") for r in finished) and not any(_same_point(p, recipe) for p in again):
@@ -653,6 +656,15 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
     return [r["trial_id"] for r in records]
 
 
+def sampler_seed(finished: list[dict], partials: list[dict]) -> int:
+    """TPE's seed for a search (re)started with these ended and interrupted trials: one past every trial
+    number issued so far (the trial count of an uninterrupted search). Counting the interrupted ones
+    matters: TPE's start-up draws ignore the history, so with the seed of the session that drew an
+    interrupted point, the first draw after that point's re-run would be the same point again, a second
+    trial of one configuration (tests/test_tuning_resume.py)."""
+    return 1 + max((r["number"] for r in [*finished, *partials]), default=-1)
+
+
 def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | None) -> dict:
     """The winner's configuration on fresh seeds (on a worker): {seed: validation macro-F1}."""
     from lib.study.experiments import same_config
@@ -665,7 +677,8 @@ def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | No
         if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
             metrics = _read_json(out / "metrics.json")
         else:
-            metrics = run_experiment(cfg, out, quiet=True, validation_only=True)
+            # resume: a kill (a working session's end) loses only the epoch in progress of these full runs
+            metrics = run_experiment(cfg, out, quiet=True, validation_only=True, resume=True)
         scores[str(cfg.seed)] = metrics["valid_macro_f1"]
     return scores
 
@@ -724,7 +737,7 @@ def _validation_runs(configs: list[ExperimentConfig], folder: Path) -> dict:
         if is_complete(run) and same_config(_read_json(run / "config.json") or {}, cfg):
             metrics = _read_json(run / "metrics.json")
         else:
-            metrics = run_experiment(cfg, run, quiet=True, validation_only=True)
+            metrics = run_experiment(cfg, run, quiet=True, validation_only=True, resume=True)  # as _confirm_task
         env = _read_json(run / "environment.json") or {}
         out[str(cfg.seed)] = {"valid_macro_f1": metrics["valid_macro_f1"], "git": env.get("git"),
                               "hardware": hardware_of(env)}
