@@ -5,7 +5,8 @@
 # clean_worktree ROOT WORKTREE COMMIT [PATH...]
 #   Make WORKTREE a detached worktree of ROOT's repository at COMMIT (unless it exists), sharing ROOT's
 #   .venv, and stop (exit 2) unless it is a clean checkout of COMMIT. Changes under the PATHs (relative
-#   to the worktree: what the caller restores into it, not code) do not count as dirty.
+#   to the worktree: what the caller restores into it, not code) do not count as dirty. Stop too where a
+#   package pin of COMMIT's is not among ROOT's (the worktree trains with ROOT's .venv).
 clean_worktree() {
   local root=$1 tree=$2 commit=$3 exclude path
   shift 3
@@ -22,6 +23,18 @@ clean_worktree() {
         "$(git -C "$tree" rev-parse HEAD)" != "$(git -C "$root" rev-parse --verify -q "$commit^{commit}")" ]]; then
     echo "error: $tree is not a clean checkout of $commit" >&2; exit 2
   fi
+  # the worktree trains with ROOT's .venv, which scripts/setup_env.sh installs from ROOT's pins: a pin of
+  # COMMIT's that ROOT no longer has (a version changed since) would make its runs other than its files say
+  local file lost
+  for file in requirements.txt requirements-nodeps.txt; do
+    lost=$(comm -23 <(git -C "$root" show "$commit:$file" 2>/dev/null | grep -E '^[^#[:space:]]' | sort -u) \
+                    <(grep -E '^[^#[:space:]]' "$root/$file" 2>/dev/null | sort -u) | paste -sd ' ' -)
+    if [[ -n "$lost" ]]; then
+      echo "error: $commit pins $lost in $file and $root/$file no longer does; $tree trains with" \
+           "$root/.venv, installed from the latter: train from a commit with the same pins" >&2
+      exit 2
+    fi
+  done
 }
 
 # keep_saving

@@ -136,6 +136,22 @@ def test_it_refuses_a_commit_given_by_a_name_that_moves(repo, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def test_it_refuses_a_commit_whose_pins_the_shared_environment_no_longer_has(repo, tmp_path):
+    """The worktree trains with main's .venv, installed from main's pins: a package added since is harmless,
+    a version changed since would make the search's later trials run other libraries than its commit says."""
+    repo, _ = repo
+    (repo / "requirements.txt").write_text("# pins\noptuna==5.1.0\ntorch==2.13.0\n")
+    _git(repo, "add", "requirements.txt")
+    _git(repo, "commit", "-qm", "pins")
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    (repo / "requirements.txt").write_text("# pins\noptuna==5.1.0\nray[tune]==2.50.0\ntorch==2.13.0\n")
+    out = _script(repo, tmp_path / "w", commit, "restore")
+    assert out.returncode == 0, out.stderr
+    (repo / "requirements.txt").write_text("# pins\noptuna==5.2.0\nray[tune]==2.50.0\ntorch==2.13.0\n")
+    out = _script(repo, tmp_path / "w", commit, "restore")
+    assert out.returncode == 2 and "pins optuna==5.1.0 in requirements.txt" in out.stderr, out.stderr
+
+
 def test_it_refuses_without_a_commit_or_with_an_unknown_search(repo, tmp_path):
     repo, commit = repo
     out = _script(repo, tmp_path / "w", "", "restore")
