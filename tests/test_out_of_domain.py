@@ -155,6 +155,39 @@ def test_empty_mapping_is_refused(toy, tmp_path, capsys):
     assert f"{empty}: the mapping is empty" in _refusal(toy, tmp_path, capsys, f"{d / 'reviews.csv'}={empty}")
 
 
+@pytest.mark.parametrize("text, label", [('{"happy": "joy", "happy": "anger"}', "label 'happy' is mapped twice (to 'joy' and 'anger'"),
+                                         ('{"mad": "anger", " mad ": "fear"}', "label 'mad' is mapped twice"),
+                                         ('{"happy": "joy", " ": "anger"}', "an empty label is mapped")])
+def test_a_label_mapped_twice_or_an_empty_one_is_refused(text, label, toy, tmp_path, capsys):
+    """JSON keeps the last of two equal keys without a word: a mapping that says two things is refused."""
+    d, _ = toy
+    bad = tmp_path / "twice.json"
+    bad.write_text(text)
+    assert f"{bad}: {label}" in _refusal(toy, tmp_path, capsys, f"{d / 'reviews.csv'}={bad}")
+
+
+def test_a_mapped_label_whose_every_text_is_empty_is_refused(toy, tmp_path, capsys):
+    """Its class would be shared with no row to score: F1 0 for every method, every macro-F1 lower."""
+    d, _ = toy
+    table = tmp_path / "reviews.csv"
+    frame = pd.read_csv(d / "reviews.csv", dtype=str, keep_default_na=False)
+    frame.loc[frame["label"] == "scared", "text"] = "  "
+    frame.to_csv(table, index=False)
+    err = _refusal(toy, tmp_path, capsys, f"{table}={d / 'map.json'}")
+    assert f"{table}: every row of label(s) 'scared' (mapped in {d / 'map.json'}) has an empty 'text'" in err
+
+
+def test_a_tuning_run_scores_no_out_of_domain_set(toy, tmp_path):
+    from lib.training import train
+
+    d, encoder = toy
+    cfg = ExperimentConfig(dataset=str(d / "toy.csv"), encoder=str(encoder), epochs=1, batch_size=8,
+                           ood=f"{d / 'reviews.csv'}={d / 'map.json'}")
+    with pytest.raises(ConfigError, match="validation_only runs score no held-out set; ood"):
+        train.run_experiment(cfg, tmp_path / "run", quiet=True, validation_only=True)
+    assert not list(tmp_path.iterdir())
+
+
 def _korean_csv(path: Path, encoding: str) -> Path:
     path.write_bytes("text,label\n정말 행복해요,행복\n화가 나요,분노\n".encode(encoding))
     return path

@@ -170,8 +170,29 @@ def test_other_ood_sentences_are_refused(study, tmp_path):
     frame.to_csv(preds, index=False)
     from lib.study.summary import collect
 
-    with pytest.raises(ValueError, match="predicted other reviews sentences than the baseline run"):
+    with pytest.raises(ValueError, match=f"{preds}: other reviews rows or labels than in "):
         compare_out_of_domain(collect(other), CE, "reviews", n_boot=10)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("file", "reviews was scored with another file or mapping than in .* \\(file_sha256\\)"),
+    ("mapping", "reviews was scored with another file or mapping than in .* \\(mapping_sha256\\)"),
+    ("label", "other reviews rows or labels than in ")])
+def test_runs_scored_on_another_version_of_a_users_set_are_not_compared(change, message, study, tmp_path):
+    """Row ids of a user's set are row numbers: an edited file or mapping with the same rows is another set."""
+    other = tmp_path / "other"
+    shutil.copytree(study, other)
+    run = other / "runs" / "combined" / "seed1" / "ood" / "reviews"
+    if change == "label":
+        frame = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+        frame.loc[0, "label"] = (frame.loc[0, "label"] + 1) % 3
+        frame.to_csv(run / "predictions.csv", index=False)
+    else:
+        m = json.loads((run / "metrics.json").read_text())
+        m["notes"][f"{change}_sha256"] = "0" * 64
+        (run / "metrics.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match=message):
+        build_summary(other, n_boot=N_BOOT, rng_repeats=0, provenance_rule="any")
 
 
 def test_a_set_the_baseline_did_not_score_gets_scores_but_no_difference(study, tmp_path):

@@ -138,6 +138,28 @@ def test_a_search_the_published_report_does_not_cover_gives_no_recipe(tmp_path):
         _plan(str(study), tmp_path, notebooks=["04_combined"], LOSSES=["supcon"])
 
 
+def test_a_best_json_that_changed_after_publication_is_refused(tmp_path):
+    """A search resumed after its study was published writes another winner: not the equal-budget one the
+    report checked, so no recipe until the study is published again."""
+    study = _copy_study(KO6, tmp_path / "study")
+    best = json.loads((study / "ce" / "best.json").read_text(encoding="utf-8"))
+    (study / "ce" / "best.json").write_text(json.dumps({**best, "trial": best["trial"] + 1}), encoding="utf-8")
+    with pytest.raises(TunedRecipeError, match=r"ce/best.json names trial .* the published report.json trial .*"
+                                               "changed after publication"):
+        load(str(study))
+
+
+@pytest.mark.parametrize("seed", [100, 101, 200, 201])
+def test_a_tuned_run_on_a_seed_its_search_used_is_refused(seed, tmp_path):
+    """The winner was chosen by its score on seeds 100 and 101 and re-run on 200 and 201: a tuned run there
+    repeats a run that chose it (its score would be the winner's own)."""
+    with pytest.raises(TunedRecipeError, match=f"seed {seed} is one the ce search tuned or re-ran its winner on "
+                                               r"\(100, 101, 200, 201"):
+        planned_runs("paper", "ko6", "me5-small", [seed], tmp_path, ["01_baseline_ce"],
+                     {**FROZEN_TRAINING, "TUNED_RECIPES": KO6}, frozen=True)
+    assert _plan(KO6, tmp_path, notebooks=["01_baseline_ce"])  # seed 3: accepted
+
+
 def test_how_a_run_is_evaluated_stays_the_notebooks_under_tuned_recipes(tmp_path):
     """A split of each seed's own and out-of-domain sets are the study's design, not a recipe: the winners
     were tuned without them, and the tuned runs take them from the notebook."""

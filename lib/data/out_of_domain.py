@@ -205,8 +205,18 @@ def read_mapping(path: Path, class_names: list[str], aliases: dict[str, str] | N
     (ko6's Korean names). Empty, unknown names, or not an object of strings: DataInputError."""
     if not path.is_file():
         raise DataInputError(f"out-of-domain mapping file not found: {path}")
+    def pairs(items):  # json.loads would keep the last of two equal keys without a word
+        seen = {}
+        for k, v in items:
+            key = k.strip() if isinstance(k, str) else k
+            if key in seen:
+                raise DataInputError(f"{path}: label {key!r} is mapped twice (to {seen[key]!r} and {v!r}; labels "
+                                     "are compared without surrounding spaces); map each label once")
+            seen[key] = v
+        return dict(items)
+
     try:
-        obj = json.loads(decode_text(path, "utf-8"))
+        obj = json.loads(decode_text(path, "utf-8"), object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
         raise DataInputError(f"{path} is not a JSON file ({e.msg} at line {e.lineno}); it must hold an object "
                              '{"their label": "our class name"}') from None
@@ -215,6 +225,8 @@ def read_mapping(path: Path, class_names: list[str], aliases: dict[str, str] | N
     if not obj:
         raise DataInputError(f"{path}: the mapping is empty; it needs at least one "
                              '"their label": "our class name" pair')
+    if "" in {k.strip() for k in obj}:
+        raise DataInputError(f"{path}: an empty label is mapped; name each of their labels")
     known = {c: c for c in class_names} | dict(aliases or {})
     unknown = sorted({v for v in obj.values() if v.strip() not in known})
     if unknown:
@@ -286,8 +298,16 @@ def load_user_set(req: Request, class_names: list[str], aliases: dict[str, str] 
                              f"{label_column!r} of {path}")
     texts = df[text_column].str.strip()
     kept = labels.isin(mapping) & texts.ne("")
+    empty = sorted(set(mapping) - set(labels[kept]))
+    if empty:  # a shared class without rows would score F1 0 for every method and lower every macro-F1
+        raise DataInputError(f"{path}: every row of label(s) {', '.join(map(repr, empty))} (mapped in {mapping_path}) "
+                             f"has an empty {text_column!r}; give them texts or leave them out of the mapping")
     unmapped = labels[~labels.isin(mapping)].value_counts()
+    # the contents' digests: runs compared on this set must have scored the same file and mapping
+    # (lib.study.run_files), whatever their paths
     notes = {"file": str(path), "mapping_file": str(mapping_path), "encoding": req.encoding, "file_rows": len(df),
+             "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+             "mapping_sha256": hashlib.sha256(mapping_path.read_bytes()).hexdigest(),
              "left_out_unmapped": {str(k): int(v) for k, v in sorted(unmapped.items())},
              "left_out_empty_texts": int((labels.isin(mapping) & texts.eq("")).sum())}
     idx = np.flatnonzero(kept.to_numpy())

@@ -118,6 +118,18 @@ def ood_scores(runs: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=runs.columns)
 
 
+def _scored_set(metrics: dict) -> dict:
+    """What an out-of-domain set's metrics.json says it was: the mapping and the digests of the files (a
+    user's pair) or of the sample (a named pair); paths left out, they differ between machines."""
+    notes = metrics.get("notes") or {}
+    return {"mapping": metrics.get("mapping"),
+            **{k: notes.get(k) for k in ("file_sha256", "mapping_sha256", "sample_seed", "sample_per_class")}}
+
+
+def _differs(a: dict, b: dict) -> str:
+    return ", ".join(k for k in sorted(a) if a[k] != b[k])
+
+
 def reference_ood_set(runs: pd.DataFrame, baseline: str, name: str) -> tuple[np.ndarray, np.ndarray, int | None,
                                                                                  list[int]]:
     """(labels, ids, class count, indices of the shared classes) of out-of-domain set ``name`` from
@@ -129,10 +141,21 @@ def reference_ood_set(runs: pd.DataFrame, baseline: str, name: str) -> tuple[np.
     reference = pd.read_csv(ood_folder(first, name) / "predictions.csv", dtype={"id": str})
     shared = ood_metrics(first, name)["shared_classes"]
     names = json.loads((Path(first) / "metrics.json").read_text(encoding="utf-8"))["data"]["class_names"]
+    first_set = _scored_set(ood_metrics(first, name))
     for path in runs["run_path"].unique():
         folder = ood_folder(path, name)
-        theirs = ood_metrics(path, name)["shared_classes"] if (folder / "metrics.json").is_file() else shared
-        if theirs != shared:
-            raise ValueError(f"{folder / 'metrics.json'}: shared classes {', '.join(theirs)}, but {', '.join(shared)} "
-                             f"in {first}; compare runs scored on {name} with one mapping")
+        if not (folder / "metrics.json").is_file():
+            continue
+        theirs = ood_metrics(path, name)
+        if theirs["shared_classes"] != shared:
+            raise ValueError(f"{folder / 'metrics.json'}: shared classes {', '.join(theirs['shared_classes'])}, but "
+                             f"{', '.join(shared)} in {first}; compare runs scored on {name} with one mapping")
+        if _scored_set(theirs) != first_set:
+            raise ValueError(f"{folder / 'metrics.json'}: {name} was scored with another file or mapping than in "
+                             f"{first} ({_differs(_scored_set(theirs), first_set)}); compare runs scored on one set")
+        labels = pd.read_csv(folder / "predictions.csv", dtype={"id": str}, usecols=["id", "label"])
+        if not (np.array_equal(labels["id"].to_numpy(), reference["id"].to_numpy())
+                and np.array_equal(labels["label"].to_numpy(), reference["label"].to_numpy())):
+            raise ValueError(f"{folder / 'predictions.csv'}: other {name} rows or labels than in {first}; compare "
+                             "runs scored on one set")
     return reference["label"].to_numpy(), reference["id"].to_numpy(), len(names), [names.index(c) for c in shared]

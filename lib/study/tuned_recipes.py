@@ -52,6 +52,9 @@ class Recipe:
     trial_id: str
     winner: ExperimentConfig  # the winning trial's configuration, validated (seed: a tuning seed)
     searched: tuple  # the fields its search varied, "loss" included (a sum's weights)
+    trial: int | None = None  # the winner's place among the search's trials, and its score there: what
+    score: float | None = None  # the published report.json must say too
+    tuning_seeds: tuple = ()  # the search's seeds and its fresh-seed re-runs': never a tuned run's
 
     @property
     def parts(self) -> frozenset:
@@ -84,6 +87,14 @@ def load(value) -> list[Recipe]:
     recipes = [r for r in map(_recipe, sorted(study.glob(f"*/{BEST}"))) if r.method in published]
     if not recipes:
         raise TunedRecipeError(f"{PARAMETER} {value!r}: no method folder of {shown_path(study)} holds a {BEST}")
+    methods = json_object(study / "report.json", "methods")["methods"]
+    for r in recipes:  # a best.json written after the report (a search resumed) is not the published winner
+        entry = methods[r.method]
+        if (entry.get("best_trial"), entry.get("best_valid_macro_f1")) != (r.trial, r.score):
+            raise TunedRecipeError(
+                f"{PARAMETER} {value!r}: {shown_path(r.best_json)} names trial {r.trial} ({r.score}), the published "
+                f"report.json trial {entry.get('best_trial')} ({entry.get('best_valid_macro_f1')}): the record "
+                "changed after publication; publish the study again (scripts/tuning_runs.sh publish)")
     return recipes
 
 
@@ -100,7 +111,9 @@ def _recipe(best_path: Path) -> Recipe:
     space = search["budget"]["space"]
     return Recipe(method=method_name(search["budget"]["method"]), best_json=best_path,
                   sha256=hashlib.sha256(best_path.read_bytes()).hexdigest(), trial_id=best["trial_id"],
-                  winner=winner, searched=tuple(sorted(k for k in space if not k.startswith(STICK))) + ("loss",))
+                  winner=winner, searched=tuple(sorted(k for k in space if not k.startswith(STICK))) + ("loss",),
+                  trial=best.get("trial"), score=best.get("search_valid_macro_f1"),
+                  tuning_seeds=tuple(best.get("search_seeds") or ()) + tuple(best.get("confirm_seeds") or ()))
 
 
 def recipe_for(loss: str, recipes: list[Recipe], value) -> Recipe:
@@ -124,6 +137,11 @@ def tuned_config(planned: ExperimentConfig, recipes: list[Recipe], value, notebo
     asked = replace(planned).validate()  # a bad parameter is named here, as the run would name it
     recipe = recipe_for(planned.loss, recipes, value)  # as the notebook names it
     winner = recipe.winner
+    if asked.seed in recipe.tuning_seeds:  # the winner was chosen for how it did on these seeds
+        raise TunedRecipeError(
+            f"{notebook}: {PARAMETER} {value!r}: seed {asked.seed} is one the {recipe.method} search tuned or "
+            f"re-ran its winner on ({', '.join(map(str, recipe.tuning_seeds))}, {shown_path(recipe.best_json)}); a "
+            "tuned run there would repeat a run its recipe was chosen by: train on seeds no search used")
     differ = [f.name for f in fields(ExperimentConfig) if f.name not in recipe.searched + tuple(NOTEBOOK_FIELDS)
               and getattr(asked, f.name) != getattr(winner, f.name)]
     if differ:

@@ -222,6 +222,8 @@ def run_experiment(cfg: ExperimentConfig, out: str | Path, quiet: bool = False, 
     # the test split is dropped before tokenising, never scored, and the run folder has no predictions
     if validation_only and cfg.method != "finetune":
         raise ConfigError(f"validation_only runs train a model; method {cfg.method} trains none")
+    if validation_only and cfg.ood:  # a tuning record holds no held-out score, out-of-domain ones included
+        raise ConfigError(f"validation_only runs score no held-out set; ood {cfg.ood!r} would be scored")
     check_writable(Path(out))
     if resume:
         checkpoint.check(run_target(out))
