@@ -9,7 +9,8 @@
 #   scripts/tuning_runs.sh save              copy the records of finished trials and searches (trial.json,
 #                                            search.json, best.json, recipe.json) that the worktree wrote or
 #                                            changed into results/tuning and commit them (only those paths, and
-#                                            any an earlier save copied but could not commit); notebook 07 makes
+#                                            any an earlier save copied but could not commit; a trial.json of a
+#                                            trial found interrupted since is taken back); notebook 07 makes
 #                                            the report from them
 #   scripts/tuning_runs.sh publish SEARCH    once all its searches have finished: their report and notebook 07
 #                                            (run_all.sh ... --publish), from a clean worktree at this checkout's
@@ -75,6 +76,8 @@ restore() {  # saved records back into the worktree, so the searches resume wher
   local rel n=0
   for rel in $(records "$SAVED"); do
     [[ -e "$WORKTREE/results/tuning/$rel" ]] && continue
+    # a trial the search found interrupted, not ended (see save): not to come back as an ended one
+    [[ "$rel" == */trial.json && -e "$WORKTREE/results/tuning/${rel%.json}.interrupted.json" ]] && continue
     mkdir -p "$(dirname "$WORKTREE/results/tuning/$rel")"
     cp -p "$SAVED/$rel" "$WORKTREE/results/tuning/$rel"; n=$((n + 1))
   done
@@ -97,6 +100,15 @@ save() {
     sed "s|$WORKTREE/||g" "$src/$rel" > "$SAVED/$rel.tmp"
     if [[ -e "$SAVED/$rel" ]] && cmp -s "$SAVED/$rel.tmp" "$SAVED/$rel"; then rm "$SAVED/$rel.tmp"; continue; fi
     mv "$SAVED/$rel.tmp" "$SAVED/$rel"
+  done
+  # lib/study/tuning.py renames the record of a trial it finds interrupted rather than ended (a Ctrl-C, the
+  # stop after TUNING_STOP_AFTER_MIN) trial.interrupted.json: a copy of its trial.json that a save made in
+  # between would otherwise come back as an ended trial
+  for rel in $(cd "$src" 2>/dev/null && find . -path '*/.ray' -prune -o -type f -name trial.interrupted.json -print \
+               | sed 's|^\./||'); do
+    rel="${rel%.interrupted.json}.json"
+    [[ ! -e "$src/$rel" && -e "$SAVED/$rel" ]] || continue
+    rm "$SAVED/$rel"; mine+=("$SAVED/$rel")
   done
   (( ${#mine[@]} )) || return 0
   # this save's copies, and any an earlier save could not commit (no mapfile: macOS has bash 3.2)

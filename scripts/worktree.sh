@@ -60,12 +60,12 @@ uncommitted() {
   { git -C "$root" ls-files --others -- "$@"; git -C "$root" diff --name-only HEAD -- "$@"; } | sort -u
 }
 
-# commit_paths MESSAGE PATH...: add and commit only these in $ROOT, waiting out another commit's
-# index.lock (a saver's, the user's) for up to a minute; status 1 if it never could
+# commit_paths MESSAGE PATH...: add (or, where a path is gone, remove) and commit only these in $ROOT,
+# waiting out another commit's index.lock (a saver's, the user's) for up to a minute; status 1 if it never could
 commit_paths() {
   local message=$1 tries=1 most=${COMMIT_TRIES:-20}  # COMMIT_TRIES: tests
   shift
-  until git -C "$ROOT" add -f -- "$@" && git -C "$ROOT" commit -q -m "$message" -- "$@"; do
+  until git -C "$ROOT" add -A -f -- "$@" && git -C "$ROOT" commit -q -m "$message" -- "$@"; do
     (( tries < most )) || { echo "error: could not commit $* (copied, not committed; the next save tries again)" >&2; return 1; }
     tries=$((tries + 1)); sleep 3
   done

@@ -128,6 +128,28 @@ def test_a_record_whose_commit_failed_is_committed_by_the_next_save(repo, tmp_pa
     assert _git(repo, "ls-files", "results").split() == ["results/tuning/ko6-me5-small/ce/trials/t1/trial.json"]
 
 
+def test_a_record_the_search_found_interrupted_is_taken_back(repo, tmp_path):
+    """A Ctrl-C (or the stop after TUNING_STOP_AFTER_MIN) makes Ray stop the trial in progress, which writes
+    a record; the search renames it trial.interrupted.json once it sees the trial had not ended. A save in
+    between committed trial.json: the next save removes it, and a restore never brings it back as ended."""
+    repo, commit = repo
+    worktree = tmp_path / "tuning"
+    assert _script(repo, worktree, commit, "restore").returncode == 0
+    study = worktree / "results" / "tuning" / "ko6-me5-small" / "ce"
+    _trial(study, "t1", finished=True)
+    _trial(study, "t2", finished=True)
+    assert "committed 2 record(s)" in _script(repo, worktree, commit, "save").stdout
+    record = study / "trials" / "t2" / "trial.json"
+    record.replace(record.with_name("trial.interrupted.json"))  # what lib.study.tuning does after the fit
+    assert _script(repo, worktree, commit, "restore").stdout.startswith("restored 0 record(s)")
+    assert not record.exists()
+    out = _script(repo, worktree, commit, "save")
+    assert out.returncode == 0 and "committed 1 record(s)" in out.stdout, out.stderr
+    assert _git(repo, "ls-files", "results").split() == ["results/tuning/ko6-me5-small/ce/trials/t1/trial.json"]
+    assert _git(repo, "status", "--porcelain") == ""
+    assert _script(repo, worktree, commit, "save").stdout == ""
+
+
 def test_it_refuses_a_commit_given_by_a_name_that_moves(repo, tmp_path):
     repo, _ = repo
     for name in ("HEAD", "main", "master"):
