@@ -132,19 +132,16 @@ save() {
   done
   # only the finished runs' folders and their run_times.csv (other changes under results/, e.g. a study being
   # published beside a running study, stay out of this commit), wherever ROOT's HEAD does not hold them as
-  # they are: this save's copies, and any an earlier save could not commit (no mapfile: macOS has bash 3.2)
-  local saved=() pending=() entry
+  # they are: this save's copies, and any an earlier save could not commit
+  local saved=()
   for study_dir in "$SAVED"/*/; do
-    study=$(basename "$study_dir")
     for rel in $(finished_runs "$study_dir"); do saved+=("$study_dir$rel"); done
     [[ -f "${study_dir}run_times.csv" ]] && saved+=("${study_dir}run_times.csv")
   done
   (( ${#saved[@]} )) || return 0
-  while IFS= read -r entry; do pending+=("$ROOT/$entry"); done < <(uncommitted "$ROOT" "${saved[@]}")
-  (( ${#pending[@]} )) || return 0
-  commit_paths "in-progress: finished confirmatory runs ${new[*]:-left uncommitted by an earlier save} (clean worktree at $COMMIT)" \
-    "${pending[@]}"
-  echo "committed ${new[*]:-what an earlier save left uncommitted}"
+  commit_uncommitted "in-progress: finished confirmatory runs ${new[*]:-left uncommitted by an earlier save} (clean worktree at $COMMIT)" \
+    "${saved[@]}"
+  if (( COMMITTED )); then echo "committed ${new[*]:-what an earlier save left uncommitted}"; fi
 }
 
 publish() {

@@ -91,7 +91,7 @@ made_here() {  # the records this worktree wrote or changed, relative to results
 }
 
 save() {
-  local src="$WORKTREE/results/tuning" rel mine=() pending=()
+  local src="$WORKTREE/results/tuning" rel mine=()
   for rel in $(made_here); do
     [[ -f "$src/$rel" ]] || continue
     mine+=("$SAVED/$rel")
@@ -111,12 +111,10 @@ save() {
     rm "$SAVED/$rel"; mine+=("$SAVED/$rel")
   done
   (( ${#mine[@]} )) || return 0
-  # this save's copies, and any an earlier save could not commit (no mapfile: macOS has bash 3.2)
-  while IFS= read -r rel; do pending+=("$ROOT/$rel"); done < <(uncommitted "$ROOT" "${mine[@]}")
-  (( ${#pending[@]} )) || return 0
-  commit_paths "tuning: ${#pending[@]} record(s) of finished trials and searches (clean worktree at ${COMMIT:0:7})" \
-    "${pending[@]}"
-  echo "committed ${#pending[@]} record(s)"
+  # this save's copies, and any an earlier save could not commit
+  commit_uncommitted "tuning: {n} record(s) of finished trials and searches (clean worktree at ${COMMIT:0:7})" \
+    "${mine[@]}"
+  if (( COMMITTED )); then echo "committed $COMMITTED record(s)"; fi
 }
 
 trials_ended() { records "$WORKTREE/results/tuning" | grep -c 'trial\.json$' || true; }

@@ -60,6 +60,18 @@ uncommitted() {
   { git -C "$root" ls-files --others -- "$@"; git -C "$root" diff --name-only HEAD -- "$@"; } | sort -u
 }
 
+# commit_uncommitted MESSAGE PATH...: commit (commit_paths) the files at or under the PATHs that ROOT's HEAD
+# does not hold as they are, "{n}" in MESSAGE replaced by their count, which COMMITTED holds after (0: none)
+commit_uncommitted() {
+  local message=$1 file pending=()
+  shift
+  COMMITTED=0
+  while IFS= read -r file; do pending+=("$ROOT/$file"); done < <(uncommitted "$ROOT" "$@")  # no mapfile: bash 3.2
+  (( ${#pending[@]} )) || return 0
+  commit_paths "${message//\{n\}/${#pending[@]}}" "${pending[@]}"
+  COMMITTED=${#pending[@]}
+}
+
 # commit_paths MESSAGE PATH...: add (or, where a path is gone, remove) and commit only these in $ROOT,
 # waiting out another commit's index.lock (a saver's, the user's) for up to a minute; status 1 if it never could
 commit_paths() {
