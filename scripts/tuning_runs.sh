@@ -86,8 +86,8 @@ restore() {  # saved records back into the worktree, so the searches resume wher
 
 made_here() {  # the records this worktree wrote or changed, relative to results/tuning: not those its commit
   # holds as they were (another search's saver may since have committed newer ones in ROOT)
-  git -C "$WORKTREE" status --porcelain --untracked-files=all -- results/tuning | sed -n 's|^.. results/tuning/||p' \
-    | grep -E '(^|/)(trial|search|best|recipe)\.json$' | grep -v '/\.ray/' | sort || true
+  git -C "$WORKTREE" status --porcelain -z --untracked-files=all -- results/tuning | tr '\0' '\n' \
+    | sed -n 's|^.. results/tuning/||p' | grep -E '(^|/)(trial|search|best|recipe)\.json$' | grep -v '/\.ray/' | sort || true
 }
 
 save() {

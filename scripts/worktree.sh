@@ -57,7 +57,9 @@ keep_saving() {
 uncommitted() {
   local root=$1
   shift
-  { git -C "$root" ls-files --others -- "$@"; git -C "$root" diff --name-only HEAD -- "$@"; } | sort -u
+  # -z: names as they are (git quotes a name with other than ASCII letters otherwise)
+  { git -C "$root" ls-files -z --others -- "$@"; git -C "$root" diff -z --name-only HEAD -- "$@"; } | tr '\0' '\n' \
+    | sort -u
 }
 
 # commit_uncommitted MESSAGE PATH...: commit (commit_paths) the files at or under the PATHs that ROOT's HEAD
