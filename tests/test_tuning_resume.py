@@ -234,3 +234,21 @@ def test_a_fresh_seed_run_killed_mid_way_goes_on_from_its_last_epoch(runs, sub, 
     again = runs(search, configs)
     assert not script  # epochs 2 and 3 scored after the kill, epoch 1 not trained again
     assert again == plain and not state.exists()
+
+
+def test_the_search_waits_for_the_record_of_a_trial_ray_saw_end(encoder, tmp_path):  # noqa: F811
+    """A trial ASHA stopped writes its record once its seeds have halted, possibly after Ray Tune ended the
+    fit: the search waits for it instead of counting the trial lost and running another in its place."""
+    import threading
+
+    search = _search(encoder, tmp_path)
+    late = Path(search.folder) / "trials" / "late" / tuning.RECORD
+    writer = threading.Timer(1.0, lambda: tuning.write_json(late, {"trial_id": "late", "number": 0}))
+    writer.start()
+    try:
+        assert tuning._await_records(search, {"late"}, timeout=30) == []
+    finally:
+        writer.cancel()
+    assert late.is_file()
+    # a trial lost for good (no record ever) is given up on after the timeout
+    assert tuning._await_records(search, {"late", "lost"}, timeout=0.2) == ["lost"]

@@ -79,6 +79,7 @@ BEST = "best.json"
 RECIPE = "recipe.json"  # the Study 1 recipe re-run on the fresh seeds (confirm_recipe)
 PARTIAL = "trial.partial.json"  # a running trial's record after each epoch: what a resumed search goes on from
 RAY_RETRIES = 2  # runs of the trials left after trials failed inside Ray (see _run_search)
+RECORD_WAIT_S = 300  # the longest wait for the record of a trial Ray saw end (_await_records: its seeds halting)
 RAY_STATE = ".ray"  # Ray Tune's working folder of a search's current run: machine-local, not a result
 
 
@@ -630,6 +631,7 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 grid = tuner.fit()
             ended = _ENDED.pop(search.folder, set())
+            _await_records(search, ended - before)
             for r in _records(search):  # stopped by an interrupted search, not by ASHA: not an ended trial
                 if r["trial_id"] not in before and r["trial_id"] not in ended:
                     path = Path(search.folder) / "trials" / r["trial_id"] / RECORD
@@ -654,6 +656,19 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
     if len(records) > search.trials:
         raise TuningError(f"{search.folder}: {len(records)} trial records for a budget of {search.trials}")
     return [r["trial_id"] for r in records]
+
+
+def _await_records(search: Search, trial_ids, timeout: float | None = None) -> list[str]:
+    """Wait until every trial of ``trial_ids`` (seen to end) has its record, for ``timeout`` seconds at most
+    (RECORD_WAIT_S); returns those still without one. A trial ASHA stops writes its record on its worker once
+    its seeds have halted, which can be after Ray Tune has moved on and ended the fit: counted lost then, it
+    would be run again in its place, one draw more than the budget (it happened to a search of the older
+    code: docs/results.md#tuning-status)."""
+    paths = {t: Path(search.folder) / "trials" / t / RECORD for t in sorted(trial_ids)}
+    deadline = time.monotonic() + (RECORD_WAIT_S if timeout is None else timeout)
+    while (missing := [t for t, p in paths.items() if not p.exists()]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return missing
 
 
 def sampler_seed(finished: list[dict], partials: list[dict]) -> int:
