@@ -170,7 +170,7 @@ def test_other_ood_sentences_are_refused(study, tmp_path):
     frame.to_csv(preds, index=False)
     from lib.study.summary import collect
 
-    with pytest.raises(ValueError, match=f"{preds}: other reviews rows or labels than in "):
+    with pytest.raises(ValueError, match=f"{preds}: other reviews rows or labels than in the baseline"):
         compare_out_of_domain(collect(other), CE, "reviews", n_boot=10)
 
 

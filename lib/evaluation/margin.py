@@ -68,7 +68,8 @@ def margin_test(replicates, delta: float, *, diff: float | None = None, level: f
 
 
 def margin_test_t(diffs, delta: float, *, level: float = 0.90) -> dict:
-    """``margin_test`` with Student t over the per-seed differences (test set fixed, n - 1 df).
+    """``margin_test`` with Student t over the per-seed differences (n - 1 df): each seed's test
+    sentences held fixed, whether all seeds share one test set or each has its own (``resplit``).
 
     p_below_claim = P(T_{n-1} <= (mean - delta) / se), p_gain = P(T_{n-1} >= mean / se),
     se = sd / sqrt(n); [lo, hi] = mean -+ t_{n-1, (1 + level)/2} se; the same verdict rules, and
@@ -90,7 +91,7 @@ def margin_test_t(diffs, delta: float, *, level: float = 0.90) -> dict:
     return {"diff": mean, "delta": float(delta), "level": level, "lo": lo, "hi": hi,
             "p_below_claim": float(st.t.cdf((mean - delta) / se, n - 1)), "p_below_claim_is_bound": False,
             "p_gain": float(st.t.sf(mean / se, n - 1)), "p_gain_is_bound": False, **v,
-            "statement": _statement(v, lo, hi, delta, level, f"t over {n} seeds, test set fixed"),
+            "statement": _statement(v, lo, hi, delta, level, f"t over {n} seeds"),
             "seeds": n}
 
 

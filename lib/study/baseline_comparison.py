@@ -72,7 +72,7 @@ def compare_out_of_domain(runs: pd.DataFrame, baseline: str, name: str, *, n_boo
     if table[table["method"] == baseline].empty:
         return pd.DataFrame()
     y, ids, n_classes, shared = reference_ood_set(runs, baseline, name)
-    load = partial(load_primary_predictions, runs, ids=ids, ood=name)
+    load = partial(load_primary_predictions, runs, ids=ids, ood=name, labels=y)
     out = _compare_all(table, f"ood:{name}", baseline, y, n_classes, load, n_boot=n_boot, random_state=random_state,
                        deterministic=deterministic, metric=shared_macro_f1(shared))
     return out.assign(set=name) if len(out) else out

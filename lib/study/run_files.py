@@ -18,14 +18,17 @@ def ood_folder(run_path, name: str) -> Path:
 
 
 def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | dict | None = None,
-                             rule: str | None = None, ood: str | None = None) -> dict[int, np.ndarray]:
+                             rule: str | None = None, ood: str | None = None,
+                             labels: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """seed -> test predictions of the primary rule (or of ``rule``), rows in id order (as every run
     writes them); with ``ood``, the predictions on that out-of-domain set instead, of the runs that
     scored it.
 
     With ``ids``, every run must have predicted exactly those sentences: a paired test over
     different test sets would be meaningless. A dict (seed -> ids: a study whose every seed has a
-    split of its own, ``reference_test_set``) holds each seed's runs to that seed's sentences.
+    split of its own, ``reference_test_set``) holds each seed's runs to that seed's sentences. With
+    ``ood``, ``ids`` and ``labels`` (``reference_ood_set``), the rows and their labels must be the
+    baseline's: a user's set names its rows by row number, so an edited file has the same ids.
     """
     out = {}
     chosen = runs["primary"] if rule is None else runs["rule"] == rule
@@ -40,10 +43,12 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
             if int(r["seed"]) not in ids:
                 continue  # its own split, which no baseline run predicted: unpaired, as any seed the baseline lacks
             expected = ids[int(r["seed"])]
+        if ood is not None and not (
+                (expected is None or np.array_equal(frame["id"].to_numpy(), expected))
+                and (labels is None or np.array_equal(frame["label"].to_numpy(), labels))):
+            raise ValueError(f"{folder / 'predictions.csv'}: other {ood} rows or labels than in the baseline's "
+                             "run; compare runs scored on one set (the same out-of-domain file and mapping)")
         if expected is not None and not np.array_equal(frame["id"].to_numpy(), expected):
-            if ood is not None:
-                raise ValueError(f"{folder} predicted other {ood} sentences than the baseline run; paired "
-                                 "comparisons need one set (the same out-of-domain file and mapping)")
             raise ValueError(f"{r['run_path']} predicted other test sentences than the baseline run; "
                              "paired comparisons need one test set (same data set and --max-eval-samples)")
         out[int(r["seed"])] = frame[f"pred_{r['rule']}"].to_numpy()
@@ -133,12 +138,14 @@ def _differs(a: dict, b: dict) -> str:
 def reference_ood_set(runs: pd.DataFrame, baseline: str, name: str) -> tuple[np.ndarray, np.ndarray, int | None,
                                                                                  list[int]]:
     """(labels, ids, class count, indices of the shared classes) of out-of-domain set ``name`` from
-    the baseline's first run that scored it; every run that scored it must share its classes."""
+    the baseline's first run that scored it; every run that scored it must share its classes and have
+    scored the same file and mapping (its metrics.json). Rows and labels are checked where each run's
+    predictions load (``load_primary_predictions``), so that each file is read once."""
     paths = runs[(runs["method"] == baseline) & (runs["split"] == "test")]["run_path"].unique()
     first = next((p for p in paths if (ood_folder(p, name) / "metrics.json").is_file()), None)
     if first is None:
         raise ValueError(f"no run of {baseline} scored the out-of-domain set {name}")
-    reference = pd.read_csv(ood_folder(first, name) / "predictions.csv", dtype={"id": str})
+    reference = pd.read_csv(ood_folder(first, name) / "predictions.csv", dtype={"id": str}, usecols=["id", "label"])
     shared = ood_metrics(first, name)["shared_classes"]
     names = json.loads((Path(first) / "metrics.json").read_text(encoding="utf-8"))["data"]["class_names"]
     first_set = _scored_set(ood_metrics(first, name))
@@ -153,9 +160,4 @@ def reference_ood_set(runs: pd.DataFrame, baseline: str, name: str) -> tuple[np.
         if _scored_set(theirs) != first_set:
             raise ValueError(f"{folder / 'metrics.json'}: {name} was scored with another file or mapping than in "
                              f"{first} ({_differs(_scored_set(theirs), first_set)}); compare runs scored on one set")
-        labels = pd.read_csv(folder / "predictions.csv", dtype={"id": str}, usecols=["id", "label"])
-        if not (np.array_equal(labels["id"].to_numpy(), reference["id"].to_numpy())
-                and np.array_equal(labels["label"].to_numpy(), reference["label"].to_numpy())):
-            raise ValueError(f"{folder / 'predictions.csv'}: other {name} rows or labels than in {first}; compare "
-                             "runs scored on one set")
     return reference["label"].to_numpy(), reference["id"].to_numpy(), len(names), [names.index(c) for c in shared]
