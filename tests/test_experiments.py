@@ -223,3 +223,23 @@ def test_a_tuned_sum_is_listed_under_the_method_with_its_parts():
     assert listed_method("ce=1.0") == "ce=1.0" and listed_method("tfidf-lr") == "tfidf-lr"
     assert listed_method("ce=0.5+supcon=0.3+arcface=0.2") == "ce=0.5+supcon=0.3+arcface=0.2"  # no listed method
     assert display_name("ce=0.2+supcon=0.8") == "CE + SupCon (weights 0.2 / 0.8)"
+
+
+def test_every_field_a_published_config_lacks_is_registered_with_the_value_it_was_added_with(monkeypatch):
+    """A field added to ExperimentConfig after runs were published must be in ADDED_LATER: otherwise a
+    published run would read as the field's current default, whatever that is by then."""
+    from dataclasses import fields
+
+    from lib.paths import PROJECT_ROOT
+    from lib.training.config import ADDED_LATER
+
+    names = {f.name for f in fields(ExperimentConfig)}
+    assert set(ADDED_LATER) <= names
+    configs = [p for p in (PROJECT_ROOT / "results").rglob("config.json") if "model" not in p.parts]
+    assert len(configs) > 100  # the published run folders
+    lacking = set().union(*(names - set(json.loads(p.read_text(encoding="utf-8"))) for p in configs))
+    assert lacking and lacking <= set(ADDED_LATER)
+    old = {k: v for k, v in json.loads(configs[0].read_text(encoding="utf-8")).items() if k not in ADDED_LATER}
+    monkeypatch.setitem(ADDED_LATER, "resplit", "as added")  # read from the registry, not the current default
+    assert ExperimentConfig.from_dict(old).resplit == "as added"
+    assert experiment_fields(old)["resplit"] == "as added"

@@ -13,10 +13,11 @@ import pytest
 
 from lib.model.losses import parse_loss_spec
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import FIELD_DEFAULTS, same_config
+from lib.study.experiments import same_config
 from lib.study.fanout import planned_runs
 from lib.study.profiles import FROZEN_TRAINING, TRAINING_NOTEBOOKS
 from lib.study.tuned_recipes import TunedRecipeError, check_results_folder, load
+from lib.training.config import ExperimentConfig
 
 KO6 = "results/tuning/ko6-me5-small-frozen"
 ED32 = "results/tuning/ed32-minilm-frozen"
@@ -52,7 +53,7 @@ def test_every_tuned_run_is_its_winner_at_the_notebooks_seed(study, dataset, enc
         used.add(path)
         # every field as the winner trained it (its searched values, its tuned weights, its fixed settings),
         # except the seed and the thread count, which stay the notebook's (a field added since: its default)
-        expected = {**FIELD_DEFAULTS, **best["config"], "seed": SEED, "num_threads": None}
+        expected = {**ExperimentConfig().to_dict(), **best["config"], "seed": SEED, "num_threads": None}
         assert run.config.validate().to_dict() == expected, path
     # each tuned method planned once ("combined" found by its parts, whatever its tuned weights)
     assert len(tuned) == 8 and used == {p for p, _ in winners.values()}

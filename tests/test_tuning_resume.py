@@ -252,3 +252,20 @@ def test_the_search_waits_for_the_record_of_a_trial_ray_saw_end(encoder, tmp_pat
     assert late.is_file()
     # a trial lost for good (no record ever) is given up on after the timeout
     assert tuning._await_records(search, {"late", "lost"}, timeout=0.2) == ["lost"]
+
+
+def test_a_finished_seed_of_another_configuration_is_refused_not_counted(encoder, cache, tmp_path,  # noqa: F811
+                                                                          monkeypatch):
+    """A resumed trial counts a seed's finished run only if that run trained this trial's configuration."""
+    _scripted_scores(monkeypatch)
+    search = _search(encoder, tmp_path / "other")
+    folder = Path(search.folder) / "trials" / "t1"
+    with pytest.raises(Killed):
+        tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2)
+    partial = json.loads((folder / tuning.PARTIAL).read_text())
+    config = folder / "seed100" / "config.json"
+    written = json.loads(config.read_text())
+    assert written["dropout"] == PARAMS["dropout"]
+    config.write_text(json.dumps({**written, "dropout": 0.3}))
+    with pytest.raises(ValueError, match=f"{config}: a finished run of another configuration .*\\(dropout differ\\)"):
+        tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: None, resumed=partial)

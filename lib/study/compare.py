@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from lib.paths import PROJECT_ROOT
-from lib.study.experiments import FIELD_DEFAULTS, display_name, sort_methods
+from lib.study.experiments import display_name, sort_methods
+from lib.training.config import ADDED_LATER
 from lib.training.results import write_csv, write_text
 
 COLUMNS = ["method", "name", "yours", "yours_seeds", "published", "published_lo", "published_hi",
@@ -103,8 +104,8 @@ def _settings(study: Path) -> dict[str, list]:
             continue
         if cfg.get("method", "finetune") != "finetune":
             continue
-        for k in SETTINGS:  # a setting added after the run was saved: its default, the behaviour it had
-            values[k].add(json.dumps(cfg.get(k, FIELD_DEFAULTS.get(k))))
+        for k in SETTINGS:  # a setting added after the run was saved: the behaviour it had (ADDED_LATER)
+            values[k].add(json.dumps(cfg.get(k, ADDED_LATER.get(k))))
     return {k: [json.loads(v) for v in sorted(vs)] for k, vs in values.items() if vs}  # JSON text sorts any mix
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import MISSING, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
-from lib.training.config import BASELINE_METHODS, ExperimentConfig
+from lib.training.config import ADDED_LATER, BASELINE_METHODS, ExperimentConfig
 from lib.model.losses import format_loss_spec, parse_loss_spec
 from lib.paths import PROJECT_ROOT
 from lib.training.results import is_complete
@@ -166,13 +166,11 @@ TRAINING_FIELDS = {f for f in ExperimentConfig.__dataclass_fields__} - {
     "ood"}
 
 
-FIELD_DEFAULTS = {f.name: f.default for f in fields(ExperimentConfig) if f.default is not MISSING}
-
-
 def experiment_fields(config: dict) -> dict:
     """The fields that define what a run computed (for reuse and for consistency checks). A field added
-    after a run was saved reads as its default, the behaviour that run had (e.g. resplit)."""
-    config = {**FIELD_DEFAULTS, **config}
+    after a run was saved reads as the value it was added with, the behaviour that run had
+    (``lib.training.config.ADDED_LATER``, e.g. resplit)."""
+    config = {**ADDED_LATER, **config}
     skip = set(RUNTIME_FIELDS)
     if config.get("method", "finetune") != "finetune":
         skip |= TRAINING_FIELDS

@@ -22,7 +22,8 @@ import pandas as pd
 from lib.evaluation.pvalues import holm
 from lib.ownership import check_owned
 from lib.study.baseline_comparison import compare_out_of_domain, compare_to_baseline
-from lib.study.experiments import (FIELD_DEFAULTS, RUNTIME_FIELDS, loss_parts, resolve_results_dir, same_method,
+from lib.training.config import ADDED_LATER
+from lib.study.experiments import (RUNTIME_FIELDS, loss_parts, resolve_results_dir, same_method,
                                    sort_methods)
 from lib.study.results_folder import csv_header_has
 from lib.study.run_files import ood_sets
@@ -71,8 +72,8 @@ def check_same_settings(tuned: pd.DataFrame, recipe: pd.DataFrame, method: str, 
     their difference would not be the recipe's effect."""
     def config(runs, m):
         path = Path(runs.loc[runs["method"] == m, "run_path"].iloc[0]) / "config.json"
-        # a field added after a run was saved reads as its default (the behaviour that run had)
-        return path, {**FIELD_DEFAULTS, **json.loads(path.read_text(encoding="utf-8"))}
+        # a field added after a run was saved reads as the behaviour that run had
+        return path, {**ADDED_LATER, **json.loads(path.read_text(encoding="utf-8"))}
 
     (tuned_path, a), (recipe_path, b) = config(tuned, method), config(recipe, recipe_method)
     allowed = recipe_fields(method)

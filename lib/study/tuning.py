@@ -68,7 +68,7 @@ from pathlib import Path
 from lib.study import search_spaces
 from lib.study.profiles import TUNING
 from lib.study.ray_options import positive_int
-from lib.training.config import ConfigError, ExperimentConfig
+from lib.training.config import ADDED_LATER, ConfigError, ExperimentConfig
 from lib.training.results import is_complete, write_json
 from lib.training.seeding import rng_state, set_rng_state
 
@@ -229,6 +229,14 @@ class _SeedRun:
         env = _read_json(self.out / "environment.json") or {}
         if is_complete(self.out) and env.get("git", {}).get("commit") == commit:
             import pandas as pd
+
+            # the same code wrote it, so the same fields: any difference is another trial's run in this folder
+            ours = json.loads(json.dumps(copy.deepcopy(self.cfg).validate().to_dict()))
+            theirs = _read_json(self.out / "config.json") or {}
+            differ = sorted(k for k in set(ours) | set(theirs) if k != "encoder" and ours.get(k) != theirs.get(k))
+            if differ:  # "encoder": the run folder names the resolved encoder, the config its short name
+                raise ValueError(f"{self.out / 'config.json'}: a finished run of another configuration than this "
+                                 f"trial's ({', '.join(differ)} differ); move it away to train this seed anew")
 
             self.metrics = _read_json(self.out / "metrics.json")
             scores = pd.read_csv(self.out / "history.csv", float_precision="round_trip")["valid_macro_f1"].tolist()
@@ -801,19 +809,14 @@ def confirm_recipe(search: Search) -> dict:
     return out
 
 
-# Config fields added to the code after searches were saved, each with the value every search before it
-# had (the default it was added with): a saved search.json whose Study 1 recipe lacks one reads as that value,
-# so a search saved earlier resumes or publishes from a later commit. Listed by hand, not taken from the
-# config's current defaults: a default changed later must not make an old search read as the new one.
-ADDED_AFTER_SEARCHES = {"resplit": False}
-
-
 def _with_later_defaults(saved: dict) -> dict:
-    """``saved`` (a search.json budget) with the fields of ADDED_AFTER_SEARCHES its recipe lacks."""
+    """``saved`` (a search.json budget) with the config fields added since (``ADDED_LATER``) that its Study 1
+    recipe lacks, as the value they were added with: a search saved earlier resumes or publishes from a
+    later commit."""
     base = saved.get("base")
     if not isinstance(base, dict):
         return saved
-    return {**saved, "base": {**{k: v for k, v in ADDED_AFTER_SEARCHES.items() if k not in base}, **base}}
+    return {**saved, "base": {**{k: v for k, v in ADDED_LATER.items() if k not in base}, **base}}
 
 
 def _search_state(search: Search) -> dict | None:

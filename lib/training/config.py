@@ -32,6 +32,14 @@ def _loss_field(name: str):
     return field(default=p.default, metadata={"help": p.help, "choices": p.choices, "loss_parameter": True})
 
 
+# Fields added after runs and searches were published, each with the value every run before it had (the
+# default it was added with): a saved config.json or search recipe that lacks one reads as that value
+# (``from_dict``, lib.study.experiments.experiment_fields, lib.study.tuning). By hand, not the current
+# default, so that a default changed later cannot make an old run read as the new behaviour. A field added
+# to ExperimentConfig goes here too (tests/test_experiments.py checks the published configs).
+ADDED_LATER = {"loss_options": None, "ood": None, "resplit": False}
+
+
 @dataclass
 class ExperimentConfig:
     dataset: str = _f("ed6", "data set name (ko6, ed6, ed32, goemo27) or a path to a CSV file")
@@ -209,7 +217,7 @@ class ExperimentConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config fields: {', '.join(unknown)}")
-        return cls(**d)
+        return cls(**{**ADDED_LATER, **d})
 
 
 def _parse_bool(text: str) -> bool:
