@@ -133,17 +133,27 @@ def test_a_search_discards_partial_state_no_trial_will_go_on_from(encoder, tmp_p
     assert not list(trials.glob(f"*/{tuning.PARTIAL}")) and not list(trials.glob("*/seed*.resume"))
 
 
-def test_a_search_enqueues_its_interrupted_trial_and_the_trial_takes_over_its_folder(encoder, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("set_aside", [False, True])
+def test_a_search_enqueues_its_interrupted_trial_and_the_trial_takes_over_its_folder(set_aside, encoder,  # noqa: F811
+                                                                                     tmp_path):
+    """set_aside: the interrupted trial had written a record, which the search renamed trial.interrupted.json;
+    that marker stays under the old id, where scripts/tuning_runs.sh's save looks for it."""
     search = _search(encoder, tmp_path)
     trials = Path(search.folder) / "trials"
     point = {"head_lr": 0.004, "dropout": 0.1, "epochs": 3, "weight_decay": 0.01, "weight_stick1": 0.3}
     point = {k: point.get(k, 0.5) for k in tuning.search_spaces.declared(search.method, True, search.max_epochs)}
     partial = {"trial_id": "old", "number": 4, "params": dict(point), "epochs": [{"epoch": 1, "seconds": 1.0}]}
     tuning.write_json(trials / "old" / tuning.PARTIAL, partial)
+    if set_aside:
+        tuning.write_json(trials / "old" / "trial.interrupted.json", {**partial, "status": "stopped"})
     assert [tuning.point_of(search, r["params"]) for r in tuning._partials(search)] == [point]
     assert tuning._take_over(search, {**point, "head_lr": 0.005}, "new") is None  # another point: a new trial
     taken = tuning._take_over(search, {**point, "loss": "ce=0.3+supcon=0.7"}, "new")
-    assert taken["trial_id"] == "old" and (trials / "new" / tuning.PARTIAL).is_file() and not (trials / "old").exists()
+    assert taken["trial_id"] == "old" and (trials / "new" / tuning.PARTIAL).is_file()
+    assert not (trials / "new" / "trial.interrupted.json").exists()
+    assert sorted(p.name for p in (trials / "old").iterdir()) == ["trial.interrupted.json"] if set_aside else \
+        not (trials / "old").exists()
+    assert [p.parent.name for p in trials.glob(f"*/{tuning.PARTIAL}")] == ["new"] and not tuning._records(search)
 
 
 def test_asha_resumed_with_the_ended_trials_stops_where_an_empty_one_lets_through():

@@ -453,7 +453,11 @@ def _take_over(search: Search, params: dict, trial_id: str) -> dict | None:
         if _same_point(params, point_of(search, record["params"])):
             trials = Path(search.folder) / "trials"
             (trials / record["trial_id"]).rename(trials / trial_id)
-            (trials / trial_id / "trial.interrupted.json").unlink(missing_ok=True)
+            marker = trials / trial_id / "trial.interrupted.json"
+            if marker.exists():  # back under the old id: a save may have committed that trial's record before
+                # the search set it aside, and scripts/tuning_runs.sh takes such a copy back where it finds this
+                (trials / record["trial_id"]).mkdir()
+                marker.rename(trials / record["trial_id"] / marker.name)
             print(f"tune {search.name}: trial {trial_id} goes on from interrupted trial {record['trial_id']} after "
                   f"{len(record['epochs'])} epoch(s)", flush=True)
             return record
