@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from lib.data.datasets import DataBundle, load_dataset
@@ -19,6 +21,7 @@ def test_leakage_report_on_a_known_bundle():
     assert r["across_splits"]["train-test"]["test_rows_affected"] == 1
     assert r["across_splits"]["valid-test"]["shared_texts"] == 1
     assert r["conflicting_label_texts"] == 1 and r["conflicting_examples"] == ["x"]
+    assert r["conflicting_example_ids"] == [["test:r0", "train:r0", "train:r1"]]
     assert r["rows_seen_in_an_earlier_split"] == {"valid": 1, "test": 2}
     d = drop_cross_split_duplicates(b)
     assert d.valid["text"].tolist() == ["w"] and d.test["text"].tolist() == ["v"]
@@ -41,3 +44,31 @@ def test_ko6_has_the_documented_duplicates_and_conflicts(shared_data):
     assert shared > 0 and within > 0
     # 32 distinct test rows share a text with train or valid (27 + 6 = 33 pairwise: one is in both).
     assert r["rows_seen_in_an_earlier_split"]["test"] == 32
+
+
+def test_the_report_of_a_set_that_may_not_be_redistributed_names_rows_by_id_only():
+    """ko6's terms forbid redistribution, and every run folder publishes its leakage.json."""
+    from dataclasses import replace
+
+    b = DataBundle("toy", ["a", "b"], train=_frame(["x", "y"], [0, 1]), valid=_frame(["x"], [1]),
+                   test=_frame(["q"], [0]))
+    ko = leakage_report(replace(b, name="ko6"))
+    assert "conflicting_examples" not in ko and ko["conflicting_example_ids"] == [["train:r0", "valid:r0"]]
+    assert '"x"' not in json.dumps(ko)
+    assert {k: v for k, v in leakage_report(b).items() if k not in ("dataset", "conflicting_examples")} == {
+        k: v for k, v in ko.items() if k != "dataset"}
+
+
+def test_examples_of_a_set_that_may_not_be_redistributed_show_ids_unless_asked():
+    from dataclasses import replace
+
+    from lib.data.exploration import examples_per_class
+
+    b = DataBundle("toy", ["a", "b"], train=_frame(["x1", "x2", "y1", "y2"], [0, 0, 1, 1]),
+                   valid=_frame(["v"], [0]), test=_frame(["t"], [1]))
+    shown = examples_per_class(b, 2)
+    assert sorted(shown["text"]) == ["x1", "x2", "y1", "y2"]
+    hidden = examples_per_class(replace(b, name="ko6"), 2)
+    assert hidden["id"].tolist() == shown["id"].tolist() and hidden["text"].str.startswith("(not shown").all()
+    assert examples_per_class(replace(b, name="ko6"), 2, show_texts=True).equals(shown)
+    assert examples_per_class(b, 2, show_texts=False)["text"].str.startswith("(not shown").all()

@@ -66,6 +66,16 @@ GOEMO_CLASSES = [
 
 NAMED = ("ko6", "ed6", "ed32", "goemo27")
 LANGUAGE = {"ko6": "ko", "ed6": "en", "ed32": "en", "goemo27": "en"}
+# Named sets whose terms forbid redistribution (the data folder's README: AI Hub corpora, research use only).
+# A published file or executed notebook is redistribution: what the program writes names their rows by id,
+# and notebook 00 shows their sentences only when asked (examples_per_class).
+NOT_REDISTRIBUTABLE = frozenset({"ko6"})
+
+
+def texts_shareable(name: str) -> bool:
+    """Whether the sentences of data set ``name`` may appear in what is published (a user's CSV: yes, its
+    owner decides)."""
+    return name not in NOT_REDISTRIBUTABLE
 
 
 @dataclass

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from lib.data.datasets import SPLITS, DataBundle
+from lib.data.datasets import SPLITS, DataBundle, texts_shareable
 
 
 def length_table(bundle: DataBundle, tokenizer=None, prefix: str = "") -> pd.DataFrame:
@@ -26,12 +26,19 @@ def length_table(bundle: DataBundle, tokenizer=None, prefix: str = "") -> pd.Dat
     return pd.DataFrame(rows).round(3)
 
 
-def examples_per_class(bundle: DataBundle, n: int = 3, random_state: int = 0) -> pd.DataFrame:
+def examples_per_class(bundle: DataBundle, n: int = 3, random_state: int = 0,
+                       show_texts: bool | None = None) -> pd.DataFrame:
+    """``n`` training sentences per class (emotion, text, id). ``show_texts`` None: the texts only of a data
+    set whose terms allow redistribution (``texts_shareable``), the ids of the others' (an executed notebook
+    is published); True: always (a copy of your own)."""
+    shown = texts_shareable(bundle.name) if show_texts is None else bool(show_texts)
     tr = bundle.train
     picks = [tr[tr["label"] == c].sample(min(n, int((tr["label"] == c).sum())), random_state=random_state)
              for c in range(bundle.num_classes)]
     out = pd.concat(picks)
     out = out.assign(emotion=[bundle.class_names[i] for i in out["label"]])
+    if not shown:
+        out = out.assign(text=f"(not shown: {bundle.name}'s terms forbid redistribution; SHOW_TEXTS = True shows it)")
     return out[["emotion", "text", "id"]].reset_index(drop=True)
 
 

@@ -5,11 +5,13 @@ from itertools import combinations
 
 import pandas as pd
 
-from lib.data.datasets import SPLITS, DataBundle
+from lib.data.datasets import SPLITS, DataBundle, texts_shareable
 
 
 def leakage_report(bundle: DataBundle) -> dict:
-    """Counts a reader needs before trusting test scores (texts compared after stripping)."""
+    """Counts a reader needs before trusting test scores (texts compared after stripping), and up to five
+    texts with conflicting labels: their ids (``split:id``, every row of each), and the texts themselves only
+    where the data set's terms allow redistribution (``texts_shareable``: the report is published)."""
     report: dict = {"dataset": bundle.name, "within_split": {}, "across_splits": {}}
     for s in SPLITS:
         texts = bundle.split(s)["text"]
@@ -33,11 +35,16 @@ def leakage_report(bundle: DataBundle) -> dict:
         if seen:
             report["rows_seen_in_an_earlier_split"][s] = int(texts.isin(seen).sum())
         seen |= set(texts)
-    allrows = pd.concat([bundle.split(s) for s in SPLITS], ignore_index=True)
+    allrows = pd.concat([bundle.split(s).assign(row=lambda f, s=s: s + ":" + f["id"]) for s in SPLITS],
+                        ignore_index=True)
     n_labels = allrows.groupby("text")["label"].nunique()
     conflicting = n_labels[n_labels > 1]
     report["conflicting_label_texts"] = int(len(conflicting))
-    report["conflicting_examples"] = sorted(conflicting.index[:5].tolist())
+    examples = sorted(conflicting.index[:5].tolist())
+    rows = allrows[allrows["text"].isin(examples)]
+    report["conflicting_example_ids"] = [sorted(rows.loc[rows["text"] == t, "row"]) for t in examples]
+    if texts_shareable(bundle.name):
+        report["conflicting_examples"] = examples
     return report
 
 
