@@ -264,18 +264,27 @@ def test_the_search_waits_for_the_record_of_a_trial_ray_saw_end(encoder, tmp_pat
     assert tuning._await_records(search, {"late", "lost"}, timeout=0.2) == ["lost"]
 
 
-def test_a_finished_seed_of_another_configuration_is_refused_not_counted(encoder, cache, tmp_path,  # noqa: F811
-                                                                          monkeypatch):
-    """A resumed trial counts a seed's finished run only if that run trained this trial's configuration."""
-    _scripted_scores(monkeypatch)
-    search = _search(encoder, tmp_path / "other")
-    folder = Path(search.folder) / "trials" / "t1"
-    with pytest.raises(Killed):
-        tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2)
-    partial = json.loads((folder / tuning.PARTIAL).read_text())
-    config = folder / "seed100" / "config.json"
-    written = json.loads(config.read_text())
-    assert written["dropout"] == PARAMS["dropout"]
-    config.write_text(json.dumps({**written, "dropout": 0.3}))
-    with pytest.raises(ValueError, match=f"{config}: a finished run of another configuration .*\\(dropout differ\\)"):
-        tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: None, resumed=partial)
+def test_a_finished_seed_of_another_configuration_is_set_aside_and_trained_anew(encoder, cache, tmp_path,  # noqa: F811
+                                                                                  monkeypatch, capsys):
+    """A resumed trial counts a seed's finished run only if that run trained this trial's configuration; the
+    thread count and device define no run, so a search resumed with other resources keeps its seeds."""
+    calls = _scripted_scores(monkeypatch)
+    plain = tuning.run_trial(_search(encoder, tmp_path / "plain"), "t1", 1, PARAMS, lambda e, b: None, num_threads=1)
+    for dropout, retrained in ((PARAMS["dropout"], {101: 3}), (0.3, {100: 2, 101: 3})):
+        search = _search(encoder, tmp_path / f"other{dropout}")
+        folder = Path(search.folder) / "trials" / "t1"
+        calls.clear()
+        with pytest.raises(Killed):
+            tuning.run_trial(search, "t1", 1, PARAMS, _kill_at_2, num_threads=2)
+        partial = json.loads((folder / tuning.PARTIAL).read_text())
+        config = folder / "seed100" / "config.json"
+        written = json.loads(config.read_text())
+        assert written["num_threads"] == 2 and written["dropout"] == PARAMS["dropout"]
+        config.write_text(json.dumps({**written, "dropout": dropout}))
+        calls.clear()
+        record = tuning.run_trial(search, "t1", 1, PARAMS, lambda e, b: None, num_threads=1, resumed=partial)
+        # seed 101's checkpoint was saved with 2 threads: it trains anew (a checkpoint resumes only the same run)
+        assert calls == retrained and _scores(record) == _scores(plain)
+    assert sorted(p.name for p in folder.glob("seed100*")) == ["seed100", "seed100.other-config"]
+    assert json.loads((folder / "seed100.other-config" / "config.json").read_text())["dropout"] == 0.3
+    assert "(dropout differ) moved to seed100.other-config; this seed trains anew" in capsys.readouterr().err

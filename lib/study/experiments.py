@@ -179,7 +179,7 @@ def experiment_fields(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in skip}
 
 
-def _differences(saved: dict, cfg: ExperimentConfig) -> dict[str, tuple]:
+def config_differences(saved: dict, cfg: ExperimentConfig) -> dict[str, tuple]:
     """{field: (saved value, asked value)} of the fields that define the experiment and differ."""
     want = experiment_fields(cfg.to_dict())
     have = experiment_fields(saved)
@@ -189,7 +189,7 @@ def _differences(saved: dict, cfg: ExperimentConfig) -> dict[str, tuple]:
 
 
 def same_config(saved: dict, cfg: ExperimentConfig) -> bool:
-    return not _differences(saved, cfg)
+    return not config_differences(saved, cfg)
 
 
 def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False, quiet: bool = True,
@@ -227,7 +227,7 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
                                  "results/local (without --publish) to keep a model, or pass --force to replace it.")
         if is_published(out):
             differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
-                               for k, (there, asked) in _differences(saved, cfg).items())
+                               for k, (there, asked) in config_differences(saved, cfg).items())
             raise RunNotReusable(
                 f"{where} is a published run trained with other settings ({differ}); it is not replaced. "
                 "Re-render it with the command that made it (README, What was run), train into results/local "

@@ -35,8 +35,8 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
     sub = runs[(runs["method"] == method) & (runs["split"] == "test") & chosen]
     for _, r in sub.iterrows():
         folder = Path(r["run_path"]) if ood is None else ood_folder(r["run_path"], ood)
-        if ood is not None and not (folder / "predictions.csv").is_file():
-            continue  # this run did not score the set
+        if ood is not None and not (folder / "metrics.json").is_file():
+            continue  # this run did not score the set (one that did and lost its predictions.csv fails below)
         frame = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
         expected = ids
         if isinstance(ids, dict) and ood is None:

@@ -225,18 +225,24 @@ class _SeedRun:
         from lib.training.results import git_state
         from lib.training.train import pick_device
 
+        from lib.study.experiments import config_differences
+
         commit = git_state()["commit"]
         env = _read_json(self.out / "environment.json") or {}
+        differ = (config_differences(_read_json(self.out / "config.json") or {}, copy.deepcopy(self.cfg).validate())
+                  if is_complete(self.out) else {})
+        if differ:  # another trial's run in this folder (the threads or device aside: they define no run)
+            aside = self.out.with_name(f"{self.out.name}.other-config")
+            for n in range(2, 1000):
+                if not aside.exists():
+                    break
+                aside = self.out.with_name(f"{self.out.name}.other-config{n}")
+            self.out.rename(aside)
+            print(f"{self.out}: a finished run of another configuration ({', '.join(differ)} differ) moved to "
+                  f"{aside.name}; this seed trains anew", file=sys.stderr, flush=True)
         if is_complete(self.out) and env.get("git", {}).get("commit") == commit:
             import pandas as pd
 
-            # the same code wrote it, so the same fields: any difference is another trial's run in this folder
-            ours = json.loads(json.dumps(copy.deepcopy(self.cfg).validate().to_dict()))
-            theirs = _read_json(self.out / "config.json") or {}
-            differ = sorted(k for k in set(ours) | set(theirs) if k != "encoder" and ours.get(k) != theirs.get(k))
-            if differ:  # "encoder": the run folder names the resolved encoder, the config its short name
-                raise ValueError(f"{self.out / 'config.json'}: a finished run of another configuration than this "
-                                 f"trial's ({', '.join(differ)} differ); move it away to train this seed anew")
 
             self.metrics = _read_json(self.out / "metrics.json")
             scores = pd.read_csv(self.out / "history.csv", float_precision="round_trip")["valid_macro_f1"].tolist()
@@ -456,7 +462,7 @@ def _take_over(search: Search, params: dict, trial_id: str) -> dict | None:
             marker = trials / trial_id / "trial.interrupted.json"
             if marker.exists():  # back under the old id: a save may have committed that trial's record before
                 # the search set it aside, and scripts/tuning_runs.sh takes such a copy back where it finds this
-                (trials / record["trial_id"]).mkdir()
+                (trials / record["trial_id"]).mkdir(exist_ok=True)
                 marker.rename(trials / record["trial_id"] / marker.name)
             print(f"tune {search.name}: trial {trial_id} goes on from interrupted trial {record['trial_id']} after "
                   f"{len(record['epochs'])} epoch(s)", flush=True)
