@@ -43,12 +43,12 @@ def load_primary_predictions(runs: pd.DataFrame, method: str, ids: np.ndarray | 
             if int(r["seed"]) not in ids:
                 continue  # its own split, which no baseline run predicted: unpaired, as any seed the baseline lacks
             expected = ids[int(r["seed"])]
-        if ood is not None and not (
-                (expected is None or np.array_equal(frame["id"].to_numpy(), expected))
-                and (labels is None or np.array_equal(frame["label"].to_numpy(), labels))):
-            raise ValueError(f"{folder / 'predictions.csv'}: other {ood} rows or labels than in the baseline's "
-                             "run; compare runs scored on one set (the same out-of-domain file and mapping)")
-        if expected is not None and not np.array_equal(frame["id"].to_numpy(), expected):
+        same_rows = expected is None or np.array_equal(frame["id"].to_numpy(), expected)
+        if ood is not None:
+            if not (same_rows and (labels is None or np.array_equal(frame["label"].to_numpy(), labels))):
+                raise ValueError(f"{folder / 'predictions.csv'}: other {ood} rows or labels than in the baseline's "
+                                 "run; compare runs scored on one set (the same out-of-domain file and mapping)")
+        elif not same_rows:
             raise ValueError(f"{r['run_path']} predicted other test sentences than the baseline run; "
                              "paired comparisons need one test set (same data set and --max-eval-samples)")
         out[int(r["seed"])] = frame[f"pred_{r['rule']}"].to_numpy()
