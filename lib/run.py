@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep the run's state after every epoch in OUT.resume/ and, when the same command runs "
                              "again after a kill, go on from the last epoch (the same numbers as a run never stopped); "
                              "deleted once the run is written")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="select the epoch on validation and score nothing held out: the test split is dropped "
+                             "unread (and --ood refused), as in a tuning trial, whose recorded commands carry this "
+                             "flag; with --reproduce it follows the run being checked")
     parser.add_argument("--reproduce", metavar="RUN_DIR", default=None,
                         help="re-run the config.json of a finished run folder (other config options are ignored) "
                              "into --out, then check that metrics, history, predictions and embeddings are identical "
@@ -99,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             if Path(args.out).resolve() == original.resolve():
                 raise ConfigError("--reproduce: --out must differ from the run being checked (it would be replaced)")
             cfg = ExperimentConfig.from_dict(json.loads((original / "config.json").read_text()))
+            # a tuning trial's seed scored no test split: its re-run does not either
+            args.validation_only = "test_macro_f1" not in json.loads((original / "metrics.json").read_text())
         else:
             cfg = config_from_args(args)
         cfg.validate()
@@ -114,13 +120,17 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM becomes an exception, so the run folder is marked failed instead of left "running".
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        metrics = run_experiment(cfg, out, quiet=args.quiet, save_model=args.save_model, resume=args.resume)
+        metrics = run_experiment(cfg, out, quiet=args.quiet, save_model=args.save_model, resume=args.resume,
+                                 validation_only=args.validation_only)
     except (ConfigError, DataFileError, DataInputError, EncoderError, PermissionError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     how = f"rule {metrics['primary_rule']}, best epoch {metrics['best_epoch']}" if "best_epoch" in metrics \
         else f"{metrics['method']}, C={metrics['chosen_C']}"
-    print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  ({how})  -> {out}")
+    if args.validation_only:
+        print(f"validation macro-F1 {metrics['valid_macro_f1']:.4f}  ({how}; test split not read)  -> {out}")
+    else:
+        print(f"test macro-F1 {metrics['test_macro_f1']:.4f}  accuracy {metrics['test_accuracy']:.4f}  ({how})  -> {out}")
     for line in summary_lines(metrics, out):  # out-of-domain sets (--ood), scored once like the test split
         print(line)
     if args.reproduce:

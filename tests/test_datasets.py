@@ -51,6 +51,13 @@ def test_unknown_dataset_name_lists_the_choices():
         load_dataset("nope")
 
 
+def test_every_named_set_has_a_loader_and_a_language():
+    """A named set is one entry in each table (docs/code-layout-and-extending.md): the training code tells
+    a named set from a CSV by NAMED, load_dataset by LOADERS, the default encoder comes from LANGUAGE."""
+    assert list(datasets.LOADERS) == list(datasets.NAMED) and set(datasets.LANGUAGE) == set(datasets.NAMED)
+    assert datasets.NOT_REDISTRIBUTABLE <= set(datasets.NAMED)
+
+
 def _write(tmp_path: Path, text: str, name="mine.csv", encoding="utf-8") -> Path:
     p = tmp_path / name
     p.write_bytes(text.encode(encoding))

@@ -274,3 +274,58 @@ def test_weighted_sum_calls_each_part_on_what_it_consumes(toy):
     torch.testing.assert_close(parts["toy"], loss.parts["toy"](e, y).detach())
     with pytest.raises(ValueError, match="unknown loss parameter.*toy_scal"):
         build_loss({"toy": 1.0}, 3, 4, toy_scal=2.0)
+
+
+# ---- a loss of one's own on the study's other paths: run_all.sh --set, and the tuning search ----
+
+def test_a_new_losss_parameter_reaches_the_notebooks_with_losses_from_run_all(toy, tmp_path):
+    from lib.study.fanout import planned_runs
+    from lib.study.parameters_cell import accepts, loss_option_parameters
+    from lib.study.runner import parse_overrides
+
+    assert "TOY_SCALE" in loss_option_parameters() and "TRIPLET_MARGIN" not in loss_option_parameters()
+    assert parse_overrides(["TOY_SCALE=3", "LOSSES=[\"toy\"]"], ["04_combined"]) == {"TOY_SCALE": 3, "LOSSES": ["toy"]}
+    with pytest.raises(ValueError, match="TOY_SCALE"):  # notebook 01 trains no list of losses
+        parse_overrides(["TOY_SCALE=3"], ["01_baseline_ce"])
+    with pytest.raises(ValueError, match="TOY_SCAL"):
+        parse_overrides(["TOY_SCAL=3"], ["04_combined"])
+    assert [accepts(nb, "TOY_SCALE", {"TOY_SCALE"}) for nb in ("01_baseline_ce", "02_triplet", "04_combined")] == \
+        [False, True, True]
+    (run,) = planned_runs("smoke", "ed6", "minilm", [0], tmp_path, ["04_combined"],
+                          {"LOSSES": ["toy"], "GRID": [], "TOY_SCALE": 3.0})  # the Ray path's plan
+    assert (run.config.loss, run.config.loss_options) == ("toy", {"toy_scale": 3.0})
+
+
+def test_papermill_is_quiet_only_about_the_loss_parameters_passed_on_purpose(monkeypatch, caplog):
+    import logging
+
+    from lib.study.runner import quiet_papermill_about
+
+    logger = logging.getLogger("papermill")
+    monkeypatch.setattr(logger, "filters", [])  # this test's filter goes with it
+    quiet_papermill_about({"TOY_SCALE"})
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        logger.warning("Passed unknown parameter: TOY_SCALE")
+        logger.warning("Passed unknown parameter: TOY_SCAL")
+    assert [r.getMessage() for r in caplog.records] == ["Passed unknown parameter: TOY_SCAL"]
+
+
+def test_a_search_refuses_a_loss_without_a_space_and_tunes_one_with_its_space(toy, monkeypatch):
+    from lib.study import search_spaces, tuning
+
+    with pytest.raises(search_spaces.SearchSpaceError, match=r"loss 'toy' has no search space: add OWN\['toy'\]"):
+        search_spaces.declared("ce+toy", False, 15)
+    monkeypatch.setitem(search_spaces.OWN, "toy", {"toy_scale": ("log", 1.0, 16.0)})
+    base = ExperimentConfig(loss="ce=0.5+toy=0.5").validate()
+    search = tuning.Search(dataset="ed6", encoder="minilm", method="ce+toy", setting="x", trials=1, max_epochs=15,
+                           grace_epochs=2, startup_trials=1, seeds=(100, 101), confirm_seeds=(200,), frozen=False,
+                           base=base.to_dict(), folder="unused")
+    point = search_spaces.recipe_point(search.base, search.method, False, 15)
+    assert point["toy_scale"] == 1.0  # the recipe's value: the registered default, from loss_options
+    params = {**search_spaces.config_fields({**point, "toy_scale": 6.0}, search.method), "trial_number": 0}
+    configs = tuning.trial_configs(search, params, search.seeds)
+    # the sampled value is the runs' parameter (not dropped for want of a config field)
+    assert [(c.seed, c.loss_options) for c in configs] == [(100, {"toy_scale": 6.0}), (101, {"toy_scale": 6.0})]
+    from lib.study.recipe_effect import recipe_fields
+
+    assert "toy_scale" in recipe_fields("ce+toy")

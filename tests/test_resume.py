@@ -143,7 +143,9 @@ def test_lib_run_resume_goes_on_after_a_sigterm(toy, never_stopped, tmp_path):  
     from lib.study.tuning import run_command
 
     out = tmp_path / "run"
-    command = shlex.split(run_command(_combined(toy), str(out)))[3:] + ["--resume"]
+    # a trial's command, scoring the test split as an ordinary run does (its predictions are compared)
+    command = [w for w in shlex.split(run_command(_combined(toy), str(out)))[3:] if w != "--validation-only"]
+    command += ["--resume"]
     words = [sys.executable, "-m", "lib.run", *command]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     first = subprocess.Popen(words, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import signal
+import shlex
 import subprocess
 import sys
 import time
@@ -152,7 +153,7 @@ def test_a_trial_is_an_ordinary_lib_run_command():
     words = tuning.run_command(cfg, "/tmp/x").split()
     assert words[:3] == ["python", "-m", "lib.run"]
     args = build_parser().parse_args(words[3:])
-    assert config_from_args(args).validate() == cfg and args.out == "/tmp/x"
+    assert config_from_args(args).validate() == cfg and args.out == "/tmp/x" and args.validation_only
 
 
 def _keys(data) -> set[str]:
@@ -200,6 +201,38 @@ def test_a_trial_never_reads_the_test_split(monkeypatch, tmp_path, encoder, cach
         run = Path(search.folder) / "trials" / "t1" / f"seed{seed}"
         metrics = json.loads((run / "metrics.json").read_text())
         assert not [k for k in metrics if "test" in k] and not (run / "predictions.csv").exists()
+
+
+def test_a_search_refuses_a_recipe_that_redraws_the_split(monkeypatch, tmp_path):
+    """resplit pools the test sentences into training before its redraw: no search trains on them."""
+    recipe = tuning.recipe_config("ed6", "minilm", "ce", "smoke")
+    monkeypatch.setattr(tuning, "recipe_config", lambda *args: tuning.replace(recipe, resplit=True))
+    with pytest.raises(tuning.TuningError, match="not on resplit"):
+        tuning.make_search("ed6", "minilm", "ce", "smoke", tmp_path)
+
+
+def test_a_trials_command_reads_no_test_split_and_reproduces(monkeypatch, tmp_path, encoder, cache, capsys):
+    """lib.run --validation-only, as a trial record's commands run: the test split is never touched, and
+    --reproduce of such a run re-runs it the same way (the original has no test score to compare)."""
+    from lib.data import datasets
+    from lib.run import main
+    from lib.training import train
+
+    def load_without_test(*args, **kwargs):
+        bundle = datasets.load_dataset(*args, **kwargs)
+        bundle.test = _Untouchable()
+        return bundle
+
+    monkeypatch.setattr(train, "load_dataset", load_without_test)
+    cfg = tuning.trial_configs(tuning.make_search("ed6", encoder, "ce", "smoke", tmp_path), {"epochs": 1}, [100])[0]
+    words = shlex.split(tuning.run_command(cfg, str(tmp_path / "again")))
+    assert main(words[3:] + ["--quiet"]) == 0
+    assert "test split not read" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert "valid_macro_f1" in metrics and not [k for k in metrics if "test" in k]
+    assert not (tmp_path / "again" / "predictions.csv").exists()
+    assert main(["--reproduce", str(tmp_path / "again"), "--out", str(tmp_path / "twice"), "--quiet"]) == 0
+    assert "reproduced exactly" in capsys.readouterr().out
 
 
 # ---- a real search on Ray ----

@@ -154,6 +154,13 @@ def test_a_search_enqueues_its_interrupted_trial_and_the_trial_takes_over_its_fo
     assert sorted(p.name for p in (trials / "old").iterdir()) == ["trial.interrupted.json"] if set_aside else \
         not (trials / "old").exists()
     assert [p.parent.name for p in trials.glob(f"*/{tuning.PARTIAL}")] == ["new"] and not tuning._records(search)
+    # the record names its new folder at once: a kill before the trial's next epoch leaves them agreeing
+    assert json.loads((trials / "new" / tuning.PARTIAL).read_text())["trial_id"] == "new"
+    # a partial whose id is not its folder's (written before the record was renamed with it) is still found
+    # where it lies, and taken over from there
+    tuning.write_json(trials / "new" / tuning.PARTIAL, partial)  # says "old", lies in "new"
+    assert tuning._take_over(search, dict(point), "newer")["epochs"] == partial["epochs"]
+    assert [p.parent.name for p in trials.glob(f"*/{tuning.PARTIAL}")] == ["newer"]
 
 
 def test_asha_resumed_with_the_ended_trials_stops_where_an_empty_one_lets_through():

@@ -321,3 +321,30 @@ def test_publish_commits_the_report_written_in_a_clean_worktree_at_head(repo, tm
     assert again.returncode == 2 and "not committed" in again.stderr
     assert (repo / study / "report.json").read_text() == "my edit" and len(
         (tmp_path / "calls.txt").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("running", [["ko6-me5-small-frozen"], ["ed32-minilm-frozen", "ko6-me5-small-frozen"], []])
+def test_publish_refuses_while_a_run_of_the_search_goes_on(repo, tmp_path, running):
+    """A search's run re-runs the recipe and the winner after its last trial: a publish meanwhile would re-run
+    them itself and report other numbers than the recipe.json the run commits later."""
+    repo, _ = repo
+    sleeper = tmp_path / "elsewhere" / "tuning_runs.sh"  # stands for the script a running search was started as
+    sleeper.parent.mkdir()
+    sleeper.write_text("sleep 60\n")
+    others = subprocess.Popen(["bash", str(sleeper), "run", "ed32-minilm-frozen"])  # another search: no bar
+    search = subprocess.Popen(["bash", str(sleeper), "run", *running])
+    try:
+        env = {**os.environ, "STUDY_DATA_DIR": str(tmp_path)}
+        out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ko6-me5-small-frozen"],
+                             cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and f"still running ko6-me5-small-frozen (pid {search.pid})" in out.stderr
+        search.kill()
+        search.wait()
+        lookup = subprocess.run(["bash", "-c", f"source <(sed -n '/^searching() {{/,/^}}/p' {SCRIPT}); "
+                                 "searching ko6-me5-small-frozen; searching ed32-minilm-frozen"],
+                                capture_output=True, text=True, timeout=30)
+        assert lookup.stdout.split() == [str(others.pid)]  # only the other search's run is left
+    finally:
+        for p in (search, others):
+            p.kill()
+            p.wait()

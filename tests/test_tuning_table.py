@@ -115,3 +115,19 @@ def test_the_report_writes_the_gains_view_and_never_replaces_a_file_it_did_not_w
     mine.unlink()
     assert report_main(["--results", str(tuning_root.parent)]) == 0
     assert mine.read_text(encoding="utf-8") == tuning_report.gains_markdown(tuning_report.published_table(tuning_root))
+
+
+def test_a_searched_loss_option_is_read_from_loss_options(tuning_root):
+    """A loss of one's own keeps its parameters in a config's ``loss_options`` (it has no config field): the
+    recipes table reads a searched one from there, for the winner and the Study 1 recipe alike. Stand-in:
+    ArcFace's margin moved into loss_options in the published records."""
+    folder = tuning_root / PUBLISHED.name / "arcface"
+    paths = [folder / "best.json"] + [p for p in folder.glob("trials/*/trial.json")
+                                      if json.loads(p.read_text(encoding="utf-8")).get("recipe")]
+    assert len(paths) == 2
+    for path in paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["config"]["loss_options"] = {"arcface_margin": record["config"].pop("arcface_margin")}
+        path.write_text(json.dumps(record), encoding="utf-8")
+    table = tuning_report.published_recipes(tuning_root).set_index("method")
+    assert table.loc["arcface", "loss's own"].startswith("ArcFace margin 0.127 (0.5); ArcFace scale ")

@@ -203,7 +203,8 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def load_csv(path: str | Path, text_column: str = "text", label_column: str = "label", seed: int = 0,
              valid_size: float = 0.15, test_size: float = 0.15, empty_texts: str = "drop") -> DataBundle:
-    """A user's CSV with a text and a label column, split stratified by ``seed``.
+    """A user's CSV with a text and a label column, split stratified with ``random_state=seed`` (the
+    training code passes 0 for every run seed, so seeds share one split: lib/training/train.py).
 
     Labels may be names or integers; class ``i`` is the i-th sorted distinct label.
     """

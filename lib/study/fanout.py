@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lib.paths import PROJECT_ROOT
 from lib.study.experiments import is_published, method_key, run_folder, same_config
-from lib.study.parameters_cell import notebook_defaults
+from lib.study.parameters_cell import accepts, loss_option_parameters, notebook_defaults
 from lib.study.plan import notebook_runs
 from lib.study.profiles import TRAINING_NOTEBOOKS, notebook_parameters
 from lib.study.ray_options import LOCAL  # the --ray options themselves: standard library only, for --help
@@ -79,6 +79,7 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
     if frozen is None:
         frozen = bool(overrides.get("FREEZE_ENCODER"))
     runs: dict[Path, SweepRun] = {}
+    loss_options = loss_option_parameters()  # a loss of one's own: its parameters reach the notebooks with LOSSES
     for nb in selected:
         if nb not in TRAINING_NOTEBOOKS:
             continue
@@ -86,7 +87,7 @@ def planned_runs(profile: str, dataset: str, encoder: str, seeds: list[int], res
         for seed in seeds:
             params = {**defaults, **notebook_parameters(profile, nb, dataset, encoder, seed, str(results), columns,
                                                         frozen=frozen),
-                      **{k: v for k, v in overrides.items() if k in defaults}}
+                      **{k: v for k, v in overrides.items() if accepts(nb, k, loss_options)}}
             for planned in notebook_runs(nb, params):
                 folder = run_folder(results, planned.config, planned.group)
                 run = runs.setdefault(folder, SweepRun(planned.config, planned.group, folder))

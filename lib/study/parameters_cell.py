@@ -34,3 +34,24 @@ def notebook_defaults(notebook: str) -> dict:
 def declared_parameters(notebook: str) -> set[str]:
     """The names a notebook's parameters cell assigns."""
     return set(notebook_defaults(notebook))
+
+
+def loss_option_parameters() -> set[str]:
+    """The notebook spelling (upper-cased) of every parameter of a loss registered without a config field
+    (a loss of one's own: its values go to ``loss_options``). No parameters cell declares them; a notebook
+    that trains a list of losses (``LOSSES``) passes them from its globals to the runs that use the loss
+    (lib.study.plan). Imports the loss registry (torch): called only for a name no cell declares."""
+    from dataclasses import fields
+
+    from lib.model.losses import loss_parameters
+    from lib.training.config import ExperimentConfig
+
+    own = {f.name for f in fields(ExperimentConfig)}
+    return {name.upper() for name in loss_parameters() if name not in own}
+
+
+def accepts(notebook: str, name: str, loss_options: set[str]) -> bool:
+    """Whether ``--set NAME=...`` reaches ``notebook``: a name its parameters cell assigns, or one of
+    ``loss_options`` (``loss_option_parameters()``) in a notebook that declares ``LOSSES``."""
+    declared = declared_parameters(notebook)
+    return name in declared or (name in loss_options and "LOSSES" in declared)

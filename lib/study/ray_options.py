@@ -11,7 +11,7 @@ LOCAL = "local"  # --ray without an address: start a Ray on this machine for the
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     """The runner's --ray options."""
-    g = parser.add_argument_group("on a Ray cluster (see README, 'On a cluster')")
+    g = parser.add_argument_group("on a Ray cluster (see docs/cluster.md)")
     g.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
                    help="train the runs as Ray tasks first, on the cluster at ADDRESS (host:port, or 'auto' for the "
                         "cluster this machine belongs to) or, without ADDRESS, on a Ray started here; the notebooks "

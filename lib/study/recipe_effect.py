@@ -27,7 +27,7 @@ from lib.study.experiments import (RUNTIME_FIELDS, loss_parts, resolve_results_d
                                    sort_methods)
 from lib.study.results_folder import csv_header_has
 from lib.study.run_files import ood_sets
-from lib.study.search_spaces import OWN, SHARED, parts_of
+from lib.study.search_spaces import SHARED, own_space, parts_of
 from lib.study.summary import collect
 from lib.training.results import write_csv
 
@@ -63,7 +63,7 @@ def recipe_fields(method: str) -> set[str]:
     """The configuration fields in which a method's tuned recipe may differ from its Study 1 recipe: what
     its search varied (lib.study.search_spaces: the shared fields and its parts' own; the loss spec for a
     sum's weights), besides the seed and where a run ran."""
-    own = {name for part in parts_of(method) for name in OWN[part]}
+    own = {name for part in parts_of(method) for name in own_space(part)}
     return set(SHARED) | own | {"loss", "seed"} | RUNTIME_FIELDS
 
 

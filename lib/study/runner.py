@@ -22,7 +22,7 @@ from pathlib import Path
 from lib.paths import PROJECT_ROOT
 # Only standard-library modules at the top: ./run_all.sh --help runs before any environment exists
 # (tests/test_command_lines.py). The rest is imported where it is used.
-from lib.study.parameters_cell import declared_parameters
+from lib.study.parameters_cell import accepts, declared_parameters, loss_option_parameters
 from lib.study.profiles import (FROZEN_TRAINING, NOTEBOOKS, PROFILES, TRAINING_NOTEBOOKS, notebook_parameters,
                                 profile_notebooks)
 from lib.study.ray_options import add_options as add_ray_options, options_problem
@@ -151,7 +151,8 @@ def project_relative(value: str) -> str:
 
 
 def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
-    """``NAME=VALUE`` strings -> {NAME: value}; a name no selected notebook declares is an error."""
+    """``NAME=VALUE`` strings -> {NAME: value}; a name that reaches no selected notebook is an error (the
+    parameter of a loss of one's own reaches the notebooks that declare LOSSES: parameters_cell.accepts)."""
     out: dict[str, object] = {}
     declared = set().union(*(declared_parameters(nb) for nb in selected)) if selected else set()
     for item in items:
@@ -159,9 +160,10 @@ def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
         name = name.strip()
         if not sep or not name:
             raise ValueError(f"--set takes NAME=VALUE, e.g. --set EPOCHS=3; got {item!r}")
-        if name not in declared:
+        if name not in declared and not any(accepts(nb, name, loss_option_parameters()) for nb in selected):
             raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
-                             f"{', '.join(sorted(declared))}")
+                             f"{', '.join(sorted(declared))}, and a registered loss's parameter without a "
+                             "config field (upper-cased) in a notebook with LOSSES")
         try:
             out[name] = json.loads(text)
         except ValueError:
@@ -303,6 +305,17 @@ def use_this_lib_in_kernels() -> None:
     kernels inherit, puts this process's own project first."""
     rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *rest])
+
+
+def quiet_papermill_about(names: set[str]) -> None:
+    """papermill warns "Passed unknown parameter: NAME" for a value its notebook's cell does not declare:
+    for the parameters of a loss of one's own that is by design (the notebook reads them from its
+    globals), so the run log leaves those lines out. Any other unknown name is still reported."""
+    import logging
+
+    if names:
+        unknown = {f"Passed unknown parameter: {name}" for name in names}
+        logging.getLogger("papermill").addFilter(lambda record: record.getMessage() not in unknown)
 
 
 def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Report) -> str:
@@ -465,13 +478,15 @@ def main(argv=None) -> int:
     report = Report(failed=list(sweep.failed) if sweep else [])
     t0 = time.perf_counter()
     out_dir = results_path / "notebooks"
+    loss_options = loss_option_parameters() if set(overrides) - set().union(*map(declared_parameters, selected)) else set()
+    quiet_papermill_about(loss_options & set(overrides))
     for i, (nb, seed) in enumerate(todo, 1):
         label = nb if seed is None else f"{nb} seed {seed}"
         print(f"[{i}/{len(todo)}] {label} ...", flush=True)
         t = time.perf_counter()
         params = notebook_parameters(args.profile, nb, dataset, encoder, seed, project_relative(str(results_path)),
                                      columns, frozen=frozen)
-        params.update({k: v for k, v in overrides.items() if k in declared_parameters(nb)})
+        params.update({k: v for k, v in overrides.items() if accepts(nb, k, loss_options)})
         if args.force and nb in TRAINING_NOTEBOOKS and sweep is None:
             params["FORCE"] = True  # retrain the runs too, not only re-execute the notebook
         status = execute(nb, seed, params, out_dir, args.force, report)

@@ -3,7 +3,9 @@
 A method is a loss spec: its parts (ce, triplet, arcface, supcon) name it, its weights are only the
 Study 1 recipe's starting point. Its space is SHARED, plus OWN[part] for each part, plus, for a sum
 of k parts, k-1 stick-breaking coordinates that place the weights on the simplex. Every name is an
-ExperimentConfig field (lib/training/config.py), except the stick coordinates, which become ``loss``.
+ExperimentConfig field (lib/training/config.py) or a parameter of a loss registered without one (it then
+goes into ``loss_options``), except the stick coordinates, which become ``loss``. A loss of your own gets
+its entry in OWN ({} to tune only the shared names); a search refuses a loss that has none.
 """
 from __future__ import annotations
 
@@ -32,6 +34,26 @@ MIN_WEIGHT = 0.05  # each part of a sum keeps at least this weight, so the metho
 STICK = "weight_stick"  # weight_stick1 .. weight_stick{k-1}, each in [0, 1]
 
 
+class SearchSpaceError(ValueError):
+    """A method with a loss part that has no declared space: one message, exit status 2."""
+    exit_status = 2
+
+
+def own_space(part: str) -> dict[str, tuple]:
+    """A loss part's own declarations; a part without an entry in OWN is refused rather than tuned on the
+    shared names alone, which would search its own parameters at their defaults unannounced."""
+    if part not in OWN:
+        raise SearchSpaceError(f"loss {part!r} has no search space: add OWN[{part!r}] in lib/study/search_spaces.py "
+                               "(a range for each parameter to tune; {} to tune only the shared ones)")
+    return OWN[part]
+
+
+def point_value(config: dict, name: str):
+    """A searched name's value in a config (ExperimentConfig fields as a dict): its field, or for the
+    parameter of a loss registered without a field, its entry in ``loss_options``."""
+    return config[name] if name in config else (config.get("loss_options") or {})[name]
+
+
 def parts_of(method: str) -> tuple[str, ...]:
     """The loss parts a method spec names, in the canonical order ("combined" -> ce, triplet, arcface)."""
     return tuple(parse_loss_spec(method))
@@ -47,7 +69,7 @@ def declared(method: str, frozen: bool, max_epochs: int) -> dict[str, tuple]:
     space = {k: v for k, v in SHARED.items() if not (frozen and k == "encoder_lr")}
     space["epochs"] = ("int", max(1, math.ceil(SHARED["epochs"][1] * max_epochs)), max_epochs)
     for part in parts_of(method):
-        space.update(OWN[part])
+        space.update(own_space(part))
     space.update({f"{STICK}{i}": ("float", 0.0, 1.0) for i in range(1, len(parts_of(method)))})
     return space
 
@@ -116,7 +138,7 @@ def recipe_point(recipe: dict, method: str, frozen: bool, max_epochs: int) -> di
     """The Study 1 recipe (``recipe``: ExperimentConfig fields) as a point of the space, to enqueue as the
     first trial; its epochs are clipped into the space and a sum's weights normalised to sum 1."""
     space = declared(method, frozen, max_epochs)
-    point = {name: recipe[name] for name in space if not name.startswith(STICK)}
+    point = {name: point_value(recipe, name) for name in space if not name.startswith(STICK)}
     point["epochs"] = min(max(point["epochs"], space["epochs"][1]), space["epochs"][2])
     weights = parse_loss_spec(method)
     point.update({f"{STICK}{i}": u for i, u in enumerate(sticks_of(list(weights.values())), 1)})

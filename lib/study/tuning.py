@@ -65,6 +65,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from lib.model.losses import parameter_owner
 from lib.study import search_spaces
 from lib.study.profiles import TUNING
 from lib.study.ray_options import positive_int
@@ -165,6 +166,9 @@ def make_search(dataset: str, encoder: str, method: str, setting_name: str, stud
     if base.epochs > s["max_epochs"]:
         raise TuningError(f"setting {setting_name}: the recipe's {base.epochs} epochs exceed max_epochs "
                           f"{s['max_epochs']}")
+    if base.resplit:  # a redraw pools the test split into training: a search would train on test sentences
+        raise TuningError(f"setting {setting_name}: a search tunes on the data set's own split, not on resplit "
+                          "(a redraw pools the test sentences with training)")
     return Search(dataset=dataset, encoder=encoder, method=method, setting=setting_name,
                   trials=trials or s["trials"], max_epochs=s["max_epochs"], grace_epochs=s["grace_epochs"],
                   startup_trials=s["startup_trials"], seeds=tuple(s["seeds"]), confirm_seeds=tuple(s["confirm_seeds"]),
@@ -172,16 +176,21 @@ def make_search(dataset: str, encoder: str, method: str, setting_name: str, stud
 
 
 def trial_configs(search: Search, params: dict, seeds, num_threads: int | None = None) -> list[ExperimentConfig]:
-    """A trial's sampled values over the recipe, one validated ExperimentConfig per seed."""
+    """A trial's sampled values over the recipe, one validated ExperimentConfig per seed (the parameter of
+    a loss registered without a config field goes into ``loss_options``)."""
     known = {f.name for f in fields(ExperimentConfig)}
     base = replace(ExperimentConfig.from_dict(search.base), **{k: v for k, v in params.items() if k in known})
+    options = {k: v for k, v in params.items() if k not in known and parameter_owner(k) is not None}
+    if options:
+        base = replace(base, loss_options={**(base.loss_options or {}), **options})
     if num_threads:
         base = replace(base, num_threads=num_threads)  # a runtime field: the same experiment
     return [replace(base, seed=seed).validate() for seed in seeds]
 
 
 def run_command(cfg: ExperimentConfig, out: str) -> str:
-    """The ``python -m lib.run`` command that trains ``cfg`` (every field that differs from the default)."""
+    """The ``python -m lib.run`` command that trains ``cfg`` (every field that differs from the default) as a
+    trial does: ``--validation-only``, so following it reads no test split either."""
     default = ExperimentConfig()
     words = ["python", "-m", "lib.run"]
     for f in fields(cfg):
@@ -195,7 +204,7 @@ def run_command(cfg: ExperimentConfig, out: str) -> str:
         else:
             words += [flag, "none" if value is None else str(value).lower() if isinstance(value, bool) else
                       repr(value) if isinstance(value, float) else str(value)]
-    return shlex.join(words + ["--out", out])
+    return shlex.join(words + ["--validation-only", "--out", out])
 
 
 # ---- one trial: its seeds in lockstep ----
@@ -442,28 +451,37 @@ def point_of(search: Search, params: dict) -> dict:
     return {k: params[k] for k in search_spaces.declared(search.method, search.frozen, search.max_epochs)}
 
 
-def _partials(search: Search) -> list[dict]:
-    """The partial records of trials a kill interrupted (no trial.json), in trial order."""
+def _partial_files(search: Search) -> list[tuple[Path, dict]]:
+    """(folder, partial record) of the trials a kill interrupted (no trial.json), in trial order. The folder
+    is where the record lies: after a take-over it can still carry the old trial's id until its next epoch."""
     out = []
     for path in (Path(search.folder) / "trials").glob(f"*/{PARTIAL}"):
         record = _read_json(path)
         if record and not (path.parent / RECORD).exists():
-            out.append(record)
-    return sorted(out, key=lambda r: r["number"])
+            out.append((path.parent, record))
+    return sorted(out, key=lambda found: found[1]["number"])
+
+
+def _partials(search: Search) -> list[dict]:
+    """The partial records of trials a kill interrupted (no trial.json), in trial order."""
+    return [record for _, record in _partial_files(search)]
 
 
 def _take_over(search: Search, params: dict, trial_id: str) -> dict | None:
     """The partial record of an interrupted trial with these sampled values, its folder renamed to this
-    trial's (Ray names trials anew in every run): the trial goes on from it. None when there is none."""
-    for record in _partials(search):
+    trial's (Ray names trials anew in every run) and the record rewritten under this trial's id at once (a
+    kill before the next epoch leaves a record that names its folder): the trial goes on from it. None
+    when there is none."""
+    for old, record in _partial_files(search):
         if _same_point(params, point_of(search, record["params"])):
-            trials = Path(search.folder) / "trials"
-            (trials / record["trial_id"]).rename(trials / trial_id)
-            marker = trials / trial_id / "trial.interrupted.json"
+            folder = old.with_name(trial_id)
+            old.rename(folder)
+            marker = folder / "trial.interrupted.json"
             if marker.exists():  # back under the old id: a save may have committed that trial's record before
                 # the search set it aside, and scripts/tuning_runs.sh takes such a copy back where it finds this
-                (trials / record["trial_id"]).mkdir(exist_ok=True)
-                marker.rename(trials / record["trial_id"] / marker.name)
+                old.mkdir(exist_ok=True)
+                marker.rename(old / marker.name)
+            write_json(folder / PARTIAL, {**record, "trial_id": trial_id})
             print(f"tune {search.name}: trial {trial_id} goes on from interrupted trial {record['trial_id']} after "
                   f"{len(record['epochs'])} epoch(s)", flush=True)
             return record

@@ -103,7 +103,10 @@ def _recipe_and_best(s: dict) -> tuple[list[str], dict, dict]:
     space = search_spaces.declared(budget["method"], budget["frozen"], budget["max_epochs"])
     first = next((r for r in s["records"] if r.get("recipe")), None)
     names = [n for n in space if not n.startswith(search_spaces.STICK)] + ["loss"]
-    return names, (first["config"] if first else budget["base"]), s["best"]["config"]
+    def flat(config: dict) -> dict:  # a searched loss parameter without a config field is in loss_options
+        return {**(config.get("loss_options") or {}), **config}
+
+    return names, flat(first["config"] if first else budget["base"]), flat(s["best"]["config"])
 
 
 def best_versus_recipe(found: dict[str, dict]) -> pd.DataFrame:
@@ -459,8 +462,9 @@ def published_recipes(tuning_root: str | Path) -> pd.DataFrame:
             row = {"study": study.name, "method": method}
             for name, title in SHARED_TITLES.items():
                 row[title] = f"{_short(best[name])} ({_short(recipe[name])})" if name in names else "–"
-            row["loss's own"] = "; ".join(f"{title} {_short(best[name])} ({_short(recipe[name])})"
-                                          for name, title in OWN_TITLES.items() if name in names) or "–"
+            own = [n for n in names if n not in SHARED_TITLES and n != "loss"]  # a loss of one's own: its name
+            row["loss's own"] = "; ".join(f"{OWN_TITLES.get(name, name)} {_short(best[name])} ({_short(recipe[name])})"
+                                          for name in own) or "–"
             row["weights"] = (f"{_weights(best['loss'])} ({_weights(recipe['loss'])})"
                               if len(search_spaces.parse_loss_spec(best["loss"])) > 1 else "–")
             rows.append(row)
