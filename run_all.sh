@@ -7,11 +7,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [[ -n "${STUDY_DATA_DIR:-}" ]]; then export STUDY_DATA_DIR="$(realpath -m "$STUDY_DATA_DIR")"; fi
 if [[ -n "${STUDY_CACHE_DIR:-}" ]]; then export STUDY_CACHE_DIR="$(realpath -m "$STUDY_CACHE_DIR")"; fi
 # --help first: it needs no environment (lib.runner's parser is standard library only), so nothing
-# is created or installed just to print it.
+# is created or installed just to print it. With the environment made, the other arguments go along:
+# `--profile tune --help` prints the search's options (lib.study.tuning imports torch).
 for arg in "$@"; do
     if [[ "$arg" == -h || "$arg" == --help ]]; then
-        py="$ROOT/.venv/bin/python"; [[ -x "$py" ]] || py="${PYTHON:-python3}"
-        exec env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$py" -m lib.runner --help
+        py="$ROOT/.venv/bin/python"
+        if [[ ! -x "$py" ]]; then py="${PYTHON:-python3}"; set -- --help; fi
+        exec env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$py" -m lib.runner "$@"
     fi
 done
 "$ROOT/scripts/setup_env.sh"

@@ -9,6 +9,12 @@ VENV="$ROOT/.venv"
 PY="${PYTHON:-python3}"
 
 if [[ ! -x "$VENV/bin/python" ]]; then
+    # the code needs 3.10 or later (the pins are tested with 3.11); PYTHON=/path/to/python3.11 picks another
+    if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        found=$("$PY" -c 'import sys; print("Python", sys.version.split()[0])' 2>/dev/null || echo "not a Python")
+        echo "error: $PY is $found; the project needs Python 3.10 or later (tested with 3.11): set PYTHON, e.g. PYTHON=python3.11 ./run_all.sh" >&2
+        exit 2
+    fi
     echo "[setup] creating virtual environment in $VENV"
     "$PY" -m venv "$VENV"
 fi
@@ -38,8 +44,10 @@ if [[ "${1:-}" == "--test" ]]; then
 fi
 if [[ "$(cat "$VENV/.study-base" 2>/dev/null)" != "$base_stamp" ]]; then
     echo "[setup] installing pinned dependencies (the first run takes a few minutes)"
-    # torch first and pinned, so nothing later can resolve it to a CUDA build.
-    pip_install "$(grep -E '^torch==' "$ROOT/requirements.txt")"
+    # torch first and pinned, so nothing later can resolve it to another build. On Linux, PyPI's torch
+    # wheel brings the CUDA libraries (GBs): TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes
+    # the CPU build of the same version instead.
+    pip_install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$(grep -E '^torch==' "$ROOT/requirements.txt")"
     # the test dependencies in the same call: one resolution instead of two (about 10 s)
     pip_install -r "$ROOT/requirements.txt" ${test_reqs[@]+"${test_reqs[@]}"}
     test_reqs=()
