@@ -109,17 +109,27 @@ run() {
   done
 }
 
+first_seed() {  # the first seed a study lists (notebook 05 draws its embeddings); 0 for a folder not listed
+  local entry folder all by_seed list
+  for entry in "${STUDIES[@]}"; do
+    IFS='|' read -r folder all by_seed list <<< "$entry"
+    if [[ "$folder" == "$1" ]]; then echo "${list%%,*}"; return 0; fi
+  done
+  echo 0
+}
+
 save() {
-  local src="$WORKTREE/results/local" study_dir study run rel dst times new=()
+  local src="$WORKTREE/results/local" study_dir study run rel dst times new=() first
   for study_dir in "$src"/*/; do
     study=$(basename "$study_dir")
     published "$study" && continue
+    first=$(first_seed "$study")
     for rel in $(finished_runs "$study_dir"); do
       run="$study_dir$rel"; dst="$SAVED/$study/$rel"
       [[ -e "$dst/metrics.json" ]] && continue
       rm -rf "$dst.tmp"; mkdir -p "$dst.tmp" && cp -a "$run"/. "$dst.tmp"/
-      # notebook 05 draws seed 0's embeddings (not the grid's); the others stay behind
-      [[ "$rel" =~ ^runs/[^/]+/seed0$ ]] || rm -f "$dst.tmp/test_embeddings.npy"
+      # notebook 05 draws the study's first seed's embeddings (not the grid's); the others stay behind
+      [[ "$rel" =~ ^runs/[^/]+/seed${first}$ ]] || rm -f "$dst.tmp/test_embeddings.npy"
       # of a weight-grid run only what makes it reusable (config and metrics; a published grid keeps
       # these for seed 0 and nothing of the other seeds, .gitignore)
       [[ "$rel" == runs/grid/* ]] && find "$dst.tmp" -type f ! -name config.json ! -name metrics.json -delete

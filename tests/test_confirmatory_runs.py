@@ -374,3 +374,22 @@ def test_save_commits_only_what_it_saved(checkout):
     assert all(line.startswith("A\t") and "/ko6-me5-small/" in line for line in changed if line), changed
     status = _git(repo, "status", "--porcelain").splitlines()
     assert "D  results/in-progress/ed6-minilm/runs/ce1.0/seed0/metrics.json" in status
+
+
+def test_save_keeps_the_embeddings_of_the_studys_first_seed(checkout, tmp_path):
+    """Notebook 05 draws the first listed seed's test embeddings: Study 2's first seed is 300, not 0."""
+    repo, _ = checkout
+    module = repo / "lib" / "study" / "studies.py"
+    module.write_text(module.read_text().replace('\n\nif __name__ == "__main__":', STUDIES_2 + '\n\nif __name__ == "__main__":'))
+    _git(repo, "commit", "-qam", "Study 2's studies")
+    worktree = tmp_path / "study2"
+    runs = worktree / "results" / "local" / "ko6-me5-small-tuned" / "runs" / "ce1.0"
+    for k in (300, 301):
+        _run(runs / f"seed{k}", finished_at=1_700_000_000 + k)
+    env = {**os.environ, "STUDY_PROTOCOL": "2", "STUDY_WORKTREE": str(worktree)}
+    out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "save"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    saved = repo / "results" / "in-progress-2" / "ko6-me5-small-tuned" / "runs" / "ce1.0"
+    assert [(saved / f"seed{k}" / "test_embeddings.npy").exists() for k in (300, 301)] == [True, False]
+    assert (saved / "seed301" / "metrics.json").is_file()
