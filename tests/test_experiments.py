@@ -184,7 +184,9 @@ def test_render_only_trains_nothing(tmp_path, monkeypatch):
     assert experiments.run_or_load(cfg, tmp_path)["reused"]
     with pytest.raises(experiments.RunNotReusable, match="seed1 is missing or unfinished, and --render-only"):
         experiments.run_or_load(ExperimentConfig(loss="ce", seed=1, encoder="minilm"), tmp_path)
-    with pytest.raises(experiments.RunNotReusable):  # other settings: not trained either, published or not
+    with pytest.raises(experiments.RunNotReusable,  # other settings: not trained either, published or not
+                       match="seed0 holds a run trained with other settings \\(epochs: 3 there, 15 asked\\), and "
+                             "--render-only trains nothing"):
         experiments.run_or_load(ExperimentConfig(loss="ce", seed=0, encoder="minilm", epochs=15), tmp_path)
     assert calls == []
 

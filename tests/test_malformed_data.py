@@ -134,3 +134,19 @@ def test_well_formed_table_still_loads_whatever_the_dialect_around_it(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + text.encode())
     bundle = load_or_refuse(path.read_bytes(), ".csv")
     assert bundle is not None and bundle.class_names == ["anger", "joy", "sad"] and sum(bundle.sizes().values()) == 30
+
+
+@pytest.mark.parametrize("text, suffix, message", [
+    ("\n\n\n", ".csv", "has no header line (only blank lines): a CSV file needs a header line naming its text "
+                       "and label columns"),
+    ("text,label\nx,joy\na,b,c\n", ".csv", "is not a readable CSV file (Error tokenizing data. C error: Expected 2 "
+                                           "fields in line 3, saw 3); check its quoting and that every row has as "
+                                           "many commas as the header"),
+    ('text\tlabel\n"open\tjoy\n', ".tsv", "is not a readable TSV file ("),
+])
+def test_unreadable_tables_are_refused_with_what_to_fix(tmp_path, text, suffix, message):
+    path = tmp_path / f"mine{suffix}"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataInputError) as caught:
+        load_csv(path)
+    assert str(caught.value).startswith(f"{path} {message}")

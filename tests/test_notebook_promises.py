@@ -82,7 +82,7 @@ def test_check_runs_fails_a_run_that_broke_one(tmp_path, broken, message):
 def test_check_runs_fails_an_incomplete_folder(tmp_path):
     m, f = _run(tmp_path / "r", [0.5, 0.7], best=2, epochs=2, patience=None)
     (f / "predictions.csv").unlink()
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="r: predictions.csv is missing in "):
         check_runs({"r": m}, {"r": f})
 
 

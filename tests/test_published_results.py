@@ -3,6 +3,7 @@ recompute from the runs, the main table and figure redraw from the summaries, an
 results stay small and free of weights."""
 from __future__ import annotations
 
+import os
 import json
 import re
 import shutil
@@ -37,9 +38,19 @@ PROTOCOL_SEEDS = {s.folder: set(s.seeds) for s in PROTOCOL_STUDIES}  # Study 1's
 EVERY_SEEDS = {s.folder: set(s.seeds) for _, listed in PROTOCOLS.values() for s in listed}
 
 
+# CI (.ci/run) sets it: there the git history is part of what is checked, so its absence fails, not skips
+REQUIRE_HISTORY = os.environ.get("STUDY_REQUIRE_HISTORY", "") not in ("", "0")
+
+
+def _without_history(reason: str):
+    """A check that needs the project's git history, where it is not: fails in CI, skips elsewhere (a tarball,
+    a shallow clone)."""
+    (pytest.fail if REQUIRE_HISTORY else pytest.skip)(f"{reason} (STUDY_REQUIRE_HISTORY makes this a failure)")
+
+
 def _tracked(prefix: str) -> list[str]:
     if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
+        _without_history("not a git checkout")
     out = subprocess.run(["git", "ls-files", "-z", prefix], cwd=PROJECT_ROOT, capture_output=True, check=True)
     return [p for p in out.stdout.decode().split("\0") if p]
 
@@ -135,13 +146,13 @@ def test_the_protocol_came_first_and_its_studies_share_one_commit_and_its_seeds(
     shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=PROJECT_ROOT, capture_output=True,
                              text=True).stdout.strip()
     if shallow == "true":  # its oldest commit would pose as the one that added the protocol
-        pytest.skip(f"a shallow clone: the history that orders {name} and the runs is not here")
+        _without_history(f"a shallow clone: the history that orders {name} and the runs is not here")
     first = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "--", name], cwd=PROJECT_ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     (commit,) = commits
     known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PROJECT_ROOT).returncode == 0
     if not first or not known:
-        pytest.skip(f"the history that orders {name} and the runs is not in this checkout")
+        _without_history(f"the history that orders {name} and the runs is not in this checkout")
     assert subprocess.run(["git", "merge-base", "--is-ancestor", first[-1], commit], cwd=PROJECT_ROOT).returncode == 0
 
 
@@ -265,7 +276,7 @@ def test_every_number_in_the_results_section_is_in_a_committed_results_file(wher
         cited = re.findall(r"git show ([0-9a-f]{7,40}):(results/[\w.-]+/summary\.md)", block)
         if unknown and cited:
             if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
-                pytest.skip("README quotes replaced studies from git history: not a git checkout")
+                _without_history("README quotes replaced studies from git history: not a git checkout")
             old = " ".join(subprocess.run(["git", "show", f"{commit}:{path}"], cwd=PROJECT_ROOT, text=True,
                                           capture_output=True, check=True).stdout for commit, path in cited)
             unknown -= set(re.findall(number, old))

@@ -112,6 +112,23 @@ def test_another_configuration_starts_anew(toy, tmp_path):  # noqa: F811
     assert "trained_in_parts" not in metrics
 
 
+@pytest.mark.parametrize("field, other", [("commit", "0" * 40), ("changes", "0123456789abcdef"), ("device", "cuda")])
+def test_a_checkpoint_of_other_code_or_device_starts_anew(toy, tmp_path, field, other):  # noqa: F811
+    """Only the same configuration, commit (and changes to it) and kind of device resume: a checkpoint
+    written by other code or on another device is not trained on (docs/troubleshooting.md)."""
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_experiment(_combined(toy), out, quiet=True, resume=True, on_epoch=_kill_after(2))
+    marker = checkpoint.folder(out) / checkpoint.MARKER
+    written = json.loads(marker.read_text())
+    assert written[field] != other
+    marker.write_text(json.dumps({**written, field: other}))  # as that code or device would have written it
+    seen = []
+    metrics = run_experiment(_combined(toy), out, quiet=True, resume=True,
+                             on_epoch=lambda epoch, valid, best: seen.append(epoch))
+    assert seen == list(range(1, EPOCHS + 1)) and "resumed_after_epoch" not in metrics["timings"]
+
+
 def test_without_resume_a_run_keeps_no_checkpoint(toy, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     with pytest.raises(Killed):

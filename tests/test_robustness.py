@@ -51,6 +51,23 @@ def test_results_folder_that_cannot_be_written_fails_before_training(tmp_path, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder"]
 
 
+def test_a_folder_that_refuses_writing_fails_before_training(tmp_path, tiny_config, capsys, monkeypatch):
+    """The probe with a temporary file, as a read-only mount answers it (a chmod does not stop root, who
+    runs CI); lib.run says so with exit status 2 and nothing is made."""
+    from lib.training import results
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(results.tempfile, "TemporaryFile", refused)
+    with pytest.raises(PermissionError, match=f"cannot write the run folder .*: {tmp_path} is not writable "
+                                               r"\(Read-only file system\)"):
+        run_experiment(tiny_config(), tmp_path / "results" / "run", quiet=True)
+    assert main([*TINY_ARGS, "--out", str(tmp_path / "results" / "run")]) == 2
+    assert "is not writable (Read-only file system)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_csv_exits_2_with_one_message_and_writes_nothing(tmp_path, capsys):
     data = tmp_path / "mine.csv"
     data.write_text("sentence,label\nhello,joy\n")

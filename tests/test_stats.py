@@ -374,7 +374,7 @@ def test_margin_verdicts_on_constructed_replicates():
     assert r["verdict"] == "inconclusive" and r["includes_delta"]
     assert r["p_gain"] == pytest.approx(np.mean(grid(-0.010, 0.030) <= 0))
     assert r["p_below_claim"] == pytest.approx(np.mean(grid(-0.010, 0.030) >= delta))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="delta is a claimed gain: > 0"):
         margin_test(grid(0, 1), 0.0)
 
 

@@ -194,6 +194,7 @@ def test_a_recipe_tuned_under_other_settings_is_refused(tmp_path):
 def test_a_searched_setting_comes_from_the_winner_whatever_the_notebook_says(tmp_path):
     runs = _plan(KO6, tmp_path, notebooks=["03_arcface"], HEAD_LR=0.5, EPOCHS=3, ARCFACE_SCALE=99.0)
     winners = _winners(KO6)
+    assert runs  # notebook 03's arcface runs, each at its winner's settings
     for run in runs:
         best = winners[frozenset(parse_loss_spec(run.config.loss))][1]["config"]
         assert (run.config.head_lr, run.config.epochs, run.config.arcface_scale) == \

@@ -232,6 +232,11 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
                 f"{where} is a published run trained with other settings ({differ}); it is not replaced. "
                 "Re-render it with the command that made it (README, What was run), train into results/local "
                 "(without --publish), or pass --force to replace it.")
+        if os.environ.get(RENDER_ONLY_ENV) == "1":
+            differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
+                               for k, (there, asked) in config_differences(saved, cfg).items())
+            raise RunNotReusable(f"{where} holds a run trained with other settings ({differ}), and --render-only "
+                                 "trains nothing.")
     if os.environ.get(RENDER_ONLY_ENV) == "1":
         raise RunNotReusable(f"{where} is missing or unfinished, and --render-only trains nothing.")
     keep = {"save_model": True} if save_model else {}  # the keyword only when used: stand-ins need not know it
@@ -268,7 +273,8 @@ def check_runs(metrics: dict[str, dict], folders: dict[str, Path]) -> None:
     for key, m in metrics.items():
         folder = folders[key]
         assert 0.0 <= m["test_macro_f1"] <= 1.0, key
-        assert (folder / "metrics.json").is_file() and (folder / "predictions.csv").is_file(), key
+        for name in ("metrics.json", "predictions.csv"):
+            assert (folder / name).is_file(), f"{key}: {name} is missing in {folder}"
         if "best_epoch" not in m:  # a loss-free baseline: no epochs
             continue
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
