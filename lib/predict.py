@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         source = read_texts(Path(args.csv), args.text_column)
         texts = source[args.text_column].tolist()
+        added = ["predicted_label", "predicted_index"] + (
+            [f"{PROB_PREFIX}{name}" for name in info["class_names"]] if "head" in info["rules"] else [])
+        clash = sorted(set(added) & set(source.columns))
+        if clash:  # before the model loads
+            raise PredictInputError(f"--csv {args.csv} already has column(s) {', '.join(clash)}; rename them")
     else:
         empty = [i + 1 for i, t in enumerate(args.sentences) if not t.strip()]
         if empty:
@@ -148,19 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(folder, device=args.device)
     frame, emb = model.predict(texts, rule=rule, with_embeddings=True)
     if source is not None:  # every input column, then the predictions
-        added = frame.drop(columns="text")
-        clash = sorted(set(added.columns) & set(source.columns))
-        if clash:
-            raise PredictInputError(f"--csv {args.csv} already has column(s) {', '.join(clash)}; rename them")
-        frame = pd.concat([source.reset_index(drop=True), added], axis=1)
+        frame = pd.concat([source.reset_index(drop=True), frame.drop(columns="text")], axis=1)
     if emb_path is not None:
         write_new(emb_path, "--embeddings", lambda f: np.save(f, emb, allow_pickle=False))
+    probs = " and class probabilities" if any(c.startswith(PROB_PREFIX) for c in frame.columns) else ""
     if out is not None:
         write_new(out, "--out", lambda f: f.write(_table(frame, _separator(out))))
-        probs = " and class probabilities" if any(c.startswith(PROB_PREFIX) for c in frame.columns) else ""
         print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs} -> {out}", file=sys.stderr)
     else:
-        sys.stdout.write(_table(frame, ",").decode("utf-8"))
+        sys.stdout.flush()
+        # UTF-8 whatever the console's locale (Korean sentences on a legacy code page)
+        getattr(sys.stdout, "buffer", sys.stdout).write(_table(frame, ","))
+        sys.stdout.flush()
+        print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs}", file=sys.stderr)
     return 0
 
 

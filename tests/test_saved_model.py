@@ -250,3 +250,48 @@ def test_run_or_load_with_save_model_never_returns_a_run_without_its_model(tmp_p
     baseline = ExperimentConfig(method="tfidf-lr", seed=0).validate()
     _finished_run(run_folder(tmp_path, baseline), baseline, with_model=False)
     assert run_or_load(baseline, tmp_path, save_model=True)["reused"]  # a baseline has no model to keep
+
+
+def test_the_python_api_refuses_what_it_would_label_wrongly(runs):
+    _, out, _ = runs["combined"]
+    model = load_model(out, device="cpu")
+    with pytest.raises(SavedModelError, match="not one string"):  # it would be labelled letter by letter
+        model.predict("I am happy")
+    with pytest.raises(SavedModelError, match=r"text 1: nan is not a string"):  # a CSV's missing cell
+        model.predict(["I am happy", float("nan")])
+    with pytest.raises(SavedModelError, match="text 1 is empty"):
+        model.embed(["I am happy", "  "])
+
+
+def test_a_model_folder_records_its_code_and_refuses_a_missing_encoder(runs, tmp_path):
+    import shutil
+
+    from lib.training.saved_model import check_rule, read_info
+
+    _, out, metrics = runs["combined"]
+    _, info = read_info(out)
+    env = json.loads((out / "environment.json").read_text(encoding="utf-8"))
+    assert info["trained_with"]["git"] == env["git"] and info["trained_with"]["packages"] == env["packages"]
+    # the default rule is the one model.json records (a loss not registered here need not be rebuilt for it)
+    assert check_rule(info, None) == metrics["primary_rule"] == info["primary_rule"]
+    assert check_rule({**info, "primary_rule": "knn"}, None) == "knn"
+    copy = tmp_path / "copied"
+    shutil.copytree(out / "model", copy, ignore=shutil.ignore_patterns("encoder"))  # an incomplete copy
+    with pytest.raises(SavedModelError, match=r"copied/encoder is missing: the model folder is incomplete"):
+        load_model(copy, device="cpu")
+
+
+def test_the_command_line_refuses_a_clashing_csv_before_loading_and_a_missing_gpu(runs, tmp_path, capsys,
+                                                                                  monkeypatch):
+    import torch
+
+    import lib.predict
+
+    _, out, _ = runs["combined"]
+    clashing = tmp_path / "clash.csv"
+    clashing.write_text("text,prob_sad\nI am happy,1\n", encoding="utf-8")
+    monkeypatch.setattr(lib.predict, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert "already has column(s) prob_sad" in _refused(capsys, out, "--csv", clashing)
+    monkeypatch.undo()
+    if not torch.cuda.is_available():
+        assert "device cuda: torch sees no CUDA GPU here" in _refused(capsys, out, "hello", "--device", "cuda")

@@ -3,7 +3,8 @@
 Layout, all readable offline::
 
     model/model.json          class names, the run's config, the encoder's query prefix, pooling and
-                              max_length, the prediction rules the run has and its a-priori rule
+                              max_length, the prediction rules the run has and its a-priori rule, and the
+                              commit and package versions it was trained with (``trained_with``)
     model/encoder/            the encoder and its tokenizer in Hugging Face format (save_pretrained);
                               a frozen-encoder run keeps it too: new sentences need it
     model/heads.safetensors   embedding head and classifier (``head.*``, ``classifier.*``), the training
@@ -13,7 +14,10 @@ Layout, all readable offline::
                               (``loss.arcface.centres``: ArcFace's nearest-centre rule)
 
 Prediction tokenises, batches and pools exactly as the run scored its test split (lib.training.train
-``embed``), so the saved model gives the run's own predictions for the run's test sentences.
+``embed``), so the saved model gives the run's own predictions for the run's test sentences: given the
+whole test split (batches are formed by length over the input), on the same kind of device and numeric
+mode (bf16 as the run), with this repository at a compatible commit; elsewhere they can differ by
+rounding, which may flip a near-tie.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from lib.model.losses import build_loss, enabled_rules
 from lib.model.network import EmotionModel
 from lib.training.batching import tokenize
 from lib.training.config import ExperimentConfig
-from lib.training.results import write_json
+from lib.training.results import environment_info, write_json
 from lib.training.rules import apriori_rule
 
 MODEL_DIR = "model"
@@ -86,6 +90,8 @@ def save_run_model(folder: Path, cfg: ExperimentConfig, prep, model: EmotionMode
                     "frozen": bool(cfg.freeze_encoder)},
         "rules": list(rules), "rule_parts": rule_parts, "primary_rule": primary_rule, "best_epoch": best_epoch,
         "train_embeddings": {"dtype": "float32", "rows": int(train_emb.shape[0])},
+        # the code that can read it back: a model outlives its run folder (the run's environment.json)
+        "trained_with": {k: v for k, v in environment_info().items() if k in ("git", "packages", "python")},
     }
     write_json(folder / INFO_FILE, info)
 
@@ -120,9 +126,10 @@ def read_info(path: str | Path) -> tuple[Path, dict]:
 
 
 def check_rule(info: dict, rule: str | None, where: Path | str = "the model") -> str:
-    """The rule to predict with: the run's a-priori rule by default; a rule the model lacks is refused."""
+    """The rule to predict with: the run's a-priori rule by default (as model.json records it, so that a
+    model of a loss not registered here still loads); a rule the model lacks is refused."""
     cfg = info["config"]
-    chosen = rule or apriori_rule(cfg.get("method", "finetune"), cfg["loss"])
+    chosen = rule or info.get("primary_rule") or apriori_rule(cfg.get("method", "finetune"), cfg["loss"])
     if chosen not in info["rules"]:
         why = f"its loss {cfg['loss']} trained no {chosen} rule" if chosen in RULES else "no such rule"
         raise SavedModelError(f"rule {chosen!r}: {where} has only {', '.join(info['rules'])} ({why})")
@@ -143,9 +150,15 @@ class SavedModel:
         self.primary_rule = check_rule(info, None, folder)
         self.query_prefix = info["encoder"]["query_prefix"]
         self.max_length = int(info["encoder"]["max_length"])
-        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        from lib.training.train import pick_device  # train imports this module
+
+        # as training picks it: a bf16 model on a GPU without bfloat16 is refused, on such a CPU it warns
+        self.device = pick_device(device, self.config.bf16)
+        if not (folder / ENCODER_DIR).is_dir():  # never a hub id: a relative "model/encoder" would look like one
+            raise SavedModelError(f"{folder / ENCODER_DIR} is missing: the model folder is incomplete (copy the "
+                                  f"whole {MODEL_DIR}/ folder)")
         # the saved folder is named "encoder": its spec's prefix is ignored, the run's is in model.json
-        _, self.tokenizer, encoder = encoders.load(str(folder / ENCODER_DIR))
+        _, self.tokenizer, encoder = encoders.load(str((folder / ENCODER_DIR).resolve()))
         try:
             tensors = load_file(str(folder / HEADS_FILE))
         except (OSError, SafetensorError) as e:
@@ -180,7 +193,7 @@ class SavedModel:
         """Embeddings and logits, computed as the run computed its test split's (same tokens and batches)."""
         from lib.training.train import Inputs, embed  # the run's own code path (train imports this module)
 
-        texts = [str(t).strip() for t in texts]
+        texts = checked_texts(texts)
         if not texts:
             return torch.empty(0, self.config.embed_dim), torch.empty(0, len(self.class_names))
         tokens = tokenize(self.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), self.max_length,
@@ -196,7 +209,7 @@ class SavedModel:
         ``prob_<class>`` (softmax of the classifier) where the run trained a head. With
         ``with_embeddings``: (frame, embeddings)."""
         rule = check_rule(self.info, rule, self.folder)
-        texts = list(texts)
+        texts = checked_texts(texts)
         emb, logits = self._run(texts)
         if rule == "head":
             index = logits.argmax(1).numpy()
@@ -218,6 +231,22 @@ class SavedModel:
         if with_embeddings:
             return frame, emb.numpy().astype(np.float32)
         return frame
+
+
+def checked_texts(texts) -> list[str]:
+    """The sentences, stripped as the data sets strip them; one string (not a list of them), a value that is
+    not a string (a CSV's missing cell) or an empty sentence is refused, naming its position."""
+    if isinstance(texts, str):
+        raise SavedModelError("texts: give a list of sentences, not one string (it would be labelled letter by "
+                              "letter)")
+    out = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise SavedModelError(f"text {i}: {text!r} is not a string")
+        if not text.strip():
+            raise SavedModelError(f"text {i} is empty")
+        out.append(text.strip())
+    return out
 
 
 def load_model(path: str | Path, device: str = "auto") -> SavedModel:
