@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if emb_path is not None:
         write_new(emb_path, "--embeddings", lambda f: np.save(f, emb, allow_pickle=False))
     probs = " and class probabilities" if any(c.startswith(PROB_PREFIX) for c in frame.columns) else ""
+    if model.truncated:
+        probs += (f"; {model.truncated} sentence(s) longer than {model.max_length} tokens were truncated, as the "
+                  "run truncated its own")
     if out is not None:
         write_new(out, "--out", lambda f: f.write(_table(frame, _separator(out))))
         print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs} -> {out}", file=sys.stderr)

@@ -295,3 +295,12 @@ def test_the_command_line_refuses_a_clashing_csv_before_loading_and_a_missing_gp
     monkeypatch.undo()
     if not torch.cuda.is_available():
         assert "device cuda: torch sees no CUDA GPU here" in _refused(capsys, out, "hello", "--device", "cuda")
+
+
+def test_a_sentence_longer_than_max_length_is_cut_and_counted(runs, capsys):
+    from lib.predict import main
+
+    _, out, _ = runs["combined"]
+    long = " ".join(["happy"] * 300)  # far beyond the run's 64 tokens
+    assert run_main(main, [str(out), "--device", "cpu", "short and fine", long]) == 0
+    assert "1 sentence(s) longer than 64 tokens were truncated" in capsys.readouterr().err

@@ -185,6 +185,7 @@ class SavedModel:
             self.train_embeddings, self.train_labels = tensors["train_embeddings"], tensors["train_labels"].numpy()
         except (KeyError, RuntimeError) as e:
             raise SavedModelError(f"{folder / HEADS_FILE} does not fit {folder / INFO_FILE} ({e})") from None
+        self.truncated = 0  # of the last predict or embed call
         self.model.to(self.device).eval()
         if self.loss_fn is not None:
             self.loss_fn.eval()
@@ -198,6 +199,7 @@ class SavedModel:
             return torch.empty(0, self.config.embed_dim), torch.empty(0, len(self.class_names))
         tokens = tokenize(self.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), self.max_length,
                           self.query_prefix)
+        self.truncated = tokens.truncated  # sentences cut to max_length tokens, as training cut its own
         return embed(self.model, Inputs(tokens), self.config, self.device)
 
     def embed(self, texts) -> np.ndarray:
