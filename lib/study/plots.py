@@ -70,8 +70,9 @@ def palette_notebook_images(path: str | Path) -> int:
     return count
 
 
-def learning_curves(runs: dict[str, Path], path=None):
-    """Training loss and validation macro-F1 per epoch, one line per method."""
+def learning_curves(runs: dict[str, Path], path=None, seed: int | None = None):
+    """Training loss and validation macro-F1 per epoch, one line per method (``seed``: the runs' seed,
+    named in the titles: one seed's curves, not a mean)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for key, run in runs.items():
         hist_path = Path(run) / "history.csv"
@@ -80,8 +81,9 @@ def learning_curves(runs: dict[str, Path], path=None):
         h = pd.read_csv(hist_path)
         axes[0].plot(h["epoch"], h["train_loss_total"], marker="o", label=display_name(key))
         axes[1].plot(h["epoch"], h["valid_macro_f1"], marker="o", label=display_name(key))
-    axes[0].set(xlabel="epoch", ylabel="training loss (weighted total)", title="Training loss")
-    axes[1].set(xlabel="epoch", ylabel="validation macro-F1", title="Validation macro-F1 (model selection)")
+    of_seed = "" if seed is None else f", seed {seed}"
+    axes[0].set(xlabel="epoch", ylabel="training loss (weighted total)", title=f"Training loss{of_seed}")
+    axes[1].set(xlabel="epoch", ylabel="validation macro-F1", title=f"Validation macro-F1 (model selection){of_seed}")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -102,8 +104,9 @@ def confusion(run: Path, rule: str | None = None, split: str = "test", path=None
     fig, ax = plt.subplots(figsize=(size + 1, size))
     sns.heatmap(norm, annot=cm if len(names) <= 12 else False, fmt="d", cmap="Blues", vmin=0, vmax=1,
                 xticklabels=names, yticklabels=names, cbar_kws={"label": "share of the true class"}, ax=ax)
+    seed = json.loads((Path(run) / "config.json").read_text()).get("seed")  # one run: say which
     ax.set(xlabel="predicted", ylabel="true",
-           title=title or f"{display_name(m['method'])}: {split} confusion ({rule}), macro-F1 "
+           title=title or f"{display_name(m['method'])}, seed {seed}: {split} confusion ({rule}), macro-F1 "
                           f"{m[split][rule]['macro_f1']:.3f}")
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
