@@ -164,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         write_new(out, "--out", lambda f: f.write(_table(frame, _separator(out))))
         print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs} -> {out}", file=sys.stderr)
     else:
+        data = _table(frame, ",")
         sys.stdout.flush()
-        # UTF-8 whatever the console's locale (Korean sentences on a legacy code page)
-        getattr(sys.stdout, "buffer", sys.stdout).write(_table(frame, ","))
+        if hasattr(sys.stdout, "buffer"):  # UTF-8 whatever the console's locale (Korean on a legacy code page)
+            sys.stdout.buffer.write(data)
+        else:  # a text-only stream (a Jupyter kernel's, io.StringIO)
+            sys.stdout.write(data.decode("utf-8"))
         sys.stdout.flush()
         print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs}", file=sys.stderr)
     return 0

@@ -235,22 +235,22 @@ for rel in found:
 sys.stdout.write("".join(rel + "\0" for rel in copied))
 '
 
-# searching NAME: the pid of a `tuning_runs.sh run` that runs NAME (it names it, or no search at all), if any.
+# searching NAME: the pids of the `tuning_runs.sh run`s that run NAME (they name it, or no search at all), a line each.
 # It may still be re-running recipes and winners after the last trial: a publish then would re-run them
 # itself, in another worktree, and its report would not be of the recipe.json that run commits later.
 searching() {
   ps -ww -eo pid=,args= | awk -v me="$$" -v name="$1" '
     $1 != me && $0 ~ /tuning_runs\.sh run( |$)/ {
-      n = 0; for (i = 1; i <= NF; i++) if ($i == "run") { for (j = i + 1; j <= NF; j++) { n++; if ($j == name) { print $1; exit } } break }
-      if (n == 0) { print $1; exit }
-    }'
+      n = 0; hit = 0; for (i = 1; i <= NF; i++) if ($i == "run") { for (j = i + 1; j <= NF; j++) { n++; if ($j == name) hit = 1 } break }
+      if (hit || n == 0) print $1
+    }' || true
 }
 
 publish() {
   local name=${1:-} words args head study created=0 list rel new=() pid
   words=$(search_args "$name")
   study="results/tuning/$name"
-  pid=$(searching "$name")
+  pid=$(searching "$name"); pid=${pid%%$'\n'*}
   if [[ -n "$pid" ]]; then  # a running search's recipe re-runs come after its last trial
     echo "error: tuning_runs.sh run is still running $name (pid $pid); publish once it has ended and saved" >&2; exit 2
   fi

@@ -11,7 +11,8 @@ import itertools
 import json
 import string
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -329,3 +330,55 @@ def test_a_search_refuses_a_loss_without_a_space_and_tunes_one_with_its_space(to
     from lib.study.recipe_effect import recipe_fields
 
     assert "toy_scale" in recipe_fields("ce+toy")
+
+
+def test_a_tuned_loss_of_ones_own_is_trained_at_its_recipe_and_compared_with_its_study_1_recipe(toy, tmp_path,
+                                                                                                monkeypatch):
+    """The winner's searched loss option reaches the tuned run (tuned_config), a non-searched one must agree,
+    and the recipe-effect comparison accepts the two arms differing in it (check_same_settings)."""
+    from lib.study import search_spaces
+    from lib.study.recipe_effect import RecipeEffectError, check_same_settings
+
+    monkeypatch.setitem(search_spaces.OWN, "toy", {"toy_scale": ("log", 1.0, 16.0)})  # as its author adds it
+    from lib.study.tuned_recipes import Recipe, TunedRecipeError, tuned_config
+
+    winner = ExperimentConfig(loss="toy", head_lr=0.004, loss_options={"toy_scale": 6.0}, seed=100).validate()
+    recipe = Recipe(method="toy", best_json=Path("results/tuning/x/toy/best.json"), sha256="0", trial_id="t",
+                    winner=winner, searched=("head_lr", "toy_scale", "loss"), tuning_seeds=(100, 101, 200, 201))
+    tuned = tuned_config(ExperimentConfig(loss="toy", seed=300), [recipe], "x", "04_combined").validate()
+    assert (tuned.head_lr, tuned.loss_options, tuned.seed) == (0.004, {"toy_scale": 6.0}, 300)
+    with pytest.raises(TunedRecipeError, match="tuned with epochs 3, but this notebook plans epochs 7"):
+        tuned_config(ExperimentConfig(loss="toy", seed=300, epochs=7), [recipe], "x", "04_combined")
+
+    def arm(name: str, cfg: ExperimentConfig) -> pd.DataFrame:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(cfg.to_dict()), encoding="utf-8")
+        return pd.DataFrame({"method": ["toy"], "run_path": [str(folder)]})
+
+    study_1 = ExperimentConfig(loss="toy", seed=300).validate()  # toy_scale at its default, 1.0
+    check_same_settings(arm("tuned", tuned), arm("recipe", study_1), "toy", "toy")
+    with pytest.raises(RecipeEffectError, match="batch_size"):
+        check_same_settings(arm("tuned64", replace(tuned, batch_size=64)), arm("recipe2", study_1), "toy", "toy")
+
+
+def test_run_all_passes_a_loss_option_to_the_notebooks_with_losses_only(toy, tmp_path, monkeypatch):
+    """The sequential path of run_all.sh: --set TOY_SCALE reaches 04's parameters, not 01's (papermill stood in)."""
+    import papermill as pm
+
+    from lib.study import runner
+
+    calls = []
+
+    def execute_notebook(source, output, parameters=None, **kwargs):
+        calls.append((Path(source).stem, dict(parameters)))
+        Path(output).write_text(json.dumps({"cells": [], "metadata": {"papermill": {"parameters": parameters}},
+                                            "nbformat": 4, "nbformat_minor": 5}))
+
+    monkeypatch.setattr(pm, "execute_notebook", execute_notebook)
+    monkeypatch.setattr(runner, "ensure_kernel", lambda: None)
+    code = runner.main(["--profile", "smoke", "--seeds", "0", "--notebooks", "01_baseline_ce,04_combined",
+                        "--set", "TOY_SCALE=3", "--set", 'LOSSES=["toy"]', "--results", str(tmp_path / "study")])
+    assert code == 0
+    assert [(nb, params.get("TOY_SCALE")) for nb, params in calls] == [("01_baseline_ce", None),
+                                                                       ("04_combined", 3)]

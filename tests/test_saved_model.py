@@ -304,3 +304,18 @@ def test_a_sentence_longer_than_max_length_is_cut_and_counted(runs, capsys):
     long = " ".join(["happy"] * 300)  # far beyond the run's 64 tokens
     assert run_main(main, [str(out), "--device", "cpu", "short and fine", long]) == 0
     assert "1 sentence(s) longer than 64 tokens were truncated" in capsys.readouterr().err
+
+
+def test_predictions_print_to_a_text_only_stdout(runs):
+    """In a Jupyter kernel or under redirect_stdout, stdout has no byte buffer: the table is written as text."""
+    import contextlib
+    import io
+
+    from lib.predict import main
+
+    _, out, _ = runs["combined"]
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        assert run_main(main, [str(out), "--device", "cpu", "기쁘다", "I am sad"]) == 0
+    printed = pd.read_csv(io.StringIO(captured.getvalue()))
+    assert printed["text"].tolist() == ["기쁘다", "I am sad"] and "predicted_label" in printed

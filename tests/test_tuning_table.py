@@ -131,3 +131,11 @@ def test_a_searched_loss_option_is_read_from_loss_options(tuning_root):
         path.write_text(json.dumps(record), encoding="utf-8")
     table = tuning_report.published_recipes(tuning_root).set_index("method")
     assert table.loc["arcface", "loss's own"].startswith("ArcFace margin 0.127 (0.5); ArcFace scale ")
+
+
+def test_a_searched_parameter_without_a_title_shows_under_its_name(tuning_root, monkeypatch):
+    """A loss of one's own has no entry in OWN_TITLES: its searched parameters still show, by name."""
+    titles = {k: v for k, v in tuning_report.OWN_TITLES.items() if k != "arcface_margin"}
+    monkeypatch.setattr(tuning_report, "OWN_TITLES", titles)
+    table = tuning_report.published_recipes(tuning_root).set_index("method")
+    assert table.loc["arcface", "loss's own"].startswith("arcface_margin 0.127 (0.5); ArcFace scale ")

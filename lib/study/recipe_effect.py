@@ -72,8 +72,10 @@ def check_same_settings(tuned: pd.DataFrame, recipe: pd.DataFrame, method: str, 
     their difference would not be the recipe's effect."""
     def config(runs, m):
         path = Path(runs.loc[runs["method"] == m, "run_path"].iloc[0]) / "config.json"
-        # a field added after a run was saved reads as the behaviour that run had
-        return path, {**ADDED_LATER, **json.loads(path.read_text(encoding="utf-8"))}
+        # a field added after a run was saved reads as the behaviour that run had; the parameters of a loss of
+        # one's own (loss_options) are compared one by one, as the search varied them
+        saved = {**ADDED_LATER, **json.loads(path.read_text(encoding="utf-8"))}
+        return path, {**{k: v for k, v in saved.items() if k != "loss_options"}, **(saved["loss_options"] or {})}
 
     (tuned_path, a), (recipe_path, b) = config(tuned, method), config(recipe, recipe_method)
     allowed = recipe_fields(method)

@@ -142,15 +142,27 @@ def tuned_config(planned: ExperimentConfig, recipes: list[Recipe], value, notebo
             f"{notebook}: {PARAMETER} {value!r}: seed {asked.seed} is one the {recipe.method} search tuned or "
             f"re-ran its winner on ({', '.join(map(str, recipe.tuning_seeds))}, {shown_path(recipe.best_json)}); a "
             "tuned run there would repeat a run its recipe was chosen by: train on seeds no search used")
+    own = {f.name for f in fields(ExperimentConfig)}
+    options = [name for name in recipe.searched if name not in own]  # a loss of one's own: in loss_options
+
+    def setting(cfg: ExperimentConfig, name: str):  # loss_options without the searched ones
+        value = getattr(cfg, name)
+        if name == "loss_options" and value:
+            return {k: v for k, v in value.items() if k not in options} or None
+        return value
+
     differ = [f.name for f in fields(ExperimentConfig) if f.name not in recipe.searched + tuple(NOTEBOOK_FIELDS)
-              and getattr(asked, f.name) != getattr(winner, f.name)]
+              and setting(asked, f.name) != setting(winner, f.name)]
     if differ:
         raise TunedRecipeError(
             f"{notebook}: {PARAMETER} {value!r}: the {recipe.method} recipe ({shown_path(recipe.best_json)}) was "
-            f"tuned with {', '.join(f'{k} {getattr(winner, k)!r}' for k in differ)}, but this notebook plans "
-            f"{', '.join(f'{k} {getattr(asked, k)!r}' for k in differ)}; train with the tuning study's settings "
+            f"tuned with {', '.join(f'{k} {setting(winner, k)!r}' for k in differ)}, but this notebook plans "
+            f"{', '.join(f'{k} {setting(asked, k)!r}' for k in differ)}; train with the tuning study's settings "
             "(e.g. run_all.sh --freeze-encoder for a frozen one) or name the tuning study of these")
-    return replace(planned, **{name: getattr(winner, name) for name in recipe.searched})
+    tuned = {name: getattr(winner, name) for name in recipe.searched if name in own}
+    if options:
+        tuned["loss_options"] = {**(asked.loss_options or {}), **{k: winner.loss_options[k] for k in options}}
+    return replace(planned, **tuned)
 
 
 def describe(configs: list[ExperimentConfig], value) -> str:
