@@ -225,16 +225,14 @@ def run_or_load(cfg: ExperimentConfig, results: str | Path, force: bool = False,
         if same_config(saved, cfg) and (is_published(out) or os.environ.get(RENDER_ONLY_ENV) == "1"):
             raise RunNotReusable(f"{where} has no saved model (model/) and is not retrained here; train into "
                                  "results/local (without --publish) to keep a model, or pass --force to replace it.")
+        differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
+                           for k, (there, asked) in config_differences(saved, cfg).items())
         if is_published(out):
-            differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
-                               for k, (there, asked) in config_differences(saved, cfg).items())
             raise RunNotReusable(
                 f"{where} is a published run trained with other settings ({differ}); it is not replaced. "
                 "Re-render it with the command that made it (README, What was run), train into results/local "
                 "(without --publish), or pass --force to replace it.")
         if os.environ.get(RENDER_ONLY_ENV) == "1":
-            differ = ", ".join(f"{k}: {there!r} there, {asked!r} asked"
-                               for k, (there, asked) in config_differences(saved, cfg).items())
             raise RunNotReusable(f"{where} holds a run trained with other settings ({differ}), and --render-only "
                                  "trains nothing.")
     if os.environ.get(RENDER_ONLY_ENV) == "1":

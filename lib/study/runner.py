@@ -155,12 +155,15 @@ def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
     parameter of a loss of one's own reaches the notebooks that declare LOSSES: parameters_cell.accepts)."""
     out: dict[str, object] = {}
     declared = set().union(*(declared_parameters(nb) for nb in selected)) if selected else set()
+    loss_options = None  # read from the loss registry (torch) only for a name no cell declares, and once
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
             raise ValueError(f"--set takes NAME=VALUE, e.g. --set EPOCHS=3; got {item!r}")
-        if name not in declared and not any(accepts(nb, name, loss_option_parameters()) for nb in selected):
+        if name not in declared:
+            loss_options = loss_option_parameters() if loss_options is None else loss_options
+        if name not in declared and not any(accepts(nb, name, loss_options) for nb in selected):
             raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
                              f"{', '.join(sorted(declared))}, and a registered loss's parameter without a "
                              "config field (upper-cased) in a notebook with LOSSES")
