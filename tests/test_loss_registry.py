@@ -265,6 +265,14 @@ def test_loss_options_in_a_config(toy):
         ExperimentConfig(loss="toy", loss_options={"toy_scale": float("nan")}).validate()
 
 
+def test_loss_option_names_are_the_parameters_without_a_config_field(toy):
+    from lib.training.config import is_config_field, loss_option_names
+
+    assert loss_option_names() == ["toy_scale"]  # the built-ins' parameters are config fields
+    assert loss_option_names(["ce", "triplet"]) == [] and loss_option_names(["toy"]) == ["toy_scale"]
+    assert is_config_field("triplet_margin") and not is_config_field("toy_scale")
+
+
 def test_weighted_sum_calls_each_part_on_what_it_consumes(toy):
     torch.manual_seed(0)
     loss = build_loss({"ce": 1.0, "toy": 1.0}, 3, 4, toy_scale=2.0)

@@ -41,13 +41,9 @@ def loss_option_parameters() -> set[str]:
     (a loss of one's own: its values go to ``loss_options``). No parameters cell declares them; a notebook
     that trains a list of losses (``LOSSES``) passes them from its globals to the runs that use the loss
     (lib.study.plan). Imports the loss registry (torch): called only for a name no cell declares."""
-    from dataclasses import fields
+    from lib.training.config import loss_option_names
 
-    from lib.model.losses import loss_parameters
-    from lib.training.config import ExperimentConfig
-
-    own = {f.name for f in fields(ExperimentConfig)}
-    return {name.upper() for name in loss_parameters() if name not in own}
+    return {name.upper() for name in loss_option_names()}
 
 
 def accepts(notebook: str, name: str, loss_options: set[str]) -> bool:

@@ -15,11 +15,11 @@ weights already).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from lib.model.losses import loss_parameters, parse_loss_spec
-from lib.training.config import ExperimentConfig
+from lib.training.config import ExperimentConfig, is_config_field
 
 GRID = "grid"  # notebook 04's weight grid: run folders under runs/grid/, kept out of the summary
 
@@ -50,9 +50,8 @@ def _with_loss(base: ExperimentConfig, loss: str, p: Mapping, **changes) -> Expe
         used = loss_parameters(parse_loss_spec(loss))
     except ValueError:  # a bad spec: validate() names it as the loss parameter
         return replace(base, loss=loss, **changes)
-    own = {f.name for f in fields(ExperimentConfig)}
-    settings = {name: p[name.upper()] for name in used if name in own and name.upper() in p}
-    options = {name: p[name.upper()] for name in used if name not in own and name.upper() in p}
+    settings = {name: p[name.upper()] for name in used if is_config_field(name) and name.upper() in p}
+    options = {name: p[name.upper()] for name in used if not is_config_field(name) and name.upper() in p}
     return replace(base, loss=loss, loss_options=options or None, **settings, **changes)
 
 

@@ -27,7 +27,7 @@ from lib.study.experiments import (RUNTIME_FIELDS, loss_parts, resolve_results_d
                                    sort_methods)
 from lib.study.results_folder import csv_header_has
 from lib.study.run_files import ood_sets
-from lib.study.search_spaces import SHARED, own_space, parts_of
+from lib.study.search_spaces import SHARED, flat_config, own_space, parts_of
 from lib.study.summary import collect
 from lib.training.results import write_csv
 
@@ -75,7 +75,7 @@ def check_same_settings(tuned: pd.DataFrame, recipe: pd.DataFrame, method: str, 
         # a field added after a run was saved reads as the behaviour that run had; the parameters of a loss of
         # one's own (loss_options) are compared one by one, as the search varied them
         saved = {**ADDED_LATER, **json.loads(path.read_text(encoding="utf-8"))}
-        return path, {**{k: v for k, v in saved.items() if k != "loss_options"}, **(saved["loss_options"] or {})}
+        return path, flat_config(saved)
 
     (tuned_path, a), (recipe_path, b) = config(tuned, method), config(recipe, recipe_method)
     allowed = recipe_fields(method)

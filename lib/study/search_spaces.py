@@ -54,6 +54,12 @@ def point_value(config: dict, name: str):
     return config[name] if name in config else (config.get("loss_options") or {})[name]
 
 
+def flat_config(config: dict) -> dict:
+    """A config dict with the entries of its ``loss_options`` beside its fields (and no ``loss_options``), so
+    that each parameter of a loss of one's own is compared or shown one by one, as a search varies them."""
+    return {**{k: v for k, v in config.items() if k != "loss_options"}, **(config.get("loss_options") or {})}
+
+
 def parts_of(method: str) -> tuple[str, ...]:
     """The loss parts a method spec names, in the canonical order ("combined" -> ce, triplet, arcface)."""
     return tuple(parse_loss_spec(method))

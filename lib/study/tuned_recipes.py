@@ -30,7 +30,7 @@ from lib.study.profiles import TRAINING_NOTEBOOKS
 from lib.study.search_spaces import STICK, method_name
 from lib.study.tuning import BEST, SEARCH, shown_path
 from lib.study.tuning_report import is_published
-from lib.training.config import ConfigError, ExperimentConfig
+from lib.training.config import ConfigError, ExperimentConfig, is_config_field
 
 PARAMETER = "TUNED_RECIPES"
 # the notebook's own: which seed, where it runs, and how it is evaluated (a split of each seed's own,
@@ -142,8 +142,7 @@ def tuned_config(planned: ExperimentConfig, recipes: list[Recipe], value, notebo
             f"{notebook}: {PARAMETER} {value!r}: seed {asked.seed} is one the {recipe.method} search tuned or "
             f"re-ran its winner on ({', '.join(map(str, recipe.tuning_seeds))}, {shown_path(recipe.best_json)}); a "
             "tuned run there would repeat a run its recipe was chosen by: train on seeds no search used")
-    own = {f.name for f in fields(ExperimentConfig)}
-    options = [name for name in recipe.searched if name not in own]  # a loss of one's own: in loss_options
+    options = [name for name in recipe.searched if not is_config_field(name)]  # a loss of one's own: in loss_options
 
     def setting(cfg: ExperimentConfig, name: str):  # loss_options without the searched ones
         value = getattr(cfg, name)
@@ -159,7 +158,7 @@ def tuned_config(planned: ExperimentConfig, recipes: list[Recipe], value, notebo
             f"tuned with {', '.join(f'{k} {setting(winner, k)!r}' for k in differ)}, but this notebook plans "
             f"{', '.join(f'{k} {setting(asked, k)!r}' for k in differ)}; train with the tuning study's settings "
             "(e.g. run_all.sh --freeze-encoder for a frozen one) or name the tuning study of these")
-    tuned = {name: getattr(winner, name) for name in recipe.searched if name in own}
+    tuned = {name: getattr(winner, name) for name in recipe.searched if is_config_field(name)}
     if options:
         tuned["loss_options"] = {**(asked.loss_options or {}), **{k: winner.loss_options[k] for k in options}}
     return replace(planned, **tuned)

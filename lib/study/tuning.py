@@ -69,7 +69,7 @@ from lib.model.losses import parameter_owner
 from lib.study import search_spaces
 from lib.study.profiles import TUNING
 from lib.study.ray_options import positive_int
-from lib.training.config import ADDED_LATER, ConfigError, ExperimentConfig
+from lib.training.config import ADDED_LATER, ConfigError, ExperimentConfig, is_config_field
 from lib.training.results import is_complete, write_json
 from lib.training.seeding import rng_state, set_rng_state
 
@@ -178,9 +178,8 @@ def make_search(dataset: str, encoder: str, method: str, setting_name: str, stud
 def trial_configs(search: Search, params: dict, seeds, num_threads: int | None = None) -> list[ExperimentConfig]:
     """A trial's sampled values over the recipe, one validated ExperimentConfig per seed (the parameter of
     a loss registered without a config field goes into ``loss_options``)."""
-    known = {f.name for f in fields(ExperimentConfig)}
-    base = replace(ExperimentConfig.from_dict(search.base), **{k: v for k, v in params.items() if k in known})
-    options = {k: v for k, v in params.items() if k not in known and parameter_owner(k) is not None}
+    base = replace(ExperimentConfig.from_dict(search.base), **{k: v for k, v in params.items() if is_config_field(k)})
+    options = {k: v for k, v in params.items() if not is_config_field(k) and parameter_owner(k) is not None}
     if options:
         base = replace(base, loss_options={**(base.loss_options or {}), **options})
     if num_threads:
@@ -744,8 +743,7 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
         raise TuningError(f"{search.folder}: no trial of the search completed; nothing to confirm")
     best = max(complete, key=lambda r: (r[METRIC], -r["number"]))
     rank = 1 + [r["trial_id"] for r in _records(search) if r["trial_id"] in records].index(best["trial_id"])
-    fields_ = {f.name for f in fields(ExperimentConfig)}
-    config = {k: v for k, v in best["config"].items() if k in fields_ and k not in ("seed", "num_threads")}
+    config = {k: v for k, v in best["config"].items() if is_config_field(k) and k not in ("seed", "num_threads")}
     threads = int(resources["cpu"])
     task = ray.remote(_confirm_task).options(num_cpus=resources["cpu"], num_gpus=resources.get("gpu", 0),
                                              max_retries=0)

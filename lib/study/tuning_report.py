@@ -103,9 +103,7 @@ def _recipe_and_best(s: dict) -> tuple[list[str], dict, dict]:
     space = search_spaces.declared(budget["method"], budget["frozen"], budget["max_epochs"])
     first = next((r for r in s["records"] if r.get("recipe")), None)
     names = [n for n in space if not n.startswith(search_spaces.STICK)] + ["loss"]
-    def flat(config: dict) -> dict:  # a searched loss parameter without a config field is in loss_options
-        return {**(config.get("loss_options") or {}), **config}
-
+    flat = search_spaces.flat_config  # a searched loss parameter without a config field is in loss_options
     return names, flat(first["config"] if first else budget["base"]), flat(s["best"]["config"])
 
 

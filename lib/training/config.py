@@ -40,6 +40,18 @@ def _loss_field(name: str):
 ADDED_LATER = {"loss_options": None, "ood": None, "resplit": False}
 
 
+def is_config_field(name: str) -> bool:
+    """Whether ``name`` is a field of ExperimentConfig (a built-in loss's parameter is one; the parameter of a
+    loss of one's own is not: it goes into ``loss_options``)."""
+    return name in _FIELD_NAMES
+
+
+def loss_option_names(losses=None) -> list[str]:
+    """The parameters of the registered losses ``losses`` (default: every one) that have no config field:
+    the names ``loss_options`` accepts, in registration order."""
+    return [name for name in loss_parameters(losses) if not is_config_field(name)]
+
+
 @dataclass
 class ExperimentConfig:
     dataset: str = _f("ed6", "data set name (ko6, ed6, ed32, goemo27) or a path to a CSV file")
@@ -107,8 +119,7 @@ class ExperimentConfig:
     def loss_parameter_values(self) -> dict:
         """The parameters of this run's losses by name (build_loss's keywords): a built-in's from its config
         field, any other's from ``loss_options``."""
-        own = {f.name for f in fields(self)}
-        values = {name: getattr(self, name) for name in loss_parameters(self.loss_weights()) if name in own}
+        values = {name: getattr(self, name) for name in loss_parameters(self.loss_weights()) if is_config_field(name)}
         values.update(self.loss_options or {})
         return values
 
@@ -186,15 +197,14 @@ class ExperimentConfig:
                 raise bad from None
         if given is not None and (not isinstance(given, dict) or not all(isinstance(k, str) for k in given)):
             raise bad
-        own = {f.name for f in fields(self)}
-        used = {name: p for name, p in loss_parameters(weights).items() if name not in own}
+        used = {name: p for name, p in loss_parameters(weights).items() if not is_config_field(name)}
         for name in given or {}:
             owner = parameter_owner(name)
-            if name in own:
+            if is_config_field(name):
                 raise ConfigError(f"loss option {name}: set it with its own option, --{name.replace('_', '-')} "
                                   f"(notebooks: {name.upper()})")
             if owner is None:
-                registered = [n for n in loss_parameters() if n not in own]
+                registered = loss_option_names()
                 raise ConfigError(f"loss option {name}: no registered loss has this parameter (loss options: "
                                   f"{', '.join(registered) or 'none'})")
             if name not in used:
@@ -246,6 +256,9 @@ class _LossOption(argparse.Action):
         setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), name: value})
 
 
+_FIELD_NAMES = frozenset(f.name for f in fields(ExperimentConfig))
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--option`` per config field, its help taken from the field."""
     defaults = ExperimentConfig()
@@ -256,7 +269,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         # a help that explains its own default (e.g. "default: all cores") is not given a second one
         help_text = f.metadata["help"] if "(default:" in f.metadata["help"] else f"{f.metadata['help']} (default: {default})"
         if f.name == "loss_options":  # one NAME=VALUE per use, gathered into a dict
-            registered = [n for n in loss_parameters() if n not in {g.name for g in fields(ExperimentConfig)}]
+            registered = loss_option_names()
             parser.add_argument("--loss-option", flag, dest=f.name, action=_LossOption, default=None,
                                 metavar="NAME=VALUE", help=f"{f.metadata['help']} (registered: {', '.join(registered) or 'none'})")
             continue
