@@ -5,7 +5,8 @@
     python -m lib.predict results/runs/mine --csv new.csv --out labelled.csv --rule knn --embeddings emb.npy
 
 The label comes from the run's a-priori rule (PROTOCOL.md: the head for cross-entropy alone, the
-nearest class centroid otherwise) unless ``--rule`` names another rule the run has.
+nearest class centroid otherwise) unless ``--rule`` names another rule the run has, or ``all``: one
+label column per rule (predicted_label_<rule>, predicted_index_<rule>).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from lib.entrypoint import DEBUG_ENV, run_main
 from lib.evaluation.evaluate import RULES
-from lib.training.saved_model import PROB_PREFIX, check_rule, load_model, read_info
+from lib.training.saved_model import ALL_RULES, PROB_PREFIX, check_rule, label_columns, load_model, read_info
 
 
 class PredictInputError(ValueError):
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "With --csv every input column is kept")
     parser.add_argument("--rule", default=None,
                         help=f"prediction rule: {', '.join(RULES)} or a loss's own rule (default: the run's a-priori "
-                             "rule); the model must have it")
+                             f"rule); the model must have it. {ALL_RULES}: every rule the model has, in columns "
+                             "predicted_label_<rule> and predicted_index_<rule>")
     parser.add_argument("--embeddings", metavar="FILE.npy", default=None,
                         help="also write the embeddings (float32, one row per sentence, in input order) to this "
                              "new .npy file")
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         source = read_texts(Path(args.csv), args.text_column)
         texts = source[args.text_column].tolist()
-        added = ["predicted_label", "predicted_index"] + (
+        added = label_columns(rule, info["rules"]) + (
             [f"{PROB_PREFIX}{name}" for name in info["class_names"]] if "head" in info["rules"] else [])
         clash = sorted(set(added) & set(source.columns))
         if clash:  # before the model loads
@@ -156,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         frame = pd.concat([source.reset_index(drop=True), frame.drop(columns="text")], axis=1)
     if emb_path is not None:
         write_new(emb_path, "--embeddings", lambda f: np.save(f, emb, allow_pickle=False))
+    by = f"rules {', '.join(info['rules'])}" if rule == ALL_RULES else f"rule {rule}"
     probs = " and class probabilities" if any(c.startswith(PROB_PREFIX) for c in frame.columns) else ""
     if model.truncated:
         probs += (f"; {model.truncated} sentence(s) longer than {model.max_length} tokens were truncated, as the "
                   "run truncated its own")
     if out is not None:
         write_new(out, "--out", lambda f: f.write(_table(frame, _separator(out))))
-        print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs} -> {out}", file=sys.stderr)
+        print(f"{len(frame)} sentence(s) labelled by {by}{probs} -> {out}", file=sys.stderr)
     else:
         data = _table(frame, ",")
         sys.stdout.flush()
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # a text-only stream (a Jupyter kernel's, io.StringIO)
             sys.stdout.write(data.decode("utf-8"))
         sys.stdout.flush()
-        print(f"{len(frame)} sentence(s) labelled by rule {rule}{probs}", file=sys.stderr)
+        print(f"{len(frame)} sentence(s) labelled by {by}{probs}", file=sys.stderr)
     return 0
 
 

@@ -69,6 +69,12 @@ def test_the_saved_model_gives_the_runs_test_predictions_for_every_rule(runs, na
         assert np.array_equal(frame["predicted_index"].to_numpy(), preds[f"pred_{rule}"].to_numpy()), rule
         assert frame["predicted_label"].tolist() == [model.class_names[i] for i in preds[f"pred_{rule}"]]
         assert np.array_equal(emb, run_emb), rule  # the same tokens, prefix, batches and pooling
+    every = model.predict(test["text"].tolist(), rule="all")  # one pass, one column pair per rule
+    assert [c for c in every.columns if c.startswith("predicted_")] == \
+        [f"predicted_{kind}_{r}" for r in metrics["rules"] for kind in ("label", "index")]
+    for rule in metrics["rules"]:
+        assert np.array_equal(every[f"predicted_index_{rule}"].to_numpy(), preds[f"pred_{rule}"].to_numpy()), rule
+        assert every[f"predicted_label_{rule}"].tolist() == [model.class_names[i] for i in preds[f"pred_{rule}"]]
     default = model.predict(test["text"].tolist())
     assert np.array_equal(default["predicted_index"], preds[f"pred_{metrics['primary_rule']}"])
     assert len(set(default["predicted_index"])) > 1  # a model that labels everything alike would prove little
@@ -137,6 +143,12 @@ def test_the_command_line_labels_a_csv_and_sentences(runs, tmp_path):
 
     printed = pd.read_csv(StringIO(r.stdout))
     assert np.array_equal(printed["predicted_index"], preds[f"pred_{metrics['primary_rule']}"].iloc[:3])
+    r = _command(out, "--rule", "all", "--device", "cpu", *test["text"].iloc[:3])
+    assert r.returncode == 0, r.stderr
+    printed = pd.read_csv(StringIO(r.stdout))
+    for rule in metrics["rules"]:
+        assert np.array_equal(printed[f"predicted_index_{rule}"], preds[f"pred_{rule}"].iloc[:3]), rule
+    assert "predicted_label" not in printed and f"rules {', '.join(metrics['rules'])}" in r.stderr
 
 
 def test_sentences_may_follow_the_options(runs, capsys):
@@ -292,6 +304,8 @@ def test_the_command_line_refuses_a_clashing_csv_before_loading_and_a_missing_gp
     clashing.write_text("text,prob_sad\nI am happy,1\n", encoding="utf-8")
     monkeypatch.setattr(lib.predict, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     assert "already has column(s) prob_sad" in _refused(capsys, out, "--csv", clashing)
+    clashing.write_text("text,predicted_index_knn\nI am happy,1\n", encoding="utf-8")  # --rule all's columns
+    assert "already has column(s) predicted_index_knn" in _refused(capsys, out, "--csv", clashing, "--rule", "all")
     monkeypatch.undo()
     if not torch.cuda.is_available():
         assert "device cuda: torch sees no CUDA GPU here" in _refused(capsys, out, "hello", "--device", "cuda")
@@ -304,6 +318,19 @@ def test_a_sentence_longer_than_max_length_is_cut_and_counted(runs, capsys):
     long = " ".join(["happy"] * 300)  # far beyond the run's 64 tokens
     assert run_main(main, [str(out), "--device", "cpu", "short and fine", long]) == 0
     assert "1 sentence(s) longer than 64 tokens were truncated" in capsys.readouterr().err
+
+
+def test_labelling_new_sentences_keeps_no_tokens_in_memory(runs):
+    """A notebook or service that labels batch after batch must not grow: the training token cache is for
+    a run's splits, not for a saved model's inputs."""
+    from lib.training import batching
+
+    _, out, _ = runs["combined"]
+    model = load_model(out, device="cpu")
+    before = dict(batching._TOKEN_CACHE)
+    for i in range(3):
+        model.predict([f"new sentence number {i}", "another one"])
+    assert batching._TOKEN_CACHE == before
 
 
 def test_predictions_print_to_a_text_only_stdout(runs):

@@ -26,24 +26,32 @@ class TokenizedSplit:
 _TOKEN_CACHE: dict[str, TokenizedSplit] = {}
 
 
-def tokenize(tokenizer, texts, labels, max_length: int, prefix: str = "") -> TokenizedSplit:
-    """Tokenise without padding; cached in memory per (tokenizer, prefix, max_length, texts)."""
+def tokenize(tokenizer, texts, labels, max_length: int, prefix: str = "", cache: bool = True) -> TokenizedSplit:
+    """Tokenise without padding; cached in memory per (tokenizer, prefix, max_length, texts) unless ``cache``
+    is False (a saved model labelling new sentences: a long-lived process would keep every call's tokens)."""
     texts = [prefix + t for t in texts]
+    if not cache:
+        return _tokenize(tokenizer, texts, labels, max_length)
     key = hashlib.sha256("\x00".join([tokenizer.name_or_path, str(max_length)] + texts).encode()).hexdigest()
     if key not in _TOKEN_CACHE:
-        full = tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)["input_ids"]
-        special = set(tokenizer.all_special_ids)
-        ids, cut = [], 0
-        for seq in full:
-            if len(seq) > max_length:
-                cut += 1
-                # keep the closing special token ([SEP] / </s>) that the model was trained with
-                seq = seq[:max_length - 1] + seq[-1:] if seq[-1] in special else seq[:max_length]
-            ids.append(np.asarray(seq, dtype=np.int64))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        _TOKEN_CACHE[key] = TokenizedSplit(ids, np.asarray(labels, dtype=np.int64), pad, cut)
+        _TOKEN_CACHE[key] = _tokenize(tokenizer, texts, labels, max_length)
     cached = _TOKEN_CACHE[key]
     return TokenizedSplit(cached.ids, np.asarray(labels, dtype=np.int64), cached.pad_id, cached.truncated)
+
+
+def _tokenize(tokenizer, texts, labels, max_length: int) -> TokenizedSplit:
+    """Token ids per sentence, cut to ``max_length`` (counted), special tokens kept."""
+    full = tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)["input_ids"]
+    special = set(tokenizer.all_special_ids)
+    ids, cut = [], 0
+    for seq in full:
+        if len(seq) > max_length:
+            cut += 1
+            # keep the closing special token ([SEP] / </s>) that the model was trained with
+            seq = seq[:max_length - 1] + seq[-1:] if seq[-1] in special else seq[:max_length]
+        ids.append(np.asarray(seq, dtype=np.int64))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return TokenizedSplit(ids, np.asarray(labels, dtype=np.int64), pad, cut)
 
 
 def collate(split: TokenizedSplit, index: np.ndarray) -> dict[str, torch.Tensor]:

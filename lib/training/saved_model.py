@@ -125,15 +125,29 @@ def read_info(path: str | Path) -> tuple[Path, dict]:
     return folder, info
 
 
+ALL_RULES = "all"  # predict with every rule the model has: one label column per rule
+
+
 def check_rule(info: dict, rule: str | None, where: Path | str = "the model") -> str:
     """The rule to predict with: the run's a-priori rule by default (as model.json records it, so that a
-    model of a loss not registered here still loads); a rule the model lacks is refused."""
+    model of a loss not registered here still loads), or ``all``; a rule the model lacks is refused."""
     cfg = info["config"]
+    if rule == ALL_RULES:
+        return rule
     chosen = rule or info.get("primary_rule") or apriori_rule(cfg.get("method", "finetune"), cfg["loss"])
     if chosen not in info["rules"]:
         why = f"its loss {cfg['loss']} trained no {chosen} rule" if chosen in RULES else "no such rule"
-        raise SavedModelError(f"rule {chosen!r}: {where} has only {', '.join(info['rules'])} ({why})")
+        raise SavedModelError(f"rule {chosen!r}: {where} has only {', '.join(info['rules'])} ({why}; or "
+                              f"{ALL_RULES}: every one)")
     return chosen
+
+
+def label_columns(rule: str, rules) -> list[str]:
+    """The columns ``predict`` names its labels: predicted_label and predicted_index for one rule;
+    predicted_label_<rule> and predicted_index_<rule> for each of ``rules`` with ``all``."""
+    if rule != ALL_RULES:
+        return ["predicted_label", "predicted_index"]
+    return [f"predicted_{kind}_{r}" for r in rules for kind in ("label", "index")]
 
 
 class SavedModel:
@@ -198,7 +212,7 @@ class SavedModel:
         if not texts:
             return torch.empty(0, self.config.embed_dim), torch.empty(0, len(self.class_names))
         tokens = tokenize(self.tokenizer, texts, np.zeros(len(texts), dtype=np.int64), self.max_length,
-                          self.query_prefix)
+                          self.query_prefix, cache=False)
         self.truncated = tokens.truncated  # sentences cut to max_length tokens, as training cut its own
         return embed(self.model, Inputs(tokens), self.config, self.device)
 
@@ -208,11 +222,28 @@ class SavedModel:
 
     def predict(self, texts, rule: str | None = None, with_embeddings: bool = False):
         """One row per text: ``text``, ``predicted_label`` (class name), ``predicted_index``, and
-        ``prob_<class>`` (softmax of the classifier) where the run trained a head. With
-        ``with_embeddings``: (frame, embeddings)."""
+        ``prob_<class>`` (softmax of the classifier) where the run trained a head. ``rule="all"``: a
+        ``predicted_label_<rule>`` and ``predicted_index_<rule>`` for every rule the model has instead (one
+        forward pass). With ``with_embeddings``: (frame, embeddings)."""
         rule = check_rule(self.info, rule, self.folder)
         texts = checked_texts(texts)
         emb, logits = self._run(texts)
+        frame = pd.DataFrame({"text": texts})
+        for r in (self.rules if rule == ALL_RULES else [rule]):
+            index = self._indices(r, emb, logits)
+            label, number = label_columns(rule, [r])
+            frame[label] = [self.class_names[i] for i in index]
+            frame[number] = index
+        if "head" in self.rules:
+            probs = torch.softmax(logits, 1).numpy()
+            for j, name in enumerate(self.class_names):
+                frame[f"{PROB_PREFIX}{name}"] = probs[:, j]
+        if with_embeddings:
+            return frame, emb.numpy().astype(np.float32)
+        return frame
+
+    def _indices(self, rule: str, emb: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
+        """The class index each embedding gets by ``rule``, as lib.training.train.predict_all computes it."""
         if rule == "head":
             index = logits.argmax(1).numpy()
         elif rule == "centroid":
@@ -223,16 +254,7 @@ class SavedModel:
         else:  # a loss part's own rule, e.g. ArcFace's nearest centre
             with torch.no_grad():
                 index = self.loss_fn.parts[self.rule_parts[rule]].logits(emb).argmax(1).numpy()
-        index = np.asarray(index, dtype=np.int64)
-        frame = pd.DataFrame({"text": texts, "predicted_label": [self.class_names[i] for i in index],
-                              "predicted_index": index})
-        if "head" in self.rules:
-            probs = torch.softmax(logits, 1).numpy()
-            for j, name in enumerate(self.class_names):
-                frame[f"{PROB_PREFIX}{name}"] = probs[:, j]
-        if with_embeddings:
-            return frame, emb.numpy().astype(np.float32)
-        return frame
+        return np.asarray(index, dtype=np.int64)
 
 
 def checked_texts(texts) -> list[str]:
