@@ -63,6 +63,9 @@ def test_a_finished_notebook_runs_again_only_with_other_parameters(papermill_cal
     assert [params["EPOCHS"] for _, params in calls] == [3, 2] and report.skipped == ["01_baseline_ce-seed1"]
     executed = json.loads((tmp_path / "01_baseline_ce-seed1.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["EPOCHS"] == 2
+    from lib.training.results import git_state
+
+    assert executed["metadata"]["emotion_study"] == {"rendered_with": git_state()}  # the code that rendered it
 
 
 def test_an_interrupted_notebook_leaves_nothing_that_looks_finished(papermill_calls, tmp_path):

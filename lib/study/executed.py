@@ -43,12 +43,21 @@ def _strip(value, root: Path):
     return value
 
 
-def relativise(path: Path, final_name: str | None = None, root: Path = PROJECT_ROOT) -> bool:
+RENDERED_KEY = "emotion_study"  # the notebook metadata entry that names the code that executed it
+
+
+def relativise(path: Path, final_name: str | None = None, root: Path = PROJECT_ROOT,
+               rendered_with: dict | None = None) -> bool:
     """Rewrite ``path`` in place without the project root; ``final_name`` is the name the
-    notebook will carry (papermill records the temporary one). Returns whether it changed."""
+    notebook will carry (papermill records the temporary one). ``rendered_with`` (lib.training.results
+    .git_state(): commit and dirty flag) goes into the metadata as ``emotion_study.rendered_with``: a run
+    folder records the commit that trained it, the notebook's text and figures come from this one.
+    Returns whether it changed."""
     text = Path(path).read_text(encoding="utf-8")
     nb = json.loads(text)
-    meta = nb.get("metadata", {})
+    meta = nb.setdefault("metadata", {})
+    if rendered_with is not None:
+        meta[RENDERED_KEY] = {"rendered_with": dict(rendered_with)}
     pm = meta.get("papermill")
     if pm is not None:
         if final_name and pm.get("output_path"):

@@ -365,8 +365,11 @@ def execute(nb: str, seed, params: dict, out_dir: Path, force: bool, report: Rep
 
     palette_notebook_images(running)  # the committed executed notebooks keep to the results budget
     from lib.study.executed import relativise
+    from lib.training.results import git_state
 
-    relativise(running, final_name=final.name)  # no absolute path of this machine in what a reader sees
+    # no absolute path of this machine in what a reader sees; the commit that rendered it, for a reader who
+    # traces a figure or sentence to its code
+    relativise(running, final_name=final.name, rendered_with=git_state())
     running.replace(final)
     report.done.append(name)
     return "done"
