@@ -201,6 +201,15 @@ def test_cp949_file_read_as_utf8_is_refused(toy, tmp_path, capsys):
     assert f"{table} is not utf-8 text" in err and "declare it as CSV@cp949" in err
 
 
+def test_a_cp949_mapping_file_is_refused_with_the_fix_for_a_mapping(toy, tmp_path, capsys):
+    table = _korean_csv(tmp_path / "kor.csv", "cp949")
+    mapping = tmp_path / "kor.json"
+    mapping.write_bytes(json.dumps({"행복": "joy"}, ensure_ascii=False).encode("cp949"))
+    err = _refusal(toy, tmp_path, capsys, f"{table}@cp949={mapping}")
+    assert f"{mapping} is not utf-8 text" in err and "save the mapping file as UTF-8" in err
+    assert "CSV@cp949" not in err  # the CSV's remedy would not fix a mapping
+
+
 def test_utf8_file_declared_cp949_is_refused(toy, tmp_path, capsys):
     table = _korean_csv(tmp_path / "kor.csv", "utf-8")
     mapping = tmp_path / "kor.json"
@@ -236,6 +245,31 @@ def test_ood_texts_seen_in_training_are_counted(toy, tmp_path):
                  ).to_csv(tmp_path / "mixed.csv", index=False)
     [s] = load_out_of_domain(f"{tmp_path / 'mixed.csv'}={d / 'map.json'}", bundle)
     assert len(s.frame) == 3 and s.notes["texts_in_training_split"] == 1  # bored: left out, not counted
+    assert s.notes["texts_in_validation_split"] == s.notes["texts_in_test_split"] == 0
+
+
+def test_ood_texts_of_every_split_are_counted_and_a_run_warns_of_them(toy, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from lib.training.out_of_domain import load_sets
+
+    d, _ = toy
+    bundle = load_dataset(str(d / "toy.csv"))
+    valid, test = bundle.valid["text"].iloc[0], bundle.test["text"].iloc[0]
+    pd.DataFrame({"text": [valid, test, test, "twice", "twice", "once"],
+                  "label": ["happy", "mad", "mad", "happy", "mad", "scared"]}).to_csv(tmp_path / "m.csv", index=False)
+    cfg = SimpleNamespace(ood=f"{tmp_path / 'm.csv'}={d / 'map.json'}", text_column="text", label_column="label")
+    [s] = load_sets(cfg, bundle)
+    assert (s.notes["texts_in_training_split"], s.notes["texts_in_validation_split"],
+            s.notes["texts_in_test_split"]) == (0, 1, 2)
+    assert s.notes["repeated_texts"] == 2 and s.notes["texts_with_conflicting_labels"] == 1  # "twice" only
+    err = capsys.readouterr().err
+    assert err == (f"warning: out-of-domain set m: 1 text(s) also in the validation split, 2 text(s) also in the "
+                   f"test split of {bundle.name} (ood/m/metrics.json notes them): not wholly out of domain\n")
+    pd.DataFrame({"text": ["fresh one", "fresh two", "fresh three"], "label": ["happy", "mad", "scared"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    load_sets(cfg, bundle)
+    assert capsys.readouterr().err == ""  # nothing shared: nothing said
 
 
 @pytest.mark.parametrize("dataset,ood,message", [
@@ -290,6 +324,9 @@ def test_ko_single_turn7_sample(shared_data):
     assert s.frame["id"].is_unique and s.frame["id"].is_monotonic_increasing and s.frame["text"].ne("").all()
     every_ko6_text = set(pd.concat([bundle.split(x)["text"] for x in ("train", "valid", "test")]))
     assert not s.frame["text"].isin(every_ko6_text).any() and s.notes["texts_in_training_split"] == 0
+    assert s.notes["texts_in_validation_split"] == s.notes["texts_in_test_split"] == 0
+    # six texts repeat in the sample; one ("어떻게 해야 할까요?") under two labels: noted, not dropped
+    assert (s.notes["repeated_texts"], s.notes["texts_with_conflicting_labels"]) == (6, 1)
 
 
 def test_goemotions6_pool(shared_data):
@@ -301,6 +338,7 @@ def test_goemotions6_pool(shared_data):
     assert s.frame["source_label"].value_counts().to_dict() == {
         "anger": 1265, "joy": 1052, "sadness": 1003, "embarrassment": 246, "nervousness": 105, "grief": 47}
     assert s.shared == list(range(6)) and s.without_counterpart == []
+    assert (s.notes["repeated_texts"], s.notes["texts_with_conflicting_labels"]) == (9, 0)
     assert (s.frame["label"] == s.frame["source_label"].map(
         lambda x: bundle.class_names.index(PAIRS["goemotions6"].mapping[x]))).all()
     ed32 = load_dataset("ed32", root=shared_data, download=False)  # every ED text, the ed6 ones included

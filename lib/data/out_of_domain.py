@@ -155,8 +155,9 @@ def parse_ood_spec(spec: str | None, dataset: str) -> list[Request]:
 
 # ---- reading files --------------------------------------------------------------------------------
 
-def decode_text(path: Path, encoding: str) -> str:
-    """The file's text in its declared encoding; a file in another encoding is a DataInputError."""
+def decode_text(path: Path, encoding: str, cp949_hint: str = "declare it as CSV@cp949=MAPPING.json") -> str:
+    """The file's text in its declared encoding; a file in another encoding is a DataInputError
+    (``cp949_hint``: what to do with a UTF-8-declared file that reads as cp949)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -176,7 +177,7 @@ def decode_text(path: Path, encoding: str) -> str:
         if name == "utf-8":
             try:
                 raw.decode("cp949")
-                hint = " (it reads as cp949, Korean Windows text: declare it as CSV@cp949=MAPPING.json)"
+                hint = f" (it reads as cp949, Korean Windows text: {cp949_hint})"
             except UnicodeDecodeError:
                 pass
         raise DataInputError(f"{path} is not {encoding} text ({e.reason} at byte {e.start}){hint}") from None
@@ -216,7 +217,8 @@ def read_mapping(path: Path, class_names: list[str], aliases: dict[str, str] | N
         return dict(items)
 
     try:
-        obj = json.loads(decode_text(path, "utf-8"), object_pairs_hook=pairs)
+        obj = json.loads(decode_text(path, "utf-8", cp949_hint="save the mapping file as UTF-8, the only "
+                                     "encoding a mapping is read in"), object_pairs_hook=pairs)
     except json.JSONDecodeError as e:
         raise DataInputError(f"{path} is not a JSON file ({e.msg} at line {e.lineno}); it must hold an object "
                              '{"their label": "our class name"}') from None
@@ -259,7 +261,8 @@ def load_ko_single_turn7(root: Path, download: bool, class_names: list[str]) -> 
     digest = ids_digest(ids)
     if digest != KO_SINGLE_TURN7_SAMPLE_SHA256:
         raise DataFileError(f"the ko_single_turn7 sample drawn from {path} has ids sha256 {digest}, expected "
-                            f"{KO_SINGLE_TURN7_SAMPLE_SHA256}: the sampling code changed")
+                            f"{KO_SINGLE_TURN7_SAMPLE_SHA256}: the sampling code, or how the CSV file is parsed, "
+                            "changed")
     y = [class_names.index(pair.mapping[t]) for t in sub["Emotion"].str.strip()]
     frame = _frame(ids, sub["Sentence"].str.strip(), y, sub["Emotion"].str.strip())
     notes = {"file": KO_SINGLE_TURN7_FILE[0], "file_sha256": KO_SINGLE_TURN7_FILE[2], "encoding": "cp949",
@@ -323,14 +326,16 @@ def load_out_of_domain(spec: str | None, bundle, text_column: str = "text", labe
                        root: str | Path | None = None, download: bool = True) -> list[OutOfDomainSet]:
     """The sets ``spec`` names, labelled with ``bundle``'s classes (``bundle``: the run's DataBundle).
 
-    Each set notes the sha256 of its ids and how many of its texts are also training texts of the run.
+    Each set notes the sha256 of its ids, how many of its texts are also texts of the run's training,
+    validation and test splits, and how many of its texts repeat (with conflicting labels or not).
     """
     try:
         requests = parse_ood_spec(spec, bundle.name)
     except ValueError as e:
         raise DataInputError(f"ood: {e}") from None
     aliases = dict(zip(bundle.notes.get("korean_names", []), bundle.class_names))
-    train_texts = set(bundle.train["text"])
+    splits = {"training": set(bundle.train["text"]), "validation": set(bundle.valid["text"]),
+              "test": set(bundle.test["text"])}
     out = []
     for req in requests:
         if req.pair:
@@ -338,7 +343,13 @@ def load_out_of_domain(spec: str | None, bundle, text_column: str = "text", labe
         else:
             s = load_user_set(req, list(bundle.class_names), aliases, text_column, label_column)
         s.notes["ids_sha256"] = ids_digest(s.frame["id"])
-        s.notes["texts_in_training_split"] = int(s.frame["text"].isin(train_texts).sum())
+        for split, texts in splits.items():  # an out-of-domain claim needs these to be 0 (the named pairs' are)
+            s.notes[f"texts_in_{split}_split"] = int(s.frame["text"].isin(texts).sum())
+        # a text that stands in the set more than once, and one labelled differently where it does (at most
+        # one of its rows can be scored right): counted, not dropped (the named pairs' samples are fixed)
+        counts = s.frame.groupby("text")["label"].agg(["size", "nunique"])
+        s.notes["repeated_texts"] = int((counts["size"] > 1).sum())
+        s.notes["texts_with_conflicting_labels"] = int((counts["nunique"] > 1).sum())
         out.append(s)
     return out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lib.data.out_of_domain import SCORING_NOTE
 from lib.evaluation.pvalues import holm
 from lib.ownership import check_owned
 from lib.study.baseline_comparison import compare_out_of_domain, compare_to_baseline
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table[["split", "method", "seeds", "tl_diff", "tl_lo", "tl_hi", "p_holm", "p_ttest_holm",
                      "significant"]].to_string(index=False))
+    if table["split"].astype(str).str.startswith("ood:").any():
+        print(f"ood:<set> rows: {SCORING_NOTE}")
     return 0
 
 

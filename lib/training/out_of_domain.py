@@ -10,6 +10,8 @@ files from predictions, for fine-tuned runs (``score_sets``) and for the loss-fr
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import torch
@@ -26,7 +28,15 @@ def load_sets(cfg, bundle) -> list[OutOfDomainSet]:
     """The sets of ``cfg.ood`` (none when unset), labelled with ``bundle``'s classes."""
     if not cfg.ood:
         return []
-    return load_out_of_domain(cfg.ood, bundle, text_column=cfg.text_column, label_column=cfg.label_column)
+    sets = load_out_of_domain(cfg.ood, bundle, text_column=cfg.text_column, label_column=cfg.label_column)
+    for s in sets:  # scored all the same (the numbers are the run's), but the reader is told at once
+        shared = {split: s.notes[f"texts_in_{split}_split"] for split in ("training", "validation", "test")}
+        if any(shared.values()):
+            print(f"warning: out-of-domain set {s.name}: "
+                  f"{', '.join(f'{n} text(s) also in the {split} split' for split, n in shared.items() if n)} "
+                  f"of {bundle.name} (ood/{s.name}/metrics.json notes them): not wholly out of domain",
+                  file=sys.stderr)
+    return sets
 
 
 def tokenize_sets(sets: list[OutOfDomainSet], tokenizer, cfg, prefix: str = "") -> dict[str, TokenizedSplit]:
