@@ -209,3 +209,11 @@ def test_out_of_domain_sets_are_compared_in_a_family_of_their_own(folders, ood_f
     assert np.allclose(ood["p_ttest_holm"], holm(ood["p_ttest"].to_numpy()), equal_nan=True)
     without = re_.recipe_effect(*folders, n_boot=500)
     pd.testing.assert_frame_equal(table[table["split"] == "test"].reset_index(drop=True), without)
+
+
+def test_the_command_says_how_out_of_domain_rows_are_scored(folders, ood_folders, tmp_path, capsys):
+    for pair, says in ((ood_folders, True), (folders, False)):
+        args = ["--tuned", str(pair[0]), "--recipe", str(pair[1]), "--out", str(tmp_path / f"{says}.csv"),
+                "--n-boot", "100"]
+        assert run_main(re_.main, args) == 0
+        assert ("a prediction of a class without counterpart counts as an error" in capsys.readouterr().out) is says
