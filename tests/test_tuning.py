@@ -249,6 +249,10 @@ def test_every_method_gets_the_same_budget(searched):
     curve = report["best_so_far"]
     assert (curve.groupby("method")["trial"].max() == trials).all()
     assert (report["trials"]["epochs_run"] <= tuning.setting("smoke")["max_epochs"]).all()
+    # the compute each method used: every seed of a trial trains the trial's epochs
+    seeds = len(tuning.setting("smoke")["seeds"])
+    assert budget["seed_epochs_trained"].to_dict() == \
+        (report["trials"].groupby("method")["epochs_run"].sum() * seeds).to_dict()
     tuning_report.check_report(report)
     unequal = report["budget"].assign(trials=[trials, trials - 1])
     assert not tuning_report.equal_budget(unequal)

@@ -8,7 +8,8 @@ Files written under the study folder (CSV and JSON, UTF-8, sorted columns and ke
                        equal-budget picture: every method gets the same number of trials)
     best_configs.csv   per method and hyperparameter: the Study 1 recipe's value beside the best trial's
     importance.csv     per method and hyperparameter: Optuna's fANOVA importance over the complete trials
-    budget.csv         per method: budget, trials by status, best trial, its drop on fresh seeds, the Study 1
+    budget.csv         per method: budget, trials by status, seconds per trial and seed-epochs trained, best
+                       trial, its drop on fresh seeds, the Study 1
                        recipe on the same fresh seeds and what tuning bought (best minus recipe there)
     report.json        budget.csv as JSON, and whether every method had an equal, fully used budget
     figures/best_so_far.png, figures/importance.png
@@ -188,6 +189,9 @@ def budget_table(found: dict[str, dict]) -> pd.DataFrame:
                      "complete": int((status == "complete").sum()), "stopped": int((status == "stopped").sum()),
                      "error": int((status == "error").sum()),
                      "mean_seconds_per_trial": float(np.mean(seconds)) if seconds else None,
+                     # the compute the trials used, in the unit no machine or neighbour changes: epochs trained,
+                     # summed over trials and their seeds (equal trials are not equal compute under ASHA)
+                     "seed_epochs_trained": int(sum(sum((r.get("epochs_run") or {}).values()) for r in records)),
                      "best_trial": next((i for i, r in enumerate(records, 1) if r["trial_id"] == best["trial_id"]),
                                         None) if best else None,
                      f"best_{SCORE}": best.get("search_valid_macro_f1"),
