@@ -137,8 +137,8 @@ def check_rule(info: dict, rule: str | None, where: Path | str = "the model") ->
     chosen = rule or info.get("primary_rule") or apriori_rule(cfg.get("method", "finetune"), cfg["loss"])
     if chosen not in info["rules"]:
         why = f"its loss {cfg['loss']} trained no {chosen} rule" if chosen in RULES else "no such rule"
-        raise SavedModelError(f"rule {chosen!r}: {where} has only {', '.join(info['rules'])} ({why}; or "
-                              f"{ALL_RULES}: every one)")
+        raise SavedModelError(f"rule {chosen!r}: {where} has only {', '.join(info['rules'])} ({why}; "
+                              f"{ALL_RULES!r} predicts with every one)")
     return chosen
 
 
