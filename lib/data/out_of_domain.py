@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.data.datasets import FILES, DataInputError, ids_digest
+from lib.data.datasets import FILES, GOEMO_CLASSES, DataInputError, ids_digest
 from lib.data.download import DataFileError, ensure_file
 from lib.paths import data_dir
 
@@ -51,7 +51,9 @@ KO_SINGLE_TURN7_PER_CLASS = 1000
 KO_SINGLE_TURN7_SAMPLE_SHA256 = "50d57774c7d42773312dce97e30fbd8e9988e1366de8bafd64299fef00842924"
 
 GOEMO_SPLIT_KEYS = ("goemo_train", "goemo_valid", "goemo_test")  # train.tsv, dev.tsv, test.tsv
-GOEMO_LABEL_IDS = {"anger": 2, "embarrassment": 12, "grief": 16, "joy": 17, "nervousness": 19, "sadness": 25}
+# their label -> its id in the GoEmotions files (the index in labels.txt, as lib.data.datasets reads them)
+GOEMO_LABEL_IDS = {name: GOEMO_CLASSES.index(name)
+                   for name in ("anger", "embarrassment", "grief", "joy", "nervousness", "sadness")}
 
 
 @dataclass(frozen=True)
