@@ -129,6 +129,25 @@ def test_a_checkpoint_of_other_code_or_device_starts_anew(toy, tmp_path, field, 
     assert seen == list(range(1, EPOCHS + 1)) and "resumed_after_epoch" not in metrics["timings"]
 
 
+def test_the_device_as_resolved_decides_not_as_asked(toy, tmp_path):  # noqa: F811
+    """A run asked for "auto" and resumed as "cpu" on a machine without a GPU (a tuning trial taken over on
+    a Ray worker that got no GPU share) goes on from its checkpoint: the same device, spelled otherwise."""
+    import dataclasses
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("auto is a GPU here")
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_experiment(dataclasses.replace(_combined(toy), device="auto"), out, quiet=True, resume=True,
+                       on_epoch=_kill_after(2))
+    seen = []
+    metrics = run_experiment(dataclasses.replace(_combined(toy), device="cpu"), out, quiet=True, resume=True,
+                             on_epoch=lambda epoch, valid, best: seen.append(epoch))
+    assert seen == list(range(3, EPOCHS + 1)) and metrics["timings"]["resumed_after_epoch"] == 2
+
+
 def test_without_resume_a_run_keeps_no_checkpoint(toy, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     with pytest.raises(Killed):

@@ -305,6 +305,10 @@ def test_the_winner_reruns_with_lib_run_to_the_same_validation_score(searched, t
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / seed / "history.csv")[losses], trained[losses])
     assert best["confirm_seeds"] == [200, 201] and best["drop"] == pytest.approx(
         best["search_valid_macro_f1"] - best["confirm_valid_macro_f1"])
+    # trials given no GPU train on the CPU, whatever GPU the node has (Ray does not hide it from them)
+    assert record["config"]["device"] == "cpu" and "--device cpu" in record["commands"][str(best["search_seeds"][0])]
+    assert all(f"seed{k}" in best["confirm_commands"][k] and "--device cpu" in best["confirm_commands"][k]
+               for k in best["confirm_commands"])
 
 
 @pytest.mark.slow
@@ -398,6 +402,36 @@ def test_bad_input_fails_with_one_message_through_run_all(args, message, tmp_pat
     assert main(["--profile", "tune", "--dataset", "ed6", "--results", str(tmp_path / "r"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_search_whose_gpu_trials_cannot_train_is_refused_before_any_trial(monkeypatch, tmp_path):
+    """bf16 on a GPU without bfloat16: every trial would fail alike and spend the equal budget as errors."""
+    import types
+
+    from lib.training.config import ConfigError
+
+    search = tuning.make_search("ed6", "minilm", "ce", "smoke", tmp_path)
+    asked = []
+
+    def remote(fn):  # a stand-in for Ray: the task runs here, with the resources it asked for recorded
+        return types.SimpleNamespace(options=lambda **kw: types.SimpleNamespace(
+            remote=lambda *a: (asked.append(kw), fn(*a))[1]))
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(remote=remote, get=lambda x: x))
+    tuning.check_trial_device(search, {"cpu": 2})  # no GPU asked: nothing to check, no task
+    assert asked == []
+    assert tuning.device_problem("auto", False) is None  # this machine trains the search's runs
+    tuning.check_trial_device(search, {"cpu": 2, "gpu": 0.25})
+    assert asked == [{"num_cpus": 2, "num_gpus": 0.25, "max_retries": 0}]
+
+    def no_bf16(device, bf16=False):
+        raise ConfigError("bf16 autocast needs a GPU with bfloat16 support; Tesla T4 has none")
+
+    import lib.training.train as train
+    monkeypatch.setattr(train, "pick_device", no_bf16)
+    with pytest.raises(tuning.TuningError, match=r"tune ce: a trial's GPU cannot train this search's runs \(bf16 "
+                                                 r"autocast needs .*Tesla T4 has none\).*without --gpus-per-trial"):
+        tuning.check_trial_device(search, {"cpu": 2, "gpu": 1})
 
 
 def test_a_folder_of_the_user_is_never_written(tmp_path, capsys):

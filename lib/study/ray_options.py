@@ -17,10 +17,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "cluster this machine belongs to) or, without ADDRESS, on a Ray started here; the notebooks "
                         "then only read and plot")
     g.add_argument("--ray-workers", type=positive_int, metavar="N",
-                   help="runs at once on the local Ray (default: the GPUs here, else half the cores)")
+                   help="runs at once on the local Ray (default: the GPUs here, else half the cores); a run on "
+                        "a GPU holds a whole one, so no more runs at once than GPUs")
     g.add_argument("--ray-cpus-per-run", type=positive_int, metavar="N",
-                   help="CPUs (and torch threads) per run when the cluster has no GPUs (default: the cores here "
-                        "divided by --ray-workers; on a cluster at ADDRESS the smallest node's CPUs, at most 4)")
+                   help="CPUs (and torch threads) per run (default: 1 beside a GPU; without GPUs the cores here "
+                        "divided by --ray-workers, on a cluster at ADDRESS the smallest node's CPUs, at most 4)")
     g.add_argument("--ray-retries", type=nonnegative_int, default=3, metavar="N",
                    help="times a run is restarted when its worker dies (default: 3)")
 

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train only the heads on cached encoder outputs (every loss in minutes): sets "
                         f"{', '.join(f'{k}={v}' for k, v in FROZEN_TRAINING.items())} in the training notebooks "
-                        "and writes to results/<dataset>-<encoder>-frozen by default")
+                        "and writes to results/local/<dataset>-<encoder>-frozen by default (with --publish "
+                        "results/<dataset>-<encoder>-frozen)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                    help="set a notebook parameter in every selected notebook that declares it, e.g. --set EPOCHS=3 "
                         "or --set 'LOSSES=[\"combined\"]' (VALUE is JSON, or True/False/None as the notebooks write them, "
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="redo every notebook and run, even finished ones")
     p.add_argument("--render-only", action="store_true",
                    help="train nothing: re-execute the notebooks from finished runs (figures, summary); a run that "
-                        "is missing or was trained with other settings fails its notebook instead of being trained")
+                        "is missing or was trained with other settings fails its notebook instead of being trained; "
+                        "takes neither --force nor --ray")
     p.add_argument("--by-seed", action="store_true",
                    help="execute the training notebooks seed by seed (01-04 of seed 0, then of seed 1, ...) instead "
                         "of notebook by notebook, so a long study stopped half-way has every method for its first "

@@ -175,16 +175,59 @@ def make_search(dataset: str, encoder: str, method: str, setting_name: str, stud
                   frozen=base.freeze_encoder, base=base.to_dict(), folder=str(method_folder(study, method)))
 
 
-def trial_configs(search: Search, params: dict, seeds, num_threads: int | None = None) -> list[ExperimentConfig]:
+def trial_configs(search: Search, params: dict, seeds, num_threads: int | None = None,
+                  device: str | None = None) -> list[ExperimentConfig]:
     """A trial's sampled values over the recipe, one validated ExperimentConfig per seed (the parameter of
-    a loss registered without a config field goes into ``loss_options``)."""
+    a loss registered without a config field goes into ``loss_options``); ``num_threads`` and ``device``
+    (runtime fields: the same experiment) where given."""
     base = replace(ExperimentConfig.from_dict(search.base), **{k: v for k, v in params.items() if is_config_field(k)})
     options = {k: v for k, v in params.items() if not is_config_field(k) and parameter_owner(k) is not None}
     if options:
         base = replace(base, loss_options={**(base.loss_options or {}), **options})
     if num_threads:
         base = replace(base, num_threads=num_threads)  # a runtime field: the same experiment
+    if device:
+        base = replace(base, device=device)
     return [replace(base, seed=seed).validate() for seed in seeds]
+
+
+def worker_device() -> str | None:
+    """The device of a trial (or re-run) on this Ray worker: the recipe's own ("auto") where Ray gave the task
+    a GPU, else "cpu". Ray does not hide a node's GPUs from a task that asked for none, so "auto" would put
+    every such trial on GPU 0, outside Ray's accounting (several at once, beside the GPU trials)."""
+    import ray
+
+    if not ray.is_initialized():  # called in this process, not on a worker: the recipe's device
+        return None
+    return None if ray.get_gpu_ids() else "cpu"
+
+
+def device_problem(device: str, bf16: bool) -> str | None:
+    """Why a run of ``device`` and ``bf16`` cannot train here (e.g. bf16 on a GPU without bfloat16), or None."""
+    from lib.training.train import pick_device
+
+    try:
+        pick_device(device, bf16)
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def check_trial_device(search: Search, resources: dict) -> None:
+    """Refuse at once a search whose trials cannot train on the GPU Ray gives them (checked in a task with a
+    trial's resources): each trial would fail alike and be recorded as an error, spending the whole equal
+    budget on nothing."""
+    if not resources.get("gpu"):
+        return
+    import ray
+
+    base = ExperimentConfig.from_dict(search.base)
+    task = ray.remote(device_problem).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=0)
+    problem = ray.get(task.remote(base.device, base.bf16))
+    if problem:
+        raise TuningError(f"tune {search.name}: a trial's GPU cannot train this search's runs ({problem}); the "
+                          f"setting's numeric mode is fixed (lib/study/profiles.py TUNING, bf16 {base.bf16}): run "
+                          "the search without --gpus-per-trial (on CPUs), or on GPUs with bfloat16 (Ampere or newer)")
 
 
 def run_command(cfg: ExperimentConfig, out: str) -> str:
@@ -319,7 +362,7 @@ class _SeedRun:
 
 
 def run_trial(search: Search, trial_id: str, number: int, params: dict, report, num_threads: int | None = None,
-              recipe: bool = False, resumed: dict | None = None) -> dict:
+              recipe: bool = False, resumed: dict | None = None, device: str | None = None) -> dict:
     """Train one trial's seeds in lockstep; ``report(epoch, mean best validation macro-F1 so far)`` after
     every epoch (it raises SystemExit when the search ends the trial: ASHA). Returns the trial record, also
     written to ``<method>/trials/<trial id>/trial.json`` once the trial has ended (complete, stopped or
@@ -333,7 +376,7 @@ def run_trial(search: Search, trial_id: str, number: int, params: dict, report, 
               "seeds": list(search.seeds), "epochs": []}
     t0, runs, before = time.perf_counter(), [], {}
     try:
-        configs = trial_configs(search, params, search.seeds, num_threads)
+        configs = trial_configs(search, params, search.seeds, num_threads, device)
         record.update(config=configs[0].to_dict(),
                       commands={str(c.seed): run_command(c, shown_path(folder / f"again-seed{c.seed}")) for c in configs})
         runs = [_SeedRun(cfg, folder / f"seed{cfg.seed}", resumed is not None) for cfg in configs]
@@ -436,7 +479,7 @@ def _trainable(config: dict, search: dict, num_threads: int | None) -> None:
     trial_id = tune.get_context().get_trial_id()
     run_trial(spec, trial_id, config["trial_number"], params,
               lambda epoch, best: tune.report({METRIC: best, "epoch": epoch}), num_threads,
-              _same_point(params, recipe), _take_over(spec, params, trial_id))
+              _same_point(params, recipe), _take_over(spec, params, trial_id), device=worker_device())
 
 
 def _same_point(params: dict, point: dict) -> bool:
@@ -722,7 +765,7 @@ def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | No
 
     spec = Search(**search)
     scores = {}
-    for cfg in trial_configs(spec, config, seeds, num_threads):
+    for cfg in trial_configs(spec, config, seeds, num_threads, worker_device()):
         out = Path(spec.folder) / "confirm" / f"seed{cfg.seed}"
         if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
             metrics = _read_json(out / "metrics.json")
@@ -932,6 +975,7 @@ def _run_on_ray(todo: list[Search], study: Path, address, cpus_per_trial, gpus_p
         cpus = cpus_per_trial or (1 if gpus_per_trial or todo[0].frozen else min(4, os.cpu_count() or 1))
         resources = trial_resources(cpus, gpus_per_trial)
         for search in todo:
+            check_trial_device(search, resources)
             state = _search_state(search) or {}
             write_json(Path(search.folder) / SEARCH, {"budget": search.budget(), "finished": False,
                                                       "trials": state.get("trials", [])})
@@ -999,7 +1043,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs (and torch threads) per trial (default: 1 for a frozen encoder or with a GPU share, else "
                         "up to 4)")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, metavar="FRACTION",
-                   help="GPU share per trial, e.g. 0.25: four trials on one GPU (default: 0, CPU only)")
+                   help="GPU share per trial, e.g. 0.25: four trials on one GPU (default: 0: trials train on CPUs, "
+                        "even on a node with GPUs); a GPU that cannot train the setting's numeric mode (bf16 before "
+                        "Ampere) is refused before any trial")
     p.add_argument("--concurrent", type=positive_int, default=None,
                    help="trials at once at most (default: as many as the resources allow)")
     p.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report of what exists")

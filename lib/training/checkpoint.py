@@ -49,7 +49,9 @@ def identity(cfg, device_type: str) -> dict:
         untracked = git("ls-files", "--others", "--exclude-standard", "--", ".", ":(exclude)results")
         changes = hashlib.sha256(((diff.stdout if diff else "") + (untracked.stdout if untracked else "")).encode()
                                  ).hexdigest()[:16]
-    return json.loads(json.dumps({"config": cfg.to_dict(), "commit": state["commit"], "changes": changes,
+    # the device as it resolved, not as it was asked for: "auto" and "cpu" on a machine without a GPU are one
+    config = {k: v for k, v in cfg.to_dict().items() if k != "device"}
+    return json.loads(json.dumps({"config": config, "commit": state["commit"], "changes": changes,
                                   "device": device_type}))
 
 
