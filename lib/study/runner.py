@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: re-execute the notebooks from finished runs (figures, summary); a run that "
                         "is missing or was trained with other settings fails its notebook instead of being trained; "
                         "takes neither --force nor --ray")
+    p.add_argument("--debug", action="store_true",  # taken out of argv by lib.entrypoint: listed for --help
+                   help="show the traceback of an unexpected error (also STUDY_DEBUG=1); by default one line")
     p.add_argument("--by-seed", action="store_true",
                    help="execute the training notebooks seed by seed (01-04 of seed 0, then of seed 1, ...) instead "
                         "of notebook by notebook, so a long study stopped half-way has every method for its first "
