@@ -16,7 +16,8 @@
 #                                          with this checkout's analysis code (amendment 4(h))
 #
 # The worktree is $STUDY_WORKTREE (default: ../study, ../study2 for Study 2, beside this checkout); it shares this
-# checkout's .venv. STUDY_DATA_DIR must name the data folder.
+# checkout's .venv. STUDY_DATA_DIR must name the data folder. $STUDY_EXTRA_ARGS is added to every run_all.sh
+# call: where the runs train, e.g. "--ray HEAD_IP:6379" on a cluster (docs/cluster.md), never what they train.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROTOCOL="${STUDY_PROTOCOL:-1}"
@@ -95,17 +96,18 @@ run() {
   worktree
   restore
   keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
-  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args paired seeds k
+  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args paired seeds k extra
+  eval "extra=(${STUDY_EXTRA_ARGS:-})"
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; study_args "$study"
     if published "$study"; then echo "$study: published, skipped"; continue; fi
     # into the folder the list names (results/local/<study>, what publish reads), whatever the runner's default
     if (( ${#paired[@]} )); then  # amendment 2(b): seed by seed, so the compared methods stay paired
       for k in "${seeds[@]}"; do
-        "${py[@]}" "${paired[@]}" --seeds "$k" --results "results/local/$study"
+        "${py[@]}" "${paired[@]}" "${extra[@]}" --seeds "$k" --results "results/local/$study"
       done
     fi
-    "${py[@]}" "${args[@]}" --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/local/$study"
+    "${py[@]}" "${args[@]}" "${extra[@]}" --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/local/$study"
   done
 }
 

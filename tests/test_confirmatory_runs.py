@@ -193,17 +193,18 @@ def test_study_2_trains_its_own_list_seed_by_seed_first_and_needs_its_commit(che
     stub.write_text(STUB_PYTHON)
     stub.chmod(0o755)
     commit = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
-    out = subprocess.run(run, cwd=repo, env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(run, cwd=repo, env={**env, "STUDY_COMMIT": commit, "STUDY_EXTRA_ARGS": "--ray 'h:6379'"},
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert _git(tmp_path / "study2", "rev-parse", "--short=7", "HEAD").strip() == commit
     tuned, ko6, ed6 = ("--set TUNED_RECIPES=results/tuning/ko6-me5-small", "--results results/local/ko6-me5-small-tuned",
                        "--results results/local/ed6-minilm-tuned")
+    ray = "--ray h:6379"  # STUDY_EXTRA_ARGS: where the runs train, added to every call
     assert (tmp_path / "calls.txt").read_text().splitlines() == [
-        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 300 {ko6}",
-        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} --seeds 301 {ko6}",
-        f"-m lib.runner --profile paper {tuned} --seeds 300,301 {ko6}",
-        f"-m lib.runner --profile paper-secondary --set TUNED_RECIPES=results/tuning/ed6-minilm --seeds 300 {ed6}"]
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} {ray} --seeds 300 {ko6}",
+        f"-m lib.runner --profile paper --notebooks 01_baseline_ce,04_combined {tuned} {ray} --seeds 301 {ko6}",
+        f"-m lib.runner --profile paper {tuned} {ray} --seeds 300,301 {ko6}",
+        f"-m lib.runner --profile paper-secondary --set TUNED_RECIPES=results/tuning/ed6-minilm {ray} --seeds 300 {ed6}"]
     out = subprocess.run(["bash", str(repo / "scripts" / SCRIPT.name), "publish", "ed6-minilm"], cwd=repo,
                          env={**env, "STUDY_COMMIT": commit}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a confirmatory study (one of: ko6-me5-small-tuned ed6-minilm-tuned)" in out.stderr
