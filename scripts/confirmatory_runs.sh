@@ -16,8 +16,9 @@
 #                                          with this checkout's analysis code (amendment 4(h))
 #
 # The worktree is $STUDY_WORKTREE (default: ../study, ../study2 for Study 2, beside this checkout); it shares this
-# checkout's .venv. STUDY_DATA_DIR must name the data folder. $STUDY_EXTRA_ARGS is added to every run_all.sh
-# call: where the runs train, e.g. "--ray HEAD_IP:6379" on a cluster (docs/cluster.md), never what they train.
+# checkout's .venv. STUDY_DATA_DIR must name the data folder. $STUDY_EXTRA_ARGS is added to every training
+# call of run: where the runs train, only --ray options (e.g. "--ray HEAD_IP:6379", docs/cluster.md), never
+# what they train.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROTOCOL="${STUDY_PROTOCOL:-1}"
@@ -90,24 +91,36 @@ restore() {  # saved runs back into the worktree's results/local, with the time 
   done
 }
 
+extra_args() {  # $STUDY_EXTRA_ARGS into the array "extra": --ray options and their values only
+  eval "extra=(${STUDY_EXTRA_ARGS:-})"
+  local word
+  for word in ${extra[@]+"${extra[@]}"}; do
+    if [[ "$word" == -* && "$word" != --ray* ]]; then
+      echo "error: STUDY_EXTRA_ARGS: $word: only --ray options (where the runs train) may be added to a protocol's" \
+           "runs" >&2; exit 2
+    fi
+  done
+}
+
 run() {
+  local extra
+  extra_args  # before anything is made
   data_env
   "$ROOT/scripts/setup_env.sh"
   worktree
   restore
   keep_saving  # save finished work every $SAVE_EVERY seconds while it trains, and at exit (worktree.sh)
-  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args paired seeds k extra
-  eval "extra=(${STUDY_EXTRA_ARGS:-})"
+  local py=(env PYTHONPATH="$WORKTREE" "$WORKTREE/.venv/bin/python" -m lib.runner) entry study args paired seeds k
   for entry in "${STUDIES[@]}"; do
     study=${entry%%|*}; study_args "$study"
     if published "$study"; then echo "$study: published, skipped"; continue; fi
     # into the folder the list names (results/local/<study>, what publish reads), whatever the runner's default
     if (( ${#paired[@]} )); then  # amendment 2(b): seed by seed, so the compared methods stay paired
       for k in "${seeds[@]}"; do
-        "${py[@]}" "${paired[@]}" "${extra[@]}" --seeds "$k" --results "results/local/$study"
+        "${py[@]}" "${paired[@]}" ${extra[@]+"${extra[@]}"} --seeds "$k" --results "results/local/$study"
       done
     fi
-    "${py[@]}" "${args[@]}" "${extra[@]}" --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/local/$study"
+    "${py[@]}" "${args[@]}" ${extra[@]+"${extra[@]}"} --seeds "$(IFS=,; echo "${seeds[*]}")" --results "results/local/$study"
   done
 }
 

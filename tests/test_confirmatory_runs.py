@@ -193,6 +193,11 @@ def test_study_2_trains_its_own_list_seed_by_seed_first_and_needs_its_commit(che
     stub.write_text(STUB_PYTHON)
     stub.chmod(0o755)
     commit = _git(repo, "rev-parse", "--short=7", "HEAD").strip()
+    out = subprocess.run(run, cwd=repo, env={**env, "STUDY_COMMIT": commit, "STUDY_EXTRA_ARGS": "--ray h:1 --set EPOCHS=3"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr == ("error: STUDY_EXTRA_ARGS: --set: only --ray options (where the runs "
+                                                  "train) may be added to a protocol's runs\n")
+    assert not (tmp_path / "study2").exists()  # refused before the worktree is made
     out = subprocess.run(run, cwd=repo, env={**env, "STUDY_COMMIT": commit, "STUDY_EXTRA_ARGS": "--ray 'h:6379'"},
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -264,8 +264,9 @@ def test_ood_texts_of_every_split_are_counted_and_a_run_warns_of_them(toy, tmp_p
             s.notes["texts_in_test_split"]) == (0, 1, 2)
     assert s.notes["repeated_texts"] == 2 and s.notes["texts_with_conflicting_labels"] == 1  # "twice" only
     err = capsys.readouterr().err
-    assert err == (f"warning: out-of-domain set m: 1 text(s) also in the validation split, 2 text(s) also in the "
-                   f"test split of {bundle.name} (ood/m/metrics.json notes them): not wholly out of domain\n")
+    assert err == (f"warning: out-of-domain set m: 1 row(s) whose text is also in the validation split, 2 row(s) "
+                   f"whose text is also in the test split of {bundle.name} (ood/m/metrics.json notes them): not "
+                   "wholly out of domain\n")
     pd.DataFrame({"text": ["fresh one", "fresh two", "fresh three"], "label": ["happy", "mad", "scared"]}
                  ).to_csv(tmp_path / "m.csv", index=False)
     load_sets(cfg, bundle)

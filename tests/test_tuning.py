@@ -430,8 +430,12 @@ def test_a_search_whose_gpu_trials_cannot_train_is_refused_before_any_trial(monk
     import lib.training.train as train
     monkeypatch.setattr(train, "pick_device", no_bf16)
     with pytest.raises(tuning.TuningError, match=r"tune ce: a trial's GPU cannot train this search's runs \(bf16 "
-                                                 r"autocast needs .*Tesla T4 has none\).*without --gpus-per-trial"):
+                                                 r"autocast needs .*Tesla T4 has none\)$"):  # no bf16 remedy: fp32
         tuning.check_trial_device(search, {"cpu": 2, "gpu": 1})
+    bf16 = tuning.replace(search, base={**search.base, "bf16": True})  # as a bf16 setting would make it
+    with pytest.raises(tuning.TuningError, match=r"Tesla T4 has none\); the setting's numeric mode is fixed .*"
+                                                 r"without --gpus-per-trial"):
+        tuning.check_trial_device(bf16, {"cpu": 2, "gpu": 1})
 
 
 def test_a_folder_of_the_user_is_never_written(tmp_path, capsys):

@@ -214,20 +214,22 @@ def device_problem(device: str, bf16: bool) -> str | None:
 
 
 def check_trial_device(search: Search, resources: dict) -> None:
-    """Refuse at once a search whose trials cannot train on the GPU Ray gives them (checked in a task with a
-    trial's resources): each trial would fail alike and be recorded as an error, spending the whole equal
-    budget on nothing."""
+    """Refuse at once a search whose trials cannot train on the GPU Ray gives them (checked on one GPU, in a
+    task with a trial's resources): each trial would fail alike and be recorded as an error, spending the
+    whole equal budget on nothing."""
     if not resources.get("gpu"):
         return
     import ray
 
     base = ExperimentConfig.from_dict(search.base)
+    print(f"tune {search.name}: checking that a trial's GPU can train the search's runs (waits for a free "
+          f"{resources['gpu']:g} GPU)", flush=True)
     task = ray.remote(device_problem).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=0)
     problem = ray.get(task.remote(base.device, base.bf16))
     if problem:
-        raise TuningError(f"tune {search.name}: a trial's GPU cannot train this search's runs ({problem}); the "
-                          f"setting's numeric mode is fixed (lib/study/profiles.py TUNING, bf16 {base.bf16}): run "
-                          "the search without --gpus-per-trial (on CPUs), or on GPUs with bfloat16 (Ampere or newer)")
+        remedy = ("; the setting's numeric mode is fixed (lib/study/profiles.py TUNING: bf16): run the search "
+                  "without --gpus-per-trial (on CPUs), or on GPUs with bfloat16 (Ampere or newer)") if base.bf16 else ""
+        raise TuningError(f"tune {search.name}: a trial's GPU cannot train this search's runs ({problem}){remedy}")
 
 
 def run_command(cfg: ExperimentConfig, out: str) -> str:
@@ -793,7 +795,8 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
     scores = ray.get(task.remote(asdict(search), config, list(search.confirm_seeds), threads))
     confirm = sum(scores.values()) / len(scores)
     recipe = next((r for r in records.values() if r.get("recipe")), None)
-    configs = trial_configs(search, config, search.confirm_seeds, threads)
+    # as the task ran them: on the CPU where it was given no GPU (worker_device)
+    configs = trial_configs(search, config, search.confirm_seeds, threads, None if resources.get("gpu") else "cpu")
     out = {"method": search.name, "trial_id": best["trial_id"], "number": best["number"], "trial": rank,
            "params": best["params"],
            "config": best["config"], "search_seeds": list(search.seeds), "search_valid_macro_f1": best[METRIC],

@@ -33,7 +33,7 @@ def load_sets(cfg, bundle) -> list[OutOfDomainSet]:
         shared = {split: s.notes[f"texts_in_{split}_split"] for split in ("training", "validation", "test")}
         if any(shared.values()):
             print(f"warning: out-of-domain set {s.name}: "
-                  f"{', '.join(f'{n} text(s) also in the {split} split' for split, n in shared.items() if n)} "
+                  f"{', '.join(f'{n} row(s) whose text is also in the {split} split' for split, n in shared.items() if n)} "
                   f"of {bundle.name} (ood/{s.name}/metrics.json notes them): not wholly out of domain",
                   file=sys.stderr)
     return sets
