@@ -166,11 +166,12 @@ def parse_overrides(items: list[str], selected: list[str]) -> dict[str, object]:
         if not sep or not name:
             raise ValueError(f"--set takes NAME=VALUE, e.g. --set EPOCHS=3; got {item!r}")
         if name not in declared:
-            loss_options = loss_option_parameters() if loss_options is None else loss_options
-        if name not in declared and not any(accepts(nb, name, loss_options) for nb in selected):
-            raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
-                             f"{', '.join(sorted(declared))}, and a registered loss's parameter without a "
-                             "config field (upper-cased) in a notebook with LOSSES")
+            if loss_options is None:
+                loss_options = loss_option_parameters()
+            if not any(accepts(nb, name, loss_options) for nb in selected):
+                raise ValueError(f"--set {name}: no selected notebook has a parameter {name!r}; parameters are "
+                                 f"{', '.join(sorted(declared))}, and a registered loss's parameter without a "
+                                 "config field (upper-cased) in a notebook with LOSSES")
         try:
             out[name] = json.loads(text)
         except ValueError:

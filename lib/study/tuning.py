@@ -191,15 +191,11 @@ def trial_configs(search: Search, params: dict, seeds, num_threads: int | None =
     return [replace(base, seed=seed).validate() for seed in seeds]
 
 
-def worker_device() -> str | None:
-    """The device of a trial (or re-run) on this Ray worker: the recipe's own ("auto") where Ray gave the task
-    a GPU, else "cpu". Ray does not hide a node's GPUs from a task that asked for none, so "auto" would put
-    every such trial on GPU 0, outside Ray's accounting (several at once, beside the GPU trials)."""
-    import ray
-
-    if not ray.is_initialized():  # called in this process, not on a worker: the recipe's device
-        return None
-    return None if ray.get_gpu_ids() else "cpu"
+def trial_device(resources: dict) -> str | None:
+    """The device of a trial (or re-run) given Ray ``resources``: the recipe's own ("auto") with a GPU share,
+    else "cpu". Ray does not hide a node's GPUs from a task that asked for none, so "auto" would put every
+    such trial on GPU 0, outside Ray's accounting (several at once, beside the GPU trials)."""
+    return None if resources.get("gpu") else "cpu"
 
 
 def device_problem(device: str, bf16: bool) -> str | None:
@@ -470,7 +466,7 @@ def _space(trial, method: str, frozen: bool, max_epochs: int, offset: int) -> di
     return {**search_spaces.suggest(trial, method, frozen, max_epochs), "trial_number": trial.number + offset}
 
 
-def _trainable(config: dict, search: dict, num_threads: int | None) -> None:
+def _trainable(config: dict, search: dict, num_threads: int | None, device: str | None = None) -> None:
     """A Ray Tune trial (runs on a worker)."""
     from ray import tune
 
@@ -481,7 +477,7 @@ def _trainable(config: dict, search: dict, num_threads: int | None) -> None:
     trial_id = tune.get_context().get_trial_id()
     run_trial(spec, trial_id, config["trial_number"], params,
               lambda epoch, best: tune.report({METRIC: best, "epoch": epoch}), num_threads,
-              _same_point(params, recipe), _take_over(spec, params, trial_id), device=worker_device())
+              _same_point(params, recipe), _take_over(spec, params, trial_id), device=device)
 
 
 def _same_point(params: dict, point: dict) -> bool:
@@ -679,7 +675,8 @@ def run_search(search: Search, resources: dict, concurrent: int | None = None) -
         if left > 0:
             threads = int(resources["cpu"])
             trainable = tune.with_resources(
-                tune.with_parameters(_trainable, search=asdict(search), num_threads=threads), resources)
+                tune.with_parameters(_trainable, search=asdict(search), num_threads=threads,
+                                     device=trial_device(resources)), resources)
             offset = max((r["number"] for r in finished), default=-1) + 1 - len(finished)
             space = functools.partial(_space, method=search.method, frozen=search.frozen, max_epochs=search.max_epochs,
                                       offset=offset)
@@ -760,14 +757,15 @@ def sampler_seed(finished: list[dict], partials: list[dict]) -> int:
     return 1 + max((r["number"] for r in [*finished, *partials]), default=-1)
 
 
-def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | None) -> dict:
+def _confirm_task(search: dict, config: dict, seeds: list, num_threads: int | None,
+                  device: str | None = None) -> dict:
     """The winner's configuration on fresh seeds (on a worker): {seed: validation macro-F1}."""
     from lib.study.experiments import same_config
     from lib.training.train import run_experiment
 
     spec = Search(**search)
     scores = {}
-    for cfg in trial_configs(spec, config, seeds, num_threads, worker_device()):
+    for cfg in trial_configs(spec, config, seeds, num_threads, device):
         out = Path(spec.folder) / "confirm" / f"seed{cfg.seed}"
         if is_complete(out) and same_config(_read_json(out / "config.json") or {}, cfg):
             metrics = _read_json(out / "metrics.json")
@@ -792,11 +790,11 @@ def confirm_best(search: Search, trial_ids: list[str], resources: dict) -> dict:
     threads = int(resources["cpu"])
     task = ray.remote(_confirm_task).options(num_cpus=resources["cpu"], num_gpus=resources.get("gpu", 0),
                                              max_retries=0)
-    scores = ray.get(task.remote(asdict(search), config, list(search.confirm_seeds), threads))
+    device = trial_device(resources)
+    scores = ray.get(task.remote(asdict(search), config, list(search.confirm_seeds), threads, device))
     confirm = sum(scores.values()) / len(scores)
     recipe = next((r for r in records.values() if r.get("recipe")), None)
-    # as the task ran them: on the CPU where it was given no GPU (worker_device)
-    configs = trial_configs(search, config, search.confirm_seeds, threads, None if resources.get("gpu") else "cpu")
+    configs = trial_configs(search, config, search.confirm_seeds, threads, device)  # as the task ran them
     out = {"method": search.name, "trial_id": best["trial_id"], "number": best["number"], "trial": rank,
            "params": best["params"],
            "config": best["config"], "search_seeds": list(search.seeds), "search_valid_macro_f1": best[METRIC],
